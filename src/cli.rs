@@ -1,0 +1,104 @@
+//! Command-line surface: global flags and subcommands.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// glint: a terminal workbench for sparse-autoencoder features of multimodal models.
+#[derive(Debug, Parser)]
+#[command(name = "glint", version, about, long_about = None)]
+pub struct Cli {
+    /// Run headless (no TUI): print progress and results, exit when done.
+    #[arg(long, global = true)]
+    pub batch: bool,
+
+    #[command(flatten)]
+    pub model: ModelArgs,
+
+    /// What to do; without one, the interactive workbench opens.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Where the model and SAE come from and how they run.
+#[derive(Debug, Clone, Args)]
+pub struct ModelArgs {
+    /// LLaVA-NeXT model: a local Hugging Face folder, a hub id, or a config.json (with --random-weights).
+    /// Defaults to the sample world's tiny checkpoint.
+    #[arg(long, global = true, env = "GLINT_MODEL")]
+    pub model: Option<String>,
+
+    /// SAE: a hookpoint folder (cfg.json + sae.safetensors), a root holding one, or a hub id.
+    /// Defaults to the sample world's SAE.
+    #[arg(long, global = true, env = "GLINT_SAE")]
+    pub sae: Option<String>,
+
+    /// Hookpoint folder inside an SAE root or hub repo (e.g. model.layers.24).
+    #[arg(long, global = true)]
+    pub hookpoint: Option<String>,
+
+    /// Device: cpu, cuda or cuda:N.
+    #[arg(long, global = true, default_value = "cpu", env = "GLINT_DEVICE")]
+    pub device: String,
+
+    /// Model compute dtype: f32, bf16 or f16.
+    #[arg(long, global = true, default_value = "f32")]
+    pub dtype: String,
+
+    /// Invent deterministic weights from this seed instead of reading them (benchmarks).
+    #[arg(long, global = true, value_name = "SEED", num_args = 0..=1, default_missing_value = "0")]
+    pub random_weights: Option<u64>,
+
+    /// Largest image accepted, in pixels (width x height).
+    #[arg(long, global = true, default_value_t = 40_000_000)]
+    pub max_pixels: u64,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one image (and an optional prompt) to the tap and show the strongest SAE features.
+    Probe(ProbeArgs),
+    /// Regenerate the offline sample world (shapes dataset, tiny checkpoint, configs).
+    SampleData(SampleDataArgs),
+}
+
+/// Arguments of `glint probe`.
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// Image file to probe.
+    #[arg(long)]
+    pub image: PathBuf,
+    /// User prompt, rendered with the chat template; without it the sequence is `<bos><image>`.
+    #[arg(long)]
+    pub prompt: Option<String>,
+    /// Decoder layer to tap (defaults to the SAE's hookpoint layer).
+    #[arg(long)]
+    pub layer: Option<usize>,
+    /// Features to list per image and per token.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Write input_ids, residual, top_acts, top_indices and image_token_mask to a safetensors file.
+    #[arg(long, value_name = "FILE")]
+    pub dump: Option<PathBuf>,
+    /// Draw the strongest feature's heatmap over the image in the terminal.
+    #[arg(long)]
+    pub show: bool,
+}
+
+/// Arguments of `glint sample-data`.
+#[derive(Debug, Args)]
+pub struct SampleDataArgs {
+    /// Output folder.
+    #[arg(long, default_value = "sample-data")]
+    pub out: PathBuf,
+    /// Seed for every random choice.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Also write a randomly initialised SAE (the committed one is trained).
+    #[arg(long)]
+    pub random_sae: bool,
+}

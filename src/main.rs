@@ -1,0 +1,63 @@
+//! The `glint` binary: parse the command line and dispatch.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{CommandFactory, Parser};
+
+use glint::cli::{Cli, Command, ProbeArgs, SampleDataArgs};
+use glint::pipeline::probe::{format_report, probe, write_dump};
+use glint::pipeline::session::Session;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Some(Command::Probe(args)) => run_probe(&cli.model, &args),
+        Some(Command::SampleData(args)) => run_sample_data(&args),
+        None => {
+            let mut cmd = Cli::command();
+            eprintln!("glint: the interactive workbench is not part of this build yet; pick a command.\n");
+            cmd.print_help()?;
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+fn run_probe(model: &glint::cli::ModelArgs, args: &ProbeArgs) -> Result<ExitCode> {
+    let session = Session::open(model, args.layer)?;
+    let result = probe(&session, &args.image, args.prompt.as_deref(), args.top)?;
+    if let Some(path) = &args.dump {
+        write_dump(&result, path, session.model.config.image_token_index)?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&result.report)?);
+    } else {
+        print!("{}", format_report(&result.report, args.top));
+        if let Some(path) = &args.dump {
+            println!("\nwrote {}", path.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_sample_data(args: &SampleDataArgs) -> Result<ExitCode> {
+    let summary = glint::sample::generate_sample_world(&args.out, args.seed, args.random_sae)?;
+    println!(
+        "wrote {}: {} images, {} objects, {:.1} MB",
+        args.out.display(),
+        summary.images,
+        summary.objects,
+        summary.bytes as f64 / 1e6
+    );
+    Ok(ExitCode::SUCCESS)
+}

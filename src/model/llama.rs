@@ -1,0 +1,393 @@
+//! The Llama language model of LLaVA-NeXT, with a tap after one decoder layer.
+//!
+//! One forward serves every use: reading the residual after layer L (caching, training,
+//! probing), stopping right there when nothing later is needed, and letting an edit replace
+//! that residual (steering, attribution). A `differentiable` switch swaps candle's fused rope,
+//! softmax and RMSNorm, which record no backward, for composed versions that do.
+
+use candle_core::{D, DType, Device, Module, Result, Tensor};
+use candle_nn::{Linear, VarBuilder};
+
+use super::config::TextConfig;
+use super::tap::{ForwardOptions, ForwardOutput, LogitPositions, TapSite, Until};
+
+/// RMSNorm computed in f32, as transformers does, whatever the model dtype.
+struct RmsNorm {
+    weight: Tensor,
+    eps: f64,
+}
+
+impl RmsNorm {
+    fn load(size: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
+        Ok(Self { weight: vb.get(size, "weight")?, eps })
+    }
+
+    fn forward(&self, x: &Tensor, differentiable: bool) -> Result<Tensor> {
+        let dtype = x.dtype();
+        let xf = x.to_dtype(DType::F32)?;
+        let normed = if differentiable {
+            let var = xf.sqr()?.mean_keepdim(D::Minus1)?;
+            xf.broadcast_div(&(var + self.eps)?.sqrt()?)?
+        } else {
+            let ones = Tensor::ones(xf.dim(D::Minus1)?, DType::F32, xf.device())?;
+            candle_nn::ops::rms_norm(&xf.contiguous()?, &ones, self.eps as f32)?
+        };
+        normed.to_dtype(dtype)?.broadcast_mul(&self.weight)
+    }
+}
+
+/// Precomputed rotary tables (the `rotate_half` convention of Hugging Face Llama).
+struct Rotary {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl Rotary {
+    fn new(cfg: &TextConfig, dtype: DType, device: &Device) -> Result<Self> {
+        let dim = cfg.head_dim();
+        let max = cfg.max_position_embeddings;
+        let inv: Vec<f32> = (0..dim / 2)
+            // f32 throughout, as transformers computes the inverse frequencies.
+            .map(|i| 1.0f32 / (cfg.rope_base() as f32).powf((2 * i) as f32 / dim as f32))
+            .collect();
+        let mut cos = Vec::with_capacity(max * dim / 2);
+        let mut sin = Vec::with_capacity(max * dim / 2);
+        for pos in 0..max {
+            for f in &inv {
+                let angle = (pos as f32 * f) as f64;
+                cos.push(angle.cos() as f32);
+                sin.push(angle.sin() as f32);
+            }
+        }
+        let shape = (max, dim / 2);
+        Ok(Self {
+            cos: Tensor::from_vec(cos, shape, device)?.to_dtype(dtype)?,
+            sin: Tensor::from_vec(sin, shape, device)?.to_dtype(dtype)?,
+        })
+    }
+
+    /// Rotate `[b, heads, t, d]` at absolute positions `offset..offset+t`.
+    fn apply(&self, x: &Tensor, offset: usize, differentiable: bool) -> Result<Tensor> {
+        let t = x.dim(2)?;
+        let max = self.cos.dim(0)?;
+        if offset + t > max {
+            candle_core::bail!(
+                "sequence of {} positions exceeds max_position_embeddings {max}",
+                offset + t
+            );
+        }
+        let cos = self.cos.narrow(0, offset, t)?;
+        let sin = self.sin.narrow(0, offset, t)?;
+        if differentiable {
+            candle_nn::rotary_emb::rope_slow(x, &cos, &sin)
+        } else {
+            candle_nn::rotary_emb::rope(&x.contiguous()?, &cos, &sin)
+        }
+    }
+}
+
+/// Keys and values of every layer seen so far, for incremental decoding.
+#[derive(Clone, Default)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+}
+
+impl KvCache {
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of positions cached (0 when empty).
+    pub fn len(&self) -> usize {
+        self.layers
+            .first()
+            .and_then(|l| l.as_ref())
+            .and_then(|(k, _)| k.dim(2).ok())
+            .unwrap_or(0)
+    }
+
+    /// Whether nothing is cached yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+struct Attention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    fn load(cfg: &TextConfig, vb: VarBuilder) -> Result<Self> {
+        let (h, hd) = (cfg.hidden_size, cfg.head_dim());
+        let (nh, nkv) = (cfg.num_attention_heads, cfg.kv_heads());
+        let lin = |i, o, vb| {
+            if cfg.attention_bias {
+                candle_nn::linear(i, o, vb)
+            } else {
+                candle_nn::linear_no_bias(i, o, vb)
+            }
+        };
+        Ok(Self {
+            q: lin(h, nh * hd, vb.pp("q_proj"))?,
+            k: lin(h, nkv * hd, vb.pp("k_proj"))?,
+            v: lin(h, nkv * hd, vb.pp("v_proj"))?,
+            o: lin(nh * hd, h, vb.pp("o_proj"))?,
+            heads: nh,
+            kv_heads: nkv,
+            head_dim: hd,
+        })
+    }
+
+    fn forward(
+        &self,
+        x: &Tensor,
+        offset: usize,
+        rotary: &Rotary,
+        cache: Option<&mut Option<(Tensor, Tensor)>>,
+        differentiable: bool,
+    ) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        let split = |y: Tensor, n: usize| -> Result<Tensor> {
+            y.reshape((b, t, n, self.head_dim))?.transpose(1, 2)
+        };
+        let q = rotary.apply(&split(self.q.forward(x)?, self.heads)?, offset, differentiable)?;
+        let mut k = rotary.apply(&split(self.k.forward(x)?, self.kv_heads)?, offset, differentiable)?;
+        let mut v = split(self.v.forward(x)?, self.kv_heads)?.contiguous()?;
+        if let Some(slot) = cache {
+            if let Some((pk, pv)) = slot.as_ref() {
+                k = Tensor::cat(&[pk, &k], 2)?;
+                v = Tensor::cat(&[pv, &v], 2)?;
+            }
+            *slot = Some((k.clone(), v.clone()));
+        }
+        let kv_len = k.dim(2)?;
+        let groups = self.heads / self.kv_heads;
+        let k = repeat_kv(&k, groups)?;
+        let v = repeat_kv(&v, groups)?;
+        let dtype = q.dtype();
+        let scale = (self.head_dim as f64).powf(-0.5);
+        let mut scores = (q.matmul(&k.t()?)? * scale)?.to_dtype(DType::F32)?;
+        if t > 1 {
+            let mask = causal_mask(t, kv_len, x.device())?;
+            scores = scores.broadcast_add(&mask)?;
+        }
+        let probs = if differentiable {
+            candle_nn::ops::softmax(&scores, D::Minus1)?
+        } else {
+            candle_nn::ops::softmax_last_dim(&scores)?
+        };
+        let ctx = probs.to_dtype(dtype)?.matmul(&v)?;
+        let ctx = ctx.transpose(1, 2)?.reshape((b, t, self.heads * self.head_dim))?;
+        self.o.forward(&ctx)
+    }
+}
+
+/// Repeat each key/value head `n` times along the head axis (grouped-query attention).
+fn repeat_kv(x: &Tensor, n: usize) -> Result<Tensor> {
+    if n == 1 {
+        return Ok(x.clone());
+    }
+    let (b, h, t, d) = x.dims4()?;
+    x.unsqueeze(2)?
+        .broadcast_as((b, h, n, t, d))?
+        .reshape((b, h * n, t, d))
+}
+
+/// Additive causal mask for `t` new queries against `kv_len` keys (the last `t` are the queries).
+fn causal_mask(t: usize, kv_len: usize, device: &Device) -> Result<Tensor> {
+    let past = kv_len - t;
+    let data: Vec<f32> = (0..t)
+        .flat_map(|i| (0..kv_len).map(move |j| if j > past + i { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Tensor::from_vec(data, (t, kv_len), device)
+}
+
+struct Mlp {
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+}
+
+impl Mlp {
+    fn load(cfg: &TextConfig, vb: VarBuilder) -> Result<Self> {
+        let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
+        let lin = |a, b, vb| {
+            if cfg.mlp_bias {
+                candle_nn::linear(a, b, vb)
+            } else {
+                candle_nn::linear_no_bias(a, b, vb)
+            }
+        };
+        Ok(Self {
+            gate: lin(h, i, vb.pp("gate_proj"))?,
+            up: lin(h, i, vb.pp("up_proj"))?,
+            down: lin(i, h, vb.pp("down_proj"))?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let g = self.gate.forward(x)?.silu()?;
+        self.down.forward(&(g * self.up.forward(x)?)?)
+    }
+}
+
+struct DecoderLayer {
+    input_norm: RmsNorm,
+    attn: Attention,
+    post_norm: RmsNorm,
+    mlp: Mlp,
+}
+
+impl DecoderLayer {
+    fn load(cfg: &TextConfig, vb: VarBuilder) -> Result<Self> {
+        let (h, eps) = (cfg.hidden_size, cfg.rms_norm_eps);
+        Ok(Self {
+            input_norm: RmsNorm::load(h, eps, vb.pp("input_layernorm"))?,
+            attn: Attention::load(cfg, vb.pp("self_attn"))?,
+            post_norm: RmsNorm::load(h, eps, vb.pp("post_attention_layernorm"))?,
+            mlp: Mlp::load(cfg, vb.pp("mlp"))?,
+        })
+    }
+
+    fn forward(
+        &self,
+        x: &Tensor,
+        offset: usize,
+        rotary: &Rotary,
+        cache: Option<&mut Option<(Tensor, Tensor)>>,
+        diff: bool,
+    ) -> Result<Tensor> {
+        let a = self
+            .attn
+            .forward(&self.input_norm.forward(x, diff)?, offset, rotary, cache, diff)?;
+        let x = (x + a)?;
+        let m = self.mlp.forward(&self.post_norm.forward(&x, diff)?)?;
+        x + m
+    }
+}
+
+/// Llama decoder stack with embedding, final norm and head.
+pub struct Llama {
+    embed: Tensor,
+    layers: Vec<DecoderLayer>,
+    norm: RmsNorm,
+    lm_head: Tensor,
+    rotary: Rotary,
+    cfg: TextConfig,
+}
+
+impl Llama {
+    /// Load from a `language_model` prefix (`model.*` + `lm_head`); `tie` reuses the embedding.
+    pub fn load(cfg: &TextConfig, tie: bool, vb: VarBuilder) -> Result<Self> {
+        let m = vb.pp("model");
+        let embed = m.get((cfg.vocab_size, cfg.hidden_size), "embed_tokens.weight")?;
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|i| DecoderLayer::load(cfg, m.pp(format!("layers.{i}"))))
+            .collect::<Result<Vec<_>>>()?;
+        let lm_head = if tie {
+            embed.clone()
+        } else {
+            vb.get((cfg.vocab_size, cfg.hidden_size), "lm_head.weight")?
+        };
+        Ok(Self {
+            rotary: Rotary::new(cfg, embed.dtype(), embed.device())?,
+            norm: RmsNorm::load(cfg.hidden_size, cfg.rms_norm_eps, m.pp("norm"))?,
+            embed,
+            layers,
+            lm_head,
+            cfg: cfg.clone(),
+        })
+    }
+
+    /// The configuration this model was built from.
+    pub fn config(&self) -> &TextConfig {
+        &self.cfg
+    }
+
+    /// Embeddings `[n, hidden]` of token ids.
+    pub fn embed_ids(&self, ids: &[u32]) -> Result<Tensor> {
+        let ids = Tensor::new(ids, self.embed.device())?;
+        self.embed.index_select(&ids, 0)
+    }
+
+    /// The unembedding matrix `[vocab, hidden]`.
+    pub fn lm_head(&self) -> &Tensor {
+        &self.lm_head
+    }
+
+    /// Run `[b, t, hidden]` embeddings at positions `offset..` through the stack.
+    pub fn forward(
+        &self,
+        embeds: &Tensor,
+        offset: usize,
+        mut cache: Option<&mut KvCache>,
+        opts: ForwardOptions<'_>,
+    ) -> Result<ForwardOutput> {
+        let ForwardOptions { tap, until, differentiable } = opts;
+        let n = self.layers.len();
+        if let Some(tap) = &tap
+            && tap.layer >= n
+        {
+            candle_core::bail!("tap layer {} is out of range: the model has {n} layers (0..{})", tap.layer, n - 1);
+        }
+        if matches!(until, Until::Tap) && tap.is_none() {
+            candle_core::bail!("a forward that stops at the tap needs a tap");
+        }
+        if let Some(c) = cache.as_deref_mut()
+            && c.layers.len() != n
+        {
+            c.layers = vec![None; n];
+        }
+        let t = embeds.dim(1)?;
+        let mut tap = tap;
+        let mut tapped = None;
+        let mut x = embeds.clone();
+        for (i, layer) in self.layers.iter().enumerate() {
+            let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
+            x = layer.forward(&x, offset, &self.rotary, slot, differentiable)?;
+            if let Some(tp) = tap.as_mut()
+                && tp.layer == i
+            {
+                if let Some(edit) = tp.edit.as_deref_mut()
+                    && let Some(new) = edit.edit(&x, &TapSite { start: offset, len: t })?
+                {
+                    tapped = Some(std::mem::replace(&mut x, new));
+                } else {
+                    tapped = Some(x.clone());
+                }
+                if matches!(until, Until::Tap) {
+                    return Ok(ForwardOutput { tapped, logits: None });
+                }
+            }
+        }
+        let Until::Logits(which) = until else {
+            candle_core::bail!("the forward was asked to stop at a tap it never reached")
+        };
+        let x = match which {
+            LogitPositions::Last => x.narrow(1, t - 1, 1)?,
+            LogitPositions::All => x,
+        };
+        let x = self.norm.forward(&x, differentiable)?;
+        let logits = x.broadcast_matmul(&self.lm_head.t()?)?.to_dtype(DType::F32)?;
+        Ok(ForwardOutput { tapped, logits: Some(logits) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causal_mask_allows_past_and_self_only() {
+        let m = causal_mask(2, 3, &Device::Cpu).unwrap().to_vec2::<f32>().unwrap();
+        assert_eq!(m[0], vec![0.0, 0.0, f32::NEG_INFINITY]);
+        assert_eq!(m[1], vec![0.0, 0.0, 0.0]);
+    }
+}
