@@ -61,6 +61,14 @@ pub enum Command {
     Probe(ProbeArgs),
     /// Regenerate the offline sample world (shapes dataset, tiny checkpoint, configs).
     SampleData(SampleDataArgs),
+    /// Cache SAE activations over an image dataset into a store (resumable, shardable).
+    Cache(CacheArgs),
+    /// Merge shard stores into one.
+    Merge(MergeArgs),
+    /// Export a store (the original system's safetensors layout).
+    Export(ExportArgs),
+    /// Import a cache made by the original system into a store.
+    Import(ImportArgs),
 }
 
 /// Arguments of `glint probe`.
@@ -101,4 +109,98 @@ pub struct SampleDataArgs {
     /// Also write a randomly initialised SAE (the committed one is trained).
     #[arg(long)]
     pub random_sae: bool,
+}
+
+/// Arguments of `glint --batch cache`.
+#[derive(Debug, Args)]
+pub struct CacheArgs {
+    /// Dataset: a folder of images (recursive) or a JSONL manifest. Defaults to the sample shapes.
+    #[arg(long)]
+    pub dataset: Option<PathBuf>,
+    /// Store folder; an existing store with the same manifest is resumed.
+    #[arg(long, default_value = "glint-cache")]
+    pub out: PathBuf,
+    /// Examples kept per feature.
+    #[arg(long, default_value_t = 50)]
+    pub top_n: usize,
+    /// Example ranking: max (over all image tokens) or mean-base (the original's rule).
+    #[arg(long, default_value = "max")]
+    pub rank: String,
+    /// Features to store, as a range `A..B`.
+    #[arg(long, conflicts_with = "filter")]
+    pub features: Option<String>,
+    /// Features to store, as the original's filter JSON (`{"model.layers.24": [0, 1]}`).
+    #[arg(long)]
+    pub filter: Option<PathBuf>,
+    /// This process's shard `i/n`; defaults to the launcher's RANK/WORLD_SIZE or Slurm variables.
+    #[arg(long)]
+    pub shard: Option<String>,
+    /// Only the first N images (after shuffling).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Shuffle the dataset (with --seed) before limiting.
+    #[arg(long)]
+    pub shuffle: bool,
+    /// Seed of the shuffle.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Images per atomic commit.
+    #[arg(long, default_value_t = 16)]
+    pub commit_every: usize,
+    /// Print a JSON summary at the end.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `glint --batch merge`.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Output store folder.
+    pub out: PathBuf,
+    /// Shard store folders.
+    #[arg(required = true)]
+    pub shards: Vec<PathBuf>,
+}
+
+/// Arguments of `glint --batch export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Output format (seed: the original system's safetensors layout).
+    #[arg(long, default_value = "seed")]
+    pub format: String,
+    /// Store folder to export.
+    #[arg(long, default_value = "glint-cache")]
+    pub store: PathBuf,
+    /// Output folder.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Number of latent-range files.
+    #[arg(long, default_value_t = 128)]
+    pub n_splits: usize,
+    /// Drop the last feature of every split, as the original system does.
+    #[arg(long)]
+    pub reproduce_split_bug: bool,
+}
+
+/// Arguments of `glint --batch import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Input format (seed: the original system's safetensors layout).
+    #[arg(long, default_value = "seed")]
+    pub format: String,
+    /// The original cache's save_dir (holding `<hookpoint>/<start>_<end>.safetensors`).
+    #[arg(long)]
+    pub from: PathBuf,
+    /// The dataset the cache was made from (same order).
+    #[arg(long)]
+    pub dataset: Option<PathBuf>,
+    /// Output store folder.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Examples kept per feature.
+    #[arg(long, default_value_t = 50)]
+    pub top_n: usize,
+    /// Example ranking: max or mean-base.
+    #[arg(long, default_value = "mean-base")]
+    pub rank: String,
 }

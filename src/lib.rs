@@ -2,6 +2,7 @@
 //!
 //! Crate map (dependencies point downwards):
 //! - [`cli`]: command-line surface shared by the TUI and `--batch` jobs.
+//! - [`commands`]: glue from parsed command lines to jobs.
 //! - [`pipeline`]: jobs shared by the CLI and the TUI (probe, cache, …).
 //! - [`model`]: LLaVA-NeXT in candle with a tap at one language-model layer.
 //! - [`sae`]: sparse autoencoders in the EleutherAI layout.
@@ -9,6 +10,8 @@
 //! - [`util`]: small shared helpers.
 
 pub mod cli;
+pub mod commands;
+pub mod explain;
 pub mod model;
 pub mod pipeline;
 pub mod sae;

@@ -6,6 +6,7 @@ use anyhow::Result;
 use clap::{CommandFactory, Parser};
 
 use glint::cli::{Cli, Command, ProbeArgs, SampleDataArgs};
+use glint::commands;
 use glint::pipeline::probe::{format_report, probe, write_dump};
 use glint::pipeline::session::Session;
 
@@ -24,6 +25,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Some(Command::Probe(args)) => run_probe(&cli.model, &args),
         Some(Command::SampleData(args)) => run_sample_data(&args),
+        Some(Command::Cache(args)) => commands::cache(&cli.model, &args).map(|_| ExitCode::SUCCESS),
+        Some(Command::Merge(args)) => commands::merge(&args).map(|_| ExitCode::SUCCESS),
+        Some(Command::Export(args)) => commands::export(&args).map(|_| ExitCode::SUCCESS),
+        Some(Command::Import(args)) => commands::import(&cli.model, &args).map(|_| ExitCode::SUCCESS),
         None => {
             let mut cmd = Cli::command();
             eprintln!("glint: the interactive workbench is not part of this build yet; pick a command.\n");

@@ -151,6 +151,7 @@ impl Attention {
         offset: usize,
         rotary: &Rotary,
         cache: Option<&mut Option<(Tensor, Tensor)>>,
+        mask: Option<&Tensor>,
         differentiable: bool,
     ) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
@@ -167,16 +168,14 @@ impl Attention {
             }
             *slot = Some((k.clone(), v.clone()));
         }
-        let kv_len = k.dim(2)?;
         let groups = self.heads / self.kv_heads;
         let k = repeat_kv(&k, groups)?;
         let v = repeat_kv(&v, groups)?;
         let dtype = q.dtype();
         let scale = (self.head_dim as f64).powf(-0.5);
         let mut scores = (q.matmul(&k.t()?)? * scale)?.to_dtype(DType::F32)?;
-        if t > 1 {
-            let mask = causal_mask(t, kv_len, x.device())?;
-            scores = scores.broadcast_add(&mask)?;
+        if let Some(mask) = mask {
+            scores = scores.broadcast_add(mask)?;
         }
         let probs = if differentiable {
             candle_nn::ops::softmax(&scores, D::Minus1)?
@@ -202,11 +201,13 @@ fn repeat_kv(x: &Tensor, n: usize) -> Result<Tensor> {
 
 /// Additive causal mask for `t` new queries against `kv_len` keys (the last `t` are the queries).
 fn causal_mask(t: usize, kv_len: usize, device: &Device) -> Result<Tensor> {
-    let past = kv_len - t;
-    let data: Vec<f32> = (0..t)
-        .flat_map(|i| (0..kv_len).map(move |j| if j > past + i { f32::NEG_INFINITY } else { 0.0 }))
-        .collect();
-    Tensor::from_vec(data, (t, kv_len), device)
+    let past = (kv_len - t) as u32;
+    let rows = Tensor::arange(past, past + t as u32, device)?.reshape((t, 1))?;
+    let cols = Tensor::arange(0u32, kv_len as u32, device)?.reshape((1, kv_len))?;
+    let future = cols.broadcast_gt(&rows)?;
+    let zeros = Tensor::zeros((t, kv_len), DType::F32, device)?;
+    let neg = Tensor::full(f32::NEG_INFINITY, (t, kv_len), device)?;
+    future.where_cond(&neg, &zeros)
 }
 
 struct Mlp {
@@ -262,11 +263,12 @@ impl DecoderLayer {
         offset: usize,
         rotary: &Rotary,
         cache: Option<&mut Option<(Tensor, Tensor)>>,
+        mask: Option<&Tensor>,
         diff: bool,
     ) -> Result<Tensor> {
         let a = self
             .attn
-            .forward(&self.input_norm.forward(x, diff)?, offset, rotary, cache, diff)?;
+            .forward(&self.input_norm.forward(x, diff)?, offset, rotary, cache, mask, diff)?;
         let x = (x + a)?;
         let m = self.mlp.forward(&self.post_norm.forward(&x, diff)?)?;
         x + m
@@ -346,12 +348,14 @@ impl Llama {
             c.layers = vec![None; n];
         }
         let t = embeds.dim(1)?;
+        let past = cache.as_deref().map(|c| c.len()).unwrap_or(0);
+        let mask = if t > 1 { Some(causal_mask(t, past + t, embeds.device())?) } else { None };
         let mut tap = tap;
         let mut tapped = None;
         let mut x = embeds.clone();
         for (i, layer) in self.layers.iter().enumerate() {
             let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
-            x = layer.forward(&x, offset, &self.rotary, slot, differentiable)?;
+            x = layer.forward(&x, offset, &self.rotary, slot, mask.as_ref(), differentiable)?;
             if let Some(tp) = tap.as_mut()
                 && tp.layer == i
             {

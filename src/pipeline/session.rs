@@ -22,6 +22,10 @@ pub struct Session {
     pub layer: usize,
     /// Largest image accepted, in pixels.
     pub max_pixels: u64,
+    /// The SAE as the user named it.
+    pub sae_id: String,
+    /// Fingerprint of the SAE's config and a sample of its weights.
+    pub sae_fingerprint: String,
 }
 
 /// One prompt run to the tap.
@@ -73,7 +77,8 @@ impl Session {
                 text.num_hidden_layers - 1
             );
         }
-        Ok(Self { model, sae, layer, max_pixels: args.max_pixels })
+        let sae_fingerprint = sae_fingerprint(&sae)?;
+        Ok(Self { model, sae, layer, max_pixels: args.max_pixels, sae_id: sae_spec, sae_fingerprint })
     }
 
     /// Token ids for an optional chat prompt around one image (the caching sequence without one).
@@ -128,4 +133,15 @@ fn resolve_sae(spec: &str, hookpoint: Option<&str>) -> Result<std::path::PathBuf
     let weights = format!("{hook}/sae.safetensors");
     let root = crate::model::load::resolve_repo(spec, &[&cfg, &weights])?;
     Ok(root.join(hook))
+}
+
+/// Config, hookpoint and a content sample (b_dec and the first encoder row) of an SAE.
+fn sae_fingerprint(sae: &Sae) -> Result<String> {
+    let mut fp = crate::util::hash::Fingerprint::new();
+    fp.field(&serde_json::to_string(sae.cfg())?).field(sae.hookpoint());
+    let sample = Tensor::cat(&[sae.b_dec().to_dtype(DType::F32)?, sae.w_enc().get(0)?.to_dtype(DType::F32)?], 0)?;
+    for v in sample.to_vec1::<f32>()? {
+        fp.update(&v.to_le_bytes());
+    }
+    Ok(fp.hex())
 }

@@ -1,0 +1,246 @@
+//! `glint --batch cache`: run a dataset to the tap, encode with the SAE, aggregate into a store.
+//!
+//! The forward stops after the tapped layer; SAE codes stay sparse (k per token); only the
+//! aggregator's per-feature top-N lists and statistics are held in memory (see
+//! [`crate::store::Aggregator`] for the bound). Progress is committed every `commit_every`
+//! images in one atomic batch, so a killed run resumes where its last commit left it.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use candle_core::{DType, Tensor};
+use serde::Serialize;
+
+use super::dataset::{Dataset, DatasetItem, Shard};
+use super::session::Session;
+use crate::model::anyres::TokenKind;
+use crate::model::llava_next::SeqToken;
+use crate::store::{Aggregator, FeatureFilter, GLINT_VERSION, ImageRecord, Manifest, RankRule, SCHEMA_VERSION, Store};
+
+/// Settings of one cache run.
+#[derive(Debug, Clone)]
+pub struct CacheOptions {
+    /// Store folder (created, or resumed when it exists).
+    pub out: PathBuf,
+    /// Examples kept per feature.
+    pub top_n: usize,
+    /// Ranking rule of the examples.
+    pub rank: RankRule,
+    /// Features to store (all are computed).
+    pub features: FeatureFilter,
+    /// This process's part of the dataset.
+    pub shard: Option<Shard>,
+    /// Images per atomic commit.
+    pub commit_every: usize,
+    /// Show a progress bar (otherwise log lines).
+    pub progress_bar: bool,
+}
+
+/// An image that was not cached, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Skipped {
+    /// Dataset index.
+    pub index: u32,
+    /// Path relative to the dataset root.
+    pub path: String,
+    /// What went wrong.
+    pub reason: String,
+}
+
+/// What a cache run did (`--json` prints it).
+#[derive(Debug, Clone, Serialize)]
+pub struct CacheSummary {
+    /// Store folder.
+    pub store: String,
+    /// Images aggregated by this run.
+    pub images_done: usize,
+    /// Images already in the store from an earlier run.
+    pub images_resumed: u64,
+    /// Images skipped, with reasons.
+    pub skipped: Vec<Skipped>,
+    /// Image tokens scored by this run.
+    pub tokens: u64,
+    /// Wall time in seconds.
+    pub seconds: f64,
+    /// Images per second.
+    pub images_per_second: f64,
+    /// Tokens per second.
+    pub tokens_per_second: f64,
+    /// Peak resident memory of the process, in bytes (Linux).
+    pub peak_rss_bytes: Option<u64>,
+}
+
+/// The manifest a run of `session` over `dataset` writes.
+pub fn manifest_for(session: &Session, dataset: &Dataset, opts: &CacheOptions) -> Result<Manifest> {
+    let prompt = session.prompt_ids(None, true)?;
+    let preprocessing = serde_json::json!({
+        "processor": serde_json::to_value(&session.model.processor)?,
+        "pinpoints": session.model.config.image_grid_pinpoints,
+        "prompt_ids": prompt,
+        "dtype": format!("{:?}", session.model.model.dtype()),
+    });
+    Ok(Manifest {
+        schema_version: SCHEMA_VERSION,
+        glint_version: GLINT_VERSION.to_string(),
+        model_id: session.model.id.clone(),
+        model_fingerprint: session.model.fingerprint.clone(),
+        sae_id: session.sae_id.clone(),
+        sae_fingerprint: session.sae_fingerprint.clone(),
+        hookpoint: session.sae.hookpoint().to_string(),
+        layer: session.layer,
+        num_latents: session.sae.num_latents(),
+        k: session.sae.k(),
+        dataset: dataset.source.clone(),
+        dataset_fingerprint: dataset.fingerprint(),
+        preprocessing,
+        rank: opts.rank,
+        top_n: opts.top_n,
+        shard: opts.shard.map(|s| (s.index, s.count)),
+        features: opts.features.clone(),
+    })
+}
+
+/// One image's sparse activations at its non-newline image tokens.
+pub struct ImageActs {
+    /// The record to store.
+    pub record: ImageRecord,
+    /// `(token index among image tokens, feature, value)`.
+    pub acts: Vec<(u16, u32, f32)>,
+    /// Base-view tokens (they come first).
+    pub base_tokens: usize,
+    /// Non-newline image tokens.
+    pub scored_tokens: usize,
+}
+
+/// Run one dataset image through the model and SAE.
+pub fn image_activations(session: &Session, dataset: &Dataset, item: &DatasetItem) -> Result<ImageActs> {
+    let path = dataset.path(item);
+    let ids = session.prompt_ids(None, true)?;
+    let run = session.run_to_tap(ids, Some(&path))?;
+    let layout = run.layout.context("the cache sequence has no image")?;
+    let geometry = layout.tokens();
+    // Positions of scored image tokens, with their index among the image's tokens.
+    let mut positions = Vec::new();
+    let mut tokens = Vec::new();
+    for (pos, st) in run.map.tokens.iter().enumerate() {
+        if let SeqToken::Image { token, .. } = st
+            && geometry[*token].kind != TokenKind::Newline
+        {
+            positions.push(pos as u32);
+            tokens.push(*token as u16);
+        }
+    }
+    let index = Tensor::new(positions.as_slice(), run.residual.device())?;
+    let rows = run.residual.index_select(&index, 0)?;
+    let codes = session.sae.encode(&rows)?;
+    let values = codes.values.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+    let indices = codes.indices.to_vec2::<u32>()?;
+    let mut acts = Vec::with_capacity(tokens.len() * session.sae.k());
+    for (r, &tok) in tokens.iter().enumerate() {
+        for (&f, &v) in indices[r].iter().zip(&values[r]) {
+            if v > 1e-5 {
+                acts.push((tok, f, v));
+            }
+        }
+    }
+    let (h, w) = layout.original;
+    let record = ImageRecord {
+        index: item.index,
+        id: item.id.clone(),
+        path: item.rel.clone(),
+        width: w,
+        height: h,
+        n_tokens: layout.num_image_tokens() as u32,
+        layout: serde_json::to_value(&layout)?,
+        top_features: Vec::new(),
+    };
+    Ok(ImageActs { record, acts, base_tokens: layout.base_tokens(), scored_tokens: tokens.len() })
+}
+
+/// Cache `dataset` into `opts.out`, resuming an earlier run of the same manifest.
+pub fn run_cache(session: &Session, dataset: &Dataset, opts: &CacheOptions) -> Result<CacheSummary> {
+    opts.features.check(session.sae.num_latents())?;
+    let manifest = manifest_for(session, dataset, opts)?;
+    let store = Store::open_or_create(&opts.out, &manifest)?;
+    let mut agg = Aggregator::resume(&store)?;
+    let resumed = agg.progress().images;
+    let start_at = agg.progress().next_image;
+    let todo: Vec<&DatasetItem> = dataset
+        .items
+        .iter()
+        .filter(|it| opts.shard.is_none_or(|s| s.owns(it.index)) && it.index >= start_at)
+        .collect();
+    let bar = progress(opts.progress_bar, todo.len());
+    let started = Instant::now();
+    let (mut done, mut tokens, mut skipped) = (0usize, 0u64, Vec::new());
+    for (n, item) in todo.iter().enumerate() {
+        match image_activations(session, dataset, item) {
+            Ok(a) => {
+                tokens += a.scored_tokens as u64;
+                agg.add_image(a.record, &a.acts, a.base_tokens, a.scored_tokens)?;
+                done += 1;
+            }
+            Err(e) => skipped.push(Skipped {
+                index: item.index,
+                path: item.rel.clone(),
+                reason: format!("{e:#}"),
+            }),
+        }
+        let committed = agg.pending_images() >= opts.commit_every.max(1);
+        if committed {
+            agg.commit(&store)?;
+        }
+        let rate = (n + 1) as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        match &bar {
+            Some(b) => b.inc(1),
+            // Without a terminal, one line per commit: logs show exactly what a rerun resumes from.
+            None if committed || n + 1 == todo.len() => eprintln!(
+                "cache: {}/{} images, {rate:.2} images/s{}",
+                n + 1,
+                todo.len(),
+                if committed { ", committed" } else { "" }
+            ),
+            None => {}
+        }
+    }
+    agg.finish(&store)?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(CacheSummary {
+        store: opts.out.display().to_string(),
+        images_done: done,
+        images_resumed: resumed,
+        skipped,
+        tokens,
+        seconds,
+        images_per_second: done as f64 / seconds.max(1e-9),
+        tokens_per_second: tokens as f64 / seconds.max(1e-9),
+        peak_rss_bytes: peak_rss_bytes(),
+    })
+}
+
+fn progress(enabled: bool, len: usize) -> Option<indicatif::ProgressBar> {
+    if !enabled {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(len as u64);
+    let style = indicatif::ProgressStyle::with_template(
+        "{spinner} cache [{bar:30}] {pos}/{len} images · {per_sec} · eta {eta}",
+    )
+    .map(|s| s.progress_chars("=> "));
+    if let Ok(style) = style {
+        bar.set_style(style);
+    }
+    Some(bar)
+}
+
+/// Peak resident set size from `/proc/self/status` (None elsewhere).
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}

@@ -1,0 +1,269 @@
+//! Image datasets: a folder of images (recursive) or a JSONL manifest, in a stable order.
+//!
+//! The position of an image in the final list is its index everywhere (store, explanations,
+//! exports), as the row index is in the original system; so the order is fixed by the input
+//! and the optional seeded shuffle, never by the file system.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+use crate::util::hash::Fingerprint;
+use crate::util::rng::SeededRng;
+
+/// File extensions read as images.
+pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "gif", "bmp", "webp", "tif", "tiff"];
+
+/// One image of a dataset.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatasetItem {
+    /// Index in the dataset (after shuffle and limit).
+    pub index: u32,
+    /// Identifier (manifest `id`, else the relative path).
+    pub id: String,
+    /// Path relative to the dataset root, as given.
+    pub rel: String,
+    /// Ground-truth labels, when the manifest has them.
+    pub labels: Vec<String>,
+}
+
+/// How to read a dataset.
+#[derive(Debug, Clone, Default)]
+pub struct DatasetOptions {
+    /// Keep only the first N images (after shuffling).
+    pub limit: Option<usize>,
+    /// Shuffle with this seed before limiting.
+    pub shuffle_seed: Option<u64>,
+}
+
+/// An ordered list of images under a root folder.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    /// Folder that relative paths start from.
+    pub root: PathBuf,
+    /// What the user named.
+    pub source: String,
+    /// The images, `items[i].index == i`.
+    pub items: Vec<DatasetItem>,
+    options_key: String,
+}
+
+impl Dataset {
+    /// Open a JSONL manifest or a folder of images.
+    pub fn open(spec: &Path, opts: &DatasetOptions) -> Result<Self> {
+        let (root, mut items) = if spec.is_dir() {
+            (spec.to_path_buf(), scan_folder(spec)?)
+        } else if spec.extension().is_some_and(|e| e == "jsonl" || e == "json") {
+            let root = spec.parent().unwrap_or(Path::new(".")).to_path_buf();
+            (root, read_jsonl(spec)?)
+        } else if spec.extension().is_some_and(|e| e == "parquet") {
+            bail!(
+                "{}: parquet datasets are not supported yet; export the images to a folder or a JSONL manifest",
+                spec.display()
+            );
+        } else if !spec.exists() {
+            bail!("{}: no such dataset (expected a folder of images or a .jsonl manifest)", spec.display());
+        } else {
+            bail!("{}: expected a folder of images or a .jsonl manifest", spec.display());
+        };
+        if let Some(seed) = opts.shuffle_seed {
+            SeededRng::new(seed).shuffle(&mut items);
+        }
+        if let Some(limit) = opts.limit {
+            items.truncate(limit);
+        }
+        if items.is_empty() {
+            bail!("{}: the dataset has no images", spec.display());
+        }
+        if items.len() > u32::MAX as usize {
+            bail!("{}: more than 2^32 images", spec.display());
+        }
+        for (i, item) in items.iter_mut().enumerate() {
+            item.index = i as u32;
+        }
+        let options_key = format!("{:?}/{:?}", opts.shuffle_seed, opts.limit);
+        Ok(Self { root, source: spec.display().to_string(), items, options_key })
+    }
+
+    /// Absolute (or root-relative) path of an item.
+    pub fn path(&self, item: &DatasetItem) -> PathBuf {
+        self.root.join(&item.rel)
+    }
+
+    /// Fingerprint of the ordered image list and the options that produced it.
+    pub fn fingerprint(&self) -> String {
+        let mut fp = Fingerprint::new();
+        fp.field(&self.options_key);
+        for item in &self.items {
+            fp.field(&item.id).field(&item.rel);
+        }
+        fp.hex()
+    }
+
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether there are no images.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+fn is_image(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+fn scan_folder(root: &Path) -> Result<Vec<DatasetItem>> {
+    let mut rels = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries =
+            std::fs::read_dir(&dir).with_context(|| format!("{}: cannot list", dir.display()))?;
+        for entry in entries {
+            let entry = entry.with_context(|| format!("{}: cannot list", dir.display()))?;
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if is_image(&path) {
+                let rel = path.strip_prefix(root).unwrap_or(&path);
+                rels.push(rel.to_string_lossy().replace('\\', "/"));
+            }
+        }
+    }
+    rels.sort();
+    Ok(rels
+        .into_iter()
+        .map(|rel| DatasetItem { index: 0, id: rel.clone(), rel, labels: Vec::new() })
+        .collect())
+}
+
+fn read_jsonl(path: &Path) -> Result<Vec<DatasetItem>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read the manifest", path.display()))?;
+    let mut items = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let at = || format!("{}:{}", path.display(), n + 1);
+        let v: serde_json::Value =
+            serde_json::from_str(line).with_context(|| format!("{}: not JSON", at()))?;
+        let rel = v["path"]
+            .as_str()
+            .or_else(|| v["image"].as_str())
+            .with_context(|| format!("{}: no \"path\" field", at()))?
+            .to_string();
+        let id = v["id"].as_str().map(String::from).unwrap_or_else(|| rel.clone());
+        let labels = v["labels"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|l| l.as_str().map(String::from)).collect())
+            .unwrap_or_default();
+        items.push(DatasetItem { index: 0, id, rel, labels });
+    }
+    Ok(items)
+}
+
+/// Which part of a dataset this process handles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// 0-based shard index.
+    pub index: usize,
+    /// Number of shards.
+    pub count: usize,
+}
+
+impl Shard {
+    /// Parse `i/n`.
+    pub fn parse(text: &str) -> Result<Self> {
+        let (i, n) = text
+            .split_once('/')
+            .with_context(|| format!("--shard {text}: expected i/n, e.g. 0/4"))?;
+        let index = i.trim().parse().with_context(|| format!("--shard {text}: bad index"))?;
+        let count = n.trim().parse().with_context(|| format!("--shard {text}: bad count"))?;
+        Self::new(index, count).with_context(|| format!("--shard {text}"))
+    }
+
+    fn new(index: usize, count: usize) -> Result<Self> {
+        if count == 0 || index >= count {
+            bail!("shard {index} of {count} does not exist (need 0 <= i < n)");
+        }
+        Ok(Self { index, count })
+    }
+
+    /// The launcher's rank and world size: torchrun (`RANK`/`WORLD_SIZE`), Slurm arrays, Slurm
+    /// tasks, Open MPI, PMI — in that order — or `None` when no launcher set them.
+    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Option<Self>> {
+        let pairs = [
+            ("RANK", "WORLD_SIZE"),
+            ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT"),
+            ("SLURM_PROCID", "SLURM_NTASKS"),
+            ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"),
+            ("PMI_RANK", "PMI_SIZE"),
+        ];
+        for (r, w) in pairs {
+            if let (Some(rank), Some(world)) = (get(r), get(w)) {
+                let index = rank.trim().parse().with_context(|| format!("{r}={rank}: not a number"))?;
+                let count = world.trim().parse().with_context(|| format!("{w}={world}: not a number"))?;
+                return Self::new(index, count).map(Some).with_context(|| format!("{r}/{w}"));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Whether this shard handles dataset index `i` (strided, so shards stay balanced).
+    pub fn owns(&self, i: u32) -> bool {
+        i as usize % self.count == self.index
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_specs_and_launcher_env() {
+        assert_eq!(Shard::parse("1/4").unwrap(), Shard { index: 1, count: 4 });
+        assert!(Shard::parse("4/4").is_err());
+        assert!(Shard::parse("x").is_err());
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        };
+        let torch = Shard::from_env(env(&[("RANK", "1"), ("WORLD_SIZE", "2")])).unwrap();
+        assert_eq!(torch, Some(Shard { index: 1, count: 2 }));
+        let slurm = Shard::from_env(env(&[("SLURM_PROCID", "3"), ("SLURM_NTASKS", "8")])).unwrap();
+        assert_eq!(slurm, Some(Shard { index: 3, count: 8 }));
+        assert_eq!(Shard::from_env(env(&[])).unwrap(), None);
+        assert!(Shard::from_env(env(&[("RANK", "2"), ("WORLD_SIZE", "2")])).is_err());
+    }
+
+    #[test]
+    fn folders_are_scanned_in_sorted_order_and_shuffle_is_seeded() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        for name in ["b.png", "a.jpg", "sub/c.PNG", "notes.txt"] {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        let ds = Dataset::open(dir.path(), &DatasetOptions::default()).unwrap();
+        let rels: Vec<&str> = ds.items.iter().map(|i| i.rel.as_str()).collect();
+        assert_eq!(rels, ["a.jpg", "b.png", "sub/c.PNG"]);
+        let opts = DatasetOptions { limit: Some(2), shuffle_seed: Some(5) };
+        let a = Dataset::open(dir.path(), &opts).unwrap();
+        let b = Dataset::open(dir.path(), &opts).unwrap();
+        assert_eq!(a.items, b.items);
+        assert_eq!(a.len(), 2);
+        assert_ne!(a.fingerprint(), ds.fingerprint());
+    }
+
+    #[test]
+    fn manifest_errors_name_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.jsonl");
+        std::fs::write(&path, "{\"path\": \"a.png\"}\n{\"id\": 3}\n").unwrap();
+        let err = Dataset::open(&path, &DatasetOptions::default()).unwrap_err().to_string();
+        assert!(err.contains("m.jsonl:2"), "{err}");
+    }
+}

@@ -1,0 +1,358 @@
+//! The aggregator: folds one image at a time into per-feature statistics and top-N lists.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result, bail};
+use half::f16;
+
+use super::records::{
+    KEY_PROGRESS, PREFIX_EXAMPLE, PREFIX_HEAP, PREFIX_IMAGE, PREFIX_STATS, decode_heap,
+    encode_heap, key, key_id,
+};
+use super::{
+    Example, FeatureFilter, FeatureStats, ImageRecord, Manifest, Progress, RankRule, Store,
+    rank_order,
+};
+
+/// Features kept per image in [`ImageRecord::top_features`].
+pub const IMAGE_TOP_FEATURES: usize = 32;
+
+/// Activations at or below this are not activations (the original system's non-zero test).
+const ACTIVE_MIN: f32 = 1e-5;
+
+const DIRTY_STATS: u8 = 1;
+const DIRTY_HEAP: u8 = 2;
+
+/// Folds images into per-feature statistics and top-N example lists, committing to a [`Store`].
+///
+/// Images must arrive in strictly increasing index order (any subset, e.g. one shard's); a
+/// resumed run continues after [`Progress::next_image`].
+///
+/// # Memory bound
+///
+/// Host memory never grows with the dataset. With `L` = latents and `N` = top_n the aggregator
+/// holds at most [`Aggregator::memory_bound`]`(L, N)` ≈ `L × (8·N + 350)` bytes: per latent a
+/// list header, a statistics slot and a dirty flag (105 B), and for each stored feature that has
+/// fired its (score, image) top-N list (`8·(N+1)` B) and histogram (200 B) — 98 MB for
+/// L = 131 072, N = 50. On top come the writes pending since the last commit (image records and
+/// the token maps of examples that entered a top-N: about 4 B per activation plus 100 B per
+/// (feature, image) pair of the uncommitted images) and, while one image is added, a sorted copy
+/// of its activations (12 B each). Token maps of examples already in a top-N live only in the
+/// store, and sled's page cache is capped at [`super::SLED_CACHE_BYTES`]. Commit every few
+/// images to keep the pending part small.
+pub struct Aggregator {
+    num_latents: usize,
+    top_n: usize,
+    rank: RankRule,
+    filter: FeatureFilter,
+    heaps: Vec<Vec<(f32, u32)>>,
+    stats: Vec<Option<FeatureStats>>,
+    dirty: Vec<u8>,
+    dirty_list: Vec<u32>,
+    new_examples: BTreeMap<(u32, u32), Example>,
+    gone_examples: Vec<(u32, u32)>,
+    new_images: Vec<ImageRecord>,
+    progress: Progress,
+    committed: Progress,
+}
+
+impl Aggregator {
+    /// A fresh aggregator for `num_latents` features keeping `top_n` examples each.
+    pub fn new(
+        num_latents: usize,
+        top_n: usize,
+        rank: RankRule,
+        filter: FeatureFilter,
+    ) -> Result<Self> {
+        if top_n == 0 {
+            bail!("top_n is 0; keep at least one example per feature");
+        }
+        if num_latents == 0 || num_latents > u32::MAX as usize {
+            bail!("num_latents {num_latents} is out of range");
+        }
+        filter.check(num_latents)?;
+        Ok(Self {
+            num_latents,
+            top_n,
+            rank,
+            filter,
+            heaps: vec![Vec::new(); num_latents],
+            stats: vec![None; num_latents],
+            dirty: vec![0; num_latents],
+            dirty_list: Vec::new(),
+            new_examples: BTreeMap::new(),
+            gone_examples: Vec::new(),
+            new_images: Vec::new(),
+            progress: Progress::default(),
+            committed: Progress::default(),
+        })
+    }
+
+    /// A fresh aggregator configured like `manifest`.
+    pub fn from_manifest(manifest: &Manifest) -> Result<Self> {
+        Self::new(
+            manifest.num_latents,
+            manifest.top_n,
+            manifest.rank,
+            manifest.features.clone(),
+        )
+    }
+
+    /// Continue from the last commit of `store`.
+    pub fn resume(store: &Store) -> Result<Self> {
+        let mut agg = Self::from_manifest(store.manifest())?;
+        let dir = store.dir().display();
+        let check = |f: u32| -> Result<usize> {
+            if (f as usize) < agg.num_latents {
+                Ok(f as usize)
+            } else {
+                bail!(
+                    "store {dir} holds feature {f}, past its {} latents; it is damaged",
+                    agg.num_latents
+                )
+            }
+        };
+        for item in store.features() {
+            let (f, s) = item?;
+            agg.stats[check(f)?] = Some(s);
+        }
+        for kv in store.scan_raw(PREFIX_HEAP) {
+            let (k, v) = kv?;
+            let f = key_id(PREFIX_HEAP, &k).with_context(|| format!("store {dir}: bad key"))?;
+            let heap = decode_heap(&v).with_context(|| {
+                format!("store {dir}: the top-N list of feature {f} is damaged")
+            })?;
+            if heap.len() > agg.top_n {
+                bail!(
+                    "store {dir}: feature {f} lists {} examples, more than top_n",
+                    heap.len()
+                );
+            }
+            agg.heaps[check(f)?] = heap;
+        }
+        agg.progress = store.progress()?;
+        agg.committed = agg.progress.clone();
+        Ok(agg)
+    }
+
+    /// Upper bound in bytes of the aggregator's own state for `num_latents` and `top_n` (see the
+    /// type docs), counting 16 B of allocator overhead per allocation.
+    pub fn memory_bound(num_latents: usize, top_n: usize) -> u64 {
+        use std::mem::size_of;
+        let per_latent = size_of::<Vec<(f32, u32)>>() + size_of::<Option<FeatureStats>>() + 1;
+        let per_fired = 8 * (top_n + 1) + 4 * super::HIST_LEN + 2 * 16;
+        (num_latents * (per_latent + per_fired)) as u64
+    }
+
+    /// Progress including images not yet committed.
+    pub fn progress(&self) -> &Progress {
+        &self.progress
+    }
+
+    /// Images added since the last commit.
+    pub fn pending_images(&self) -> usize {
+        self.new_images.len()
+    }
+
+    /// The in-memory (score, image) top-N list of feature `f`, best first.
+    pub fn top_list(&self, f: u32) -> &[(f32, u32)] {
+        self.heaps.get(f as usize).map_or(&[], Vec::as_slice)
+    }
+
+    /// Fold in one image.
+    ///
+    /// `acts` are the image's activations as (token index, feature, value), the token index
+    /// counting newline tokens as the image-feature sequence does (newline tokens themselves are
+    /// never passed); values at or below 1e-5 are ignored. Tokens below `base_tokens` form the
+    /// base view; `n_scored_tokens` (the image's non-newline tokens) adds to the density
+    /// denominator. `image.top_features` is filled in here.
+    pub fn add_image(
+        &mut self,
+        mut image: ImageRecord,
+        acts: &[(u16, u32, f32)],
+        base_tokens: usize,
+        n_scored_tokens: usize,
+    ) -> Result<()> {
+        let index = image.index;
+        if self.progress.complete {
+            bail!("the store is marked complete; image {index} cannot be added");
+        }
+        if index < self.progress.next_image {
+            bail!(
+                "image {index} arrived after image {}; images must come in increasing index order",
+                self.progress.next_image - 1
+            );
+        }
+        let mut kept: Vec<(u32, u16, f32)> = Vec::with_capacity(acts.len());
+        for &(token, f, v) in acts {
+            if f as usize >= self.num_latents {
+                bail!(
+                    "image {index}: feature {f} is past the SAE's {} latents",
+                    self.num_latents
+                );
+            }
+            if !v.is_finite() {
+                bail!("image {index}: feature {f} at token {token} has activation {v}");
+            }
+            if v > ACTIVE_MIN && self.filter.contains(f) {
+                kept.push((f, token, v));
+            }
+        }
+        kept.sort_unstable_by_key(|&(f, t, _)| (f, t));
+        if let Some(w) = kept
+            .windows(2)
+            .find(|w| (w[0].0, w[0].1) == (w[1].0, w[1].1))
+        {
+            bail!(
+                "image {index}: feature {} appears twice at token {}",
+                w[0].0,
+                w[0].1
+            );
+        }
+        let mut strongest: Vec<(f32, u32)> = Vec::new();
+        for group in kept.chunk_by(|a, b| a.0 == b.0) {
+            let f = group[0].0;
+            let max = group.iter().fold(0f32, |m, &(_, _, v)| m.max(v));
+            // Summed in token order so the score depends only on the image, not the input order.
+            let base_sum: f64 = group
+                .iter()
+                .filter(|&&(_, t, _)| usize::from(t) < base_tokens)
+                .map(|&(_, _, v)| f64::from(v))
+                .sum();
+            let mean_base = if base_tokens == 0 {
+                0.0
+            } else {
+                (base_sum / base_tokens as f64) as f32
+            };
+            let score = match self.rank {
+                RankRule::Max => max,
+                RankRule::MeanBase => mean_base,
+            };
+            self.stats[f as usize]
+                .get_or_insert_with(FeatureStats::default)
+                .add_image(group.iter().map(|&(_, _, v)| v));
+            self.mark(f, DIRTY_STATS);
+            strongest.push((max, f));
+            if let Some(evicted) = self.offer(f, score, index) {
+                let tokens = group
+                    .iter()
+                    .map(|&(_, t, v)| (t, f16::from_f32(v)))
+                    .collect();
+                self.new_examples.insert(
+                    (f, index),
+                    Example {
+                        image: index,
+                        score,
+                        max,
+                        mean_base,
+                        tokens,
+                    },
+                );
+                if let Some(old) = evicted
+                    && self.new_examples.remove(&(f, old)).is_none()
+                {
+                    self.gone_examples.push((f, old));
+                }
+            }
+        }
+        strongest.sort_unstable_by(|a, b| rank_order(*a, *b));
+        strongest.truncate(IMAGE_TOP_FEATURES);
+        image.top_features = strongest.into_iter().map(|(m, f)| (f, m)).collect();
+        self.new_images.push(image);
+        self.progress.images += 1;
+        self.progress.tokens += n_scored_tokens as u64;
+        self.progress.next_image = index + 1;
+        Ok(())
+    }
+
+    fn mark(&mut self, f: u32, what: u8) {
+        let d = &mut self.dirty[f as usize];
+        if *d == 0 {
+            self.dirty_list.push(f);
+        }
+        *d |= what;
+    }
+
+    /// Offer (score, image) to feature `f`'s list: `None` if rejected, else `Some(evicted image)`.
+    fn offer(&mut self, f: u32, score: f32, image: u32) -> Option<Option<u32>> {
+        let heap = &mut self.heaps[f as usize];
+        if heap.capacity() == 0 {
+            // Exact, so a full list never doubles its allocation.
+            heap.reserve_exact(self.top_n + 1);
+        }
+        let item = (score, image);
+        if heap.len() >= self.top_n
+            && heap
+                .last()
+                .is_some_and(|&last| rank_order(item, last).is_ge())
+        {
+            return None;
+        }
+        let at = heap.partition_point(|&x| rank_order(x, item).is_lt());
+        heap.insert(at, item);
+        let evicted = if heap.len() > self.top_n {
+            heap.pop().map(|x| x.1)
+        } else {
+            None
+        };
+        self.mark(f, DIRTY_HEAP);
+        Some(evicted)
+    }
+
+    /// Write everything added since the last commit to `store` in one atomic batch, and flush.
+    pub fn commit(&mut self, store: &Store) -> Result<()> {
+        let m = store.manifest();
+        let dir = store.dir().display();
+        if (m.num_latents, m.top_n, m.rank, &m.features)
+            != (self.num_latents, self.top_n, self.rank, &self.filter)
+        {
+            bail!(
+                "store {dir} was made with other latents, top_n, rank or filter than this aggregator"
+            );
+        }
+        if store.progress()? != self.committed {
+            bail!(
+                "store {dir} changed since this aggregator loaded it; resume from the store again"
+            );
+        }
+        let mut batch = sled::Batch::default();
+        for &f in &self.dirty_list {
+            let d = std::mem::take(&mut self.dirty[f as usize]);
+            if d & DIRTY_STATS != 0
+                && let Some(s) = &self.stats[f as usize]
+            {
+                batch.insert(key(PREFIX_STATS, &[f]), s.encode());
+            }
+            if d & DIRTY_HEAP != 0 {
+                batch.insert(key(PREFIX_HEAP, &[f]), encode_heap(&self.heaps[f as usize]));
+            }
+        }
+        self.dirty_list.clear();
+        for ((f, i), e) in std::mem::take(&mut self.new_examples) {
+            batch.insert(key(PREFIX_EXAMPLE, &[f, i]), e.encode());
+        }
+        for (f, i) in self.gone_examples.drain(..) {
+            batch.remove(key(PREFIX_EXAMPLE, &[f, i]));
+        }
+        for image in self.new_images.drain(..) {
+            batch.insert(
+                key(PREFIX_IMAGE, &[image.index]),
+                serde_json::to_vec(&image)?,
+            );
+        }
+        batch.insert(KEY_PROGRESS, serde_json::to_vec(&self.progress)?);
+        store.apply(batch)?;
+        self.committed = self.progress.clone();
+        Ok(())
+    }
+
+    /// Commit and mark the store complete (no further images).
+    pub fn finish(&mut self, store: &Store) -> Result<()> {
+        self.progress.complete = true;
+        self.commit(store)
+    }
+}
+
+#[cfg(test)]
+#[path = "aggregate_tests.rs"]
+mod tests;

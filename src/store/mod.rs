@@ -1,0 +1,96 @@
+//! The activation-cache store: per-feature statistics and top-N examples in a sled database.
+//!
+//! # Schema (version [`SCHEMA_VERSION`])
+//!
+//! One sled tree (the default one) holds every record under a one-letter key prefix; ids are
+//! big-endian `u32` so keys sort by id. Every commit is one atomic `apply_batch` followed by a
+//! flush, so a store killed at any moment holds exactly the state of its last commit.
+//!
+//! | key | value |
+//! | --- | --- |
+//! | `m` | [`Manifest`] as JSON; `schema_version` is read and checked first |
+//! | `p` | [`Progress`] as JSON: images, tokens, next image index, complete flag |
+//! | `i/<image>` | [`ImageRecord`] as JSON |
+//! | `s/<feature>` | [`FeatureStats`]: fired tokens u64, fired images u64, exact sum u128 (units of 2^-40), max f32, [`HIST_LEN`] × u32 histogram |
+//! | `h/<feature>` | the feature's top-N list, best first: N × (score f32, image u32) |
+//! | `e/<feature><image>` | [`Example`]: image u32, score f32, max f32, mean_base f32, count u32, count × (token u16, f16 bits u16) |
+//!
+//! All numbers are little-endian. Features that never fired have no `s/`, `h/` or `e/` records.
+//! An `e/` record exists exactly for each (feature, image) pair in that feature's `h/` list.
+//!
+//! # Ranking and determinism
+//!
+//! A top-N list is ordered by score (descending), then image index (ascending). That is a total
+//! order on distinct images, so the list kept does not depend on the order images arrive in; the
+//! statistics are integer sums (the activation sum in fixed point), so they do not either. Hence a
+//! resumed run, and a merge of disjoint shards, equal an uninterrupted single run exactly.
+//!
+//! # Memory
+//!
+//! See [`Aggregator`] for the bound on host memory during aggregation.
+
+mod aggregate;
+mod db;
+mod manifest;
+mod merge;
+mod records;
+mod seed;
+#[cfg(test)]
+mod testutil;
+
+use std::path::PathBuf;
+
+pub use aggregate::{Aggregator, IMAGE_TOP_FEATURES};
+pub use db::{SLED_CACHE_BYTES, Store};
+pub use manifest::{FeatureFilter, GLINT_VERSION, Manifest, RankRule, SCHEMA_VERSION};
+pub use merge::merge;
+pub use records::{
+    Example, FeatureStats, HIST_BINS, HIST_LEN, HIST_MAX, HIST_MIN, ImageRecord, Progress,
+    hist_bin, hist_edges, rank_order,
+};
+pub use seed::{export_seed, import_seed, seed_splits};
+
+/// Store failures that callers may want to tell apart.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Two manifests describe different runs.
+    #[error(
+        "manifest field `{field}` differs: this run has {ours}, the store has {theirs}; \
+         use a new store folder for a different run"
+    )]
+    ManifestMismatch {
+        /// Name of the first differing field.
+        field: String,
+        /// Value on the side being opened or added.
+        ours: String,
+        /// Value recorded in the existing store.
+        theirs: String,
+    },
+    /// The store was written with another layout version.
+    #[error(
+        "store {path} has schema version {found}, this glint reads version {expected}; \
+         rebuild the cache or use a matching glint"
+    )]
+    SchemaVersion {
+        /// Store folder.
+        path: PathBuf,
+        /// Version found in the store.
+        found: u32,
+        /// Version this build reads.
+        expected: u32,
+    },
+    /// No store at the path.
+    #[error("no glint store at {path}: the folder does not exist; run the cache job first")]
+    Missing {
+        /// Store folder.
+        path: PathBuf,
+    },
+    /// The path holds something other than a glint store.
+    #[error("{path} is not a glint store ({why})")]
+    NotAStore {
+        /// The folder.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
+}
