@@ -158,9 +158,9 @@ impl Sae {
 ///
 /// Rows are sorted by value descending, equal values by lower index, NaN last. The block is
 /// copied to the host and each row is partitioned with `select_nth_unstable_by`, rows spread over
-/// threads. This runs on the host for every device: candle's `arg_sort_last_dim` on CUDA keeps a
-/// whole row in shared memory, which N = 131072 does not fit. A device kernel can replace this
-/// function without touching its callers; results come back on the input's device.
+/// threads. On an accelerator (and k ≤ 512) the block stays there instead and goes through
+/// [`super::topk_device::topk_rows_device`], a tournament of chunked device sorts; results come
+/// back on the input's device either way.
 pub fn topk_rows(pre: &Tensor, k: usize) -> Result<(Tensor, Tensor)> {
     let (rows, n) = pre.dims2().context("top-k expects a [rows, n] block")?;
     if k == 0 || k > n {
@@ -168,6 +168,10 @@ pub fn topk_rows(pre: &Tensor, k: usize) -> Result<(Tensor, Tensor)> {
     }
     if u32::try_from(n).is_err() {
         bail!("top-k: row width {n} does not fit u32 indices");
+    }
+    // Accelerators sort on the device: copying 131072-wide rows to the host would dominate.
+    if !pre.device().is_cpu() && 2 * k <= super::topk_device::CHUNK {
+        return super::topk_device::topk_rows_device(pre, k);
     }
     let host: Vec<f32> = pre.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
     let mut values = vec![0f32; rows * k];

@@ -2,8 +2,11 @@
 
 pub mod codes;
 pub mod config;
+pub mod evaluate;
 #[allow(clippy::module_inception)]
 pub mod sae;
+pub mod topk_device;
+pub mod train;
 
 pub use codes::{SparseCodes, topk_rows};
 pub use config::{SaeConfig, layer_of_hookpoint};
