@@ -69,6 +69,8 @@ pub enum Command {
     Export(ExportArgs),
     /// Import a cache made by the original system into a store.
     Import(ImportArgs),
+    /// Train a TopK SAE on one layer's residual stream over an image dataset (sparsify recipe).
+    Train(TrainArgs),
 }
 
 /// Arguments of `glint probe`.
@@ -203,4 +205,120 @@ pub struct ImportArgs {
     /// Example ranking: max or mean-base.
     #[arg(long, default_value = "mean-base")]
     pub rank: String,
+}
+
+/// Which sequence positions feed SAE training.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TrainTokens {
+    /// Image tokens of the base view and the high-resolution map (no newline tokens).
+    Image,
+    /// Text tokens only.
+    Text,
+    /// Every position.
+    All,
+}
+
+/// Token grid of the activation maps scored against ground-truth masks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EvalGrid {
+    /// The base view (as the original system draws its maps).
+    Base,
+    /// The high-resolution map.
+    Highres,
+}
+
+/// Arguments of `glint --batch train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Images: a JSONL manifest (masks in it enable the feature check) or a folder. Defaults to the
+    /// sample shapes.
+    #[arg(long)]
+    pub dataset: Option<PathBuf>,
+    /// Use only the first N images.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Root the SAE is written to, as <out>/model.layers.<L>/{cfg.json, sae.safetensors}.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Folder for the checkpoint, log, report and activation cache (default: --out).
+    #[arg(long)]
+    pub work: Option<PathBuf>,
+    /// Decoder layer whose output is read (default: the middle layer).
+    #[arg(long)]
+    pub layer: Option<usize>,
+    /// Dictionary width (default: 32 x the hidden size).
+    #[arg(long)]
+    pub latents: Option<usize>,
+    /// Latents kept per token.
+    #[arg(long, default_value_t = 32)]
+    pub k: usize,
+    /// Optimizer steps (default: one epoch).
+    #[arg(long, conflicts_with = "epochs")]
+    pub steps: Option<u64>,
+    /// Passes over the training images.
+    #[arg(long)]
+    pub epochs: Option<u64>,
+    /// Tokens per optimizer step (a batch holds between this and twice this many).
+    #[arg(long, default_value_t = 4096)]
+    pub batch_tokens: usize,
+    /// Tokens gathered (whole images) before shuffling.
+    #[arg(long, default_value_t = 32768)]
+    pub buffer_tokens: usize,
+    /// Peak learning rate (default: 2e-4 / sqrt(latents / 2^14)).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Linear warm-up steps (default: a tenth of the run, at most 1000).
+    #[arg(long)]
+    pub warmup_steps: Option<u64>,
+    /// Weight of the AuxK loss on dead latents (0 turns it off).
+    #[arg(long, default_value_t = 1.0 / 32.0)]
+    pub auxk_alpha: f64,
+    /// A latent idle for more than this many tokens counts as dead.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub dead_threshold: u64,
+    /// Add the multi-TopK (4k) loss term.
+    #[arg(long)]
+    pub multi_topk: bool,
+    /// Seed of the initialisation, data order and held-out split.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Which positions are training tokens.
+    #[arg(long, value_enum, default_value_t = TrainTokens::Image)]
+    pub tokens: TrainTokens,
+    /// Images held out of training to measure FVU on.
+    #[arg(long, default_value_t = 0)]
+    pub holdout: usize,
+    /// Checkpoint every N steps (and at the end).
+    #[arg(long, default_value_t = 1000)]
+    pub save_every: u64,
+    /// Progress line and log record every N steps.
+    #[arg(long, default_value_t = 50)]
+    pub log_every: u64,
+    /// Stop after N steps in this invocation (with a checkpoint); --resume continues.
+    #[arg(long)]
+    pub stop_after: Option<u64>,
+    /// Continue the run checkpointed in the work folder (same options).
+    #[arg(long, conflicts_with = "force")]
+    pub resume: bool,
+    /// Discard a checkpoint, log and report already in the work folder.
+    #[arg(long)]
+    pub force: bool,
+    /// Keep the activations on disk (<work>/activations) so the model runs once per image.
+    #[arg(long)]
+    pub cache_activations: bool,
+    /// Skip training; evaluate the SAE already in --out.
+    #[arg(long, conflicts_with_all = ["resume", "force"])]
+    pub eval_only: bool,
+    /// Skip the feature-mask evaluation.
+    #[arg(long)]
+    pub no_eval: bool,
+    /// Grid of the activation maps in the feature evaluation.
+    #[arg(long, value_enum, default_value_t = EvalGrid::Base)]
+    pub eval_grid: EvalGrid,
+    /// A map cell is active above this fraction of the image's maximum activation.
+    #[arg(long, default_value_t = 0.0)]
+    pub eval_threshold: f32,
+    /// Top images per feature in the feature evaluation.
+    #[arg(long, default_value_t = 10)]
+    pub eval_top: usize,
 }

@@ -29,6 +29,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Merge(args)) => commands::merge(&args).map(|_| ExitCode::SUCCESS),
         Some(Command::Export(args)) => commands::export(&args).map(|_| ExitCode::SUCCESS),
         Some(Command::Import(args)) => commands::import(&cli.model, &args).map(|_| ExitCode::SUCCESS),
+        Some(Command::Train(args)) => {
+            let report = glint::pipeline::train::run_train(&cli.model, &args)?;
+            print!("{}", glint::pipeline::train::format_report(&report));
+            Ok(ExitCode::SUCCESS)
+        }
         None => {
             let mut cmd = Cli::command();
             eprintln!("glint: the interactive workbench is not part of this build yet; pick a command.\n");

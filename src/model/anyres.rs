@@ -122,9 +122,9 @@ pub struct ImageLayout {
 
 /// Half-open range kept by the model's `unpad_image` along the padded axis of length `current`.
 ///
-/// The image spans `original * other_current / other_original` cells of that axis. transformers
-/// >= 4.47 computes it as `int(round(original * (other_current / other_original), 7))`; the rounding
-/// makes it the exact integer quotient computed here (a test checks the two agree).
+/// The image spans `original * other_current / other_original` cells of that axis. Since 4.47,
+/// transformers computes it as `int(round(original * (other_current / other_original), 7))`; the
+/// rounding makes it the exact integer quotient computed here (a test checks the two agree).
 /// transformers 4.45.2's model used plain `int(float)`, which for about 1 in 70 000 sizes (e.g.
 /// H x W = 55 x 176) lands one below and shifts the crop, so its model and processor disagreed on
 /// the token count; the later formula is the consistent one.
@@ -146,7 +146,7 @@ impl ImageLayout {
         if oh == 0 || ow == 0 {
             bail!("image has zero size ({ow}x{oh} pixels); nothing to tile");
         }
-        if tile_px == 0 || patch_px == 0 || tile_px % patch_px != 0 {
+        if tile_px == 0 || patch_px == 0 || !tile_px.is_multiple_of(patch_px) {
             bail!(
                 "view size {tile_px} px is not a positive multiple of the patch size {patch_px} px; \
                  check crop_size in preprocessor_config.json and patch_size in config.json"

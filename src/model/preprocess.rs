@@ -106,7 +106,7 @@ impl Default for ImageProcessorConfig {
             rescale_factor: 1.0 / 255.0,
             do_normalize: true,
             image_mean: [0.481_454_66, 0.457_827_5, 0.408_210_73],
-            image_std: [0.268_629_54, 0.261_302_58, 0.275_777_11],
+            image_std: [0.268_629_54, 0.261_302_6, 0.275_777_1],
             do_pad: true,
             do_convert_rgb: true,
             image_grid_pinpoints: None,
@@ -397,7 +397,7 @@ mod tests {
 
     fn norm(c: usize, v: u8) -> f32 {
         let mean = [0.481_454_66f32, 0.457_827_5, 0.408_210_73];
-        let std = [0.268_629_54f32, 0.261_302_58, 0.275_777_11];
+        let std = [0.268_629_54f32, 0.261_302_6, 0.275_777_1];
         (v as f32 / 255.0 - mean[c]) / std[c]
     }
 
@@ -441,7 +441,7 @@ mod tests {
                 "base c{c}"
             );
             for (tile, top_tile) in [(1, true), (2, true), (3, false), (4, false)] {
-                for y in 0..336 {
+                for (y, row) in v[tile][c].iter().enumerate() {
                     // Canvas rows [84, 588) hold the image; tiles 1-2 start at 0, tiles 3-4 at 336.
                     let canvas_y = y + if top_tile { 0 } else { 336 };
                     let want = if (84..588).contains(&canvas_y) {
@@ -450,12 +450,28 @@ mod tests {
                         padded
                     };
                     assert!(
-                        v[tile][c][y].iter().all(|&x| close(x, want)),
+                        row.iter().all(|&x| close(x, want)),
                         "tile {tile} row {y} c{c}: {} vs {want}",
-                        v[tile][c][y][0]
+                        row[0]
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn odd_padding_remainder_goes_to_the_bottom() {
+        // 1000 x 330 (W x H) fits the (336, 1008) canvas as 333 rows: 1 pad row on top, 2 below.
+        let img = RgbImage::from_pixel(1000, 330, Rgb([255, 255, 255]));
+        let p = run(&DynamicImage::ImageRgb8(img));
+        assert_eq!((p.layout.resized, p.layout.pad), ((333, 1008), (1, 0)));
+        let v = values(&p);
+        assert_eq!(v.len(), 4);
+        for view in &v[1..] {
+            let col: Vec<f32> = view[0].iter().map(|row| row[500 % 336]).collect();
+            assert!(close(col[0], norm(0, 0)) && close(col[1], norm(0, 255)));
+            assert!(close(col[333], norm(0, 255)) && close(col[334], norm(0, 0)));
+            assert!(close(col[335], norm(0, 0)));
         }
     }
 
@@ -471,10 +487,10 @@ mod tests {
         assert_eq!(p.layout.best, (336, 1008));
         let v = values(&p);
         for (tile, lit) in [(1, 0), (2, 1), (3, 2)] {
-            for c in 0..3 {
+            for (c, plane) in v[tile].iter().enumerate() {
                 let want = norm(c, if c == lit { 255 } else { 0 });
                 assert!(
-                    v[tile][c].iter().flatten().all(|&x| close(x, want)),
+                    plane.iter().flatten().all(|&x| close(x, want)),
                     "tile {tile}"
                 );
             }
@@ -489,8 +505,8 @@ mod tests {
     fn grey_and_rgba_inputs() {
         let grey = DynamicImage::ImageLuma8(GrayImage::from_pixel(300, 200, Luma([77])));
         let v = values(&run(&grey));
-        for c in 0..3 {
-            assert!(close(v[0][c][10][10], norm(c, 77)));
+        for (c, plane) in v[0].iter().enumerate() {
+            assert!(close(plane[10][10], norm(c, 77)));
         }
         // Alpha is dropped, not composited: a fully transparent pixel keeps its colour.
         let rgba = DynamicImage::ImageRgba8(RgbaImage::from_pixel(300, 200, Rgba([10, 20, 30, 0])));

@@ -4,34 +4,21 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
-use minijinja::syntax::SyntaxConfig;
-use minijinja::{Environment, ErrorKind, Value};
+use minijinja::{Environment, Value};
 use serde_json::Value as Json;
 use tokenizers::Tokenizer;
+
+mod stream;
+mod template;
+
+pub use stream::StreamDecoder;
+pub use template::LLAMA3_LLAVA_TEMPLATE;
+use template::{TEMPLATE_NAME, build_env, find_chat_template, read_json};
 
 /// The placeholder that marks where image features are spliced into the sequence.
 pub const IMAGE_TOKEN: &str = "<image>";
 /// Llama-3's end-of-turn token; generation stops on it even when configs only name `<|end_of_text|>`.
 pub const EOT_TOKEN: &str = "<|eot_id|>";
-
-/// The chat template of `llava-hf/llama3-llava-next-8b-hf`, used when the folder ships none.
-///
-/// It has no BOS of its own: the tokenizer's post-processor adds it at encode time.
-pub const LLAMA3_LLAVA_TEMPLATE: &str = concat!(
-    "{% for message in messages %}",
-    "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'}}",
-    "{# Render all images first #}",
-    "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}",
-    "{{ '<image>' }}{% endfor %}",
-    "{# Render all text next #}",
-    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}",
-    "{{ '\\n' + content['text'] + '<|eot_id|>' }}{% endfor %}",
-    "{% endfor %}",
-    "{% if add_generation_prompt %}",
-    "{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}",
-);
-
-const TEMPLATE_NAME: &str = "chat_template";
 
 /// A Hugging Face fast tokenizer plus the chat template and special ids LLaVA-NeXT needs.
 #[derive(Clone)]
@@ -191,7 +178,10 @@ impl PromptTokenizer {
             ("add_generation_prompt", Value::from(true)),
         ];
         // Absent specials stay undefined (render as ""), as in transformers, rather than "none".
-        let specials = [("bos_token", &self.bos_token), ("eos_token", &self.eos_token)];
+        let specials = [
+            ("bos_token", &self.bos_token),
+            ("eos_token", &self.eos_token),
+        ];
         for (key, token) in specials {
             if let Some(t) = token {
                 pairs.push((key, Value::from(t.as_str())));
@@ -274,20 +264,6 @@ impl PromptTokenizer {
     }
 }
 
-/// Reads a JSON file; a missing file is `None`, a malformed one an error naming it.
-fn read_json(path: &Path) -> Result<Option<Json>> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => serde_json::from_str(&text).map(Some).with_context(|| {
-            format!(
-                "{}: not valid JSON; re-download or repair it",
-                path.display()
-            )
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("{}: cannot read", path.display())),
-    }
-}
-
 /// A special token is written either as a string or as an `AddedToken` object with `content`.
 fn token_string(v: &Json) -> Option<String> {
     match v {
@@ -305,182 +281,6 @@ fn json_ids(v: Option<&Json>) -> Vec<u32> {
         Some(x) => as_id(x).into_iter().collect(),
         None => Vec::new(),
     }
-}
-
-/// Finds the chat template in HF's order of precedence; returns (source, origin).
-fn find_chat_template(dir: &Path, tok_config: Option<&Json>) -> Result<(String, String)> {
-    let json_path = dir.join("chat_template.json");
-    if let Some(doc) = read_json(&json_path)? {
-        let source = doc.get("chat_template").and_then(Json::as_str).ok_or_else(|| {
-            anyhow!(
-                "{}: has no string field \"chat_template\"; fix or remove the file",
-                json_path.display()
-            )
-        })?;
-        return Ok((source.to_owned(), "chat_template.json".into()));
-    }
-    let jinja_path = dir.join("chat_template.jinja");
-    if jinja_path.is_file() {
-        let source = std::fs::read_to_string(&jinja_path)
-            .with_context(|| format!("{}: cannot read", jinja_path.display()))?;
-        return Ok((source, "chat_template.jinja".into()));
-    }
-    let origin = "tokenizer_config.json";
-    match tok_config.and_then(|c| c.get("chat_template")) {
-        None | Some(Json::Null) => Ok((
-            LLAMA3_LLAVA_TEMPLATE.to_owned(),
-            "built-in Llama-3 LLaVA template".into(),
-        )),
-        Some(Json::String(s)) => Ok((s.clone(), origin.into())),
-        Some(Json::Array(list)) => {
-            let named = |item: &Json| {
-                let name = item.get("name")?.as_str()?;
-                Some((name.to_owned(), item.get("template")?.as_str()?.to_owned()))
-            };
-            let entries: Vec<(String, String)> = list.iter().filter_map(named).collect();
-            match entries.iter().find(|(name, _)| name == "default") {
-                Some((_, t)) => Ok((t.clone(), format!("{origin} (\"default\")"))),
-                None => {
-                    let names: Vec<&str> = entries.iter().map(|(n, _)| n.as_str()).collect();
-                    bail!(
-                        "{}: chat_template lists {names:?} but none is named \"default\"; \
-                         add one or put the template in chat_template.jinja",
-                        dir.join(origin).display()
-                    )
-                }
-            }
-        }
-        Some(other) => bail!(
-            "{}: chat_template must be a string or a list of {{name, template}}, found {other}",
-            dir.join(origin).display()
-        ),
-    }
-}
-
-/// A minijinja environment that behaves like transformers' chat-template sandbox.
-fn build_env(source: String, origin: &str) -> Result<Environment<'static>> {
-    let mut env = Environment::new();
-    let syntax = SyntaxConfig::builder()
-        .trim_blocks(true)
-        .lstrip_blocks(true)
-        .build()
-        .context("chat template: cannot configure template syntax")?;
-    env.set_syntax(syntax);
-    minijinja_contrib::add_to_environment(&mut env);
-    // HF templates call Python string/dict methods such as .strip() and .items().
-    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-    env.add_function(
-        "raise_exception",
-        |msg: String| -> Result<Value, minijinja::Error> {
-            Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
-        },
-    );
-    env.add_template_owned(TEMPLATE_NAME, strip_generation_tags(&source))
-        .with_context(|| {
-            format!("{origin}: chat template does not parse; fix the template or remove it")
-        })?;
-    Ok(env)
-}
-
-/// transformers' `{% generation %}` block only marks assistant spans for training masks and
-/// renders its body unchanged. minijinja has no such tag, so it becomes an always-true `if`,
-/// which keeps the tag's whitespace control and trim_blocks behaviour.
-fn strip_generation_tags(source: &str) -> String {
-    let mut out = String::with_capacity(source.len());
-    let mut rest = source;
-    while let Some(start) = rest.find("{%") {
-        let Some(len) = rest[start..].find("%}") else {
-            break;
-        };
-        let tag = &rest[start..start + len + 2];
-        let body = &tag[2..tag.len() - 2];
-        let open = if body.starts_with(['-', '+']) { &body[..1] } else { "" };
-        let close = if body.ends_with(['-', '+']) { &body[body.len() - 1..] } else { "" };
-        out.push_str(&rest[..start]);
-        match body.trim_matches(['-', '+']).trim() {
-            "generation" => out.push_str(&format!("{{%{open} if true {close}%}}")),
-            "endgeneration" => out.push_str(&format!("{{%{open} endif {close}%}}")),
-            _ => out.push_str(tag),
-        }
-        rest = &rest[start + len + 2..];
-    }
-    out.push_str(rest);
-    out
-}
-
-/// Incremental detokeniser for streaming generation.
-///
-/// Byte-level tokens can split a UTF-8 character; text is released only once it decodes without
-/// a trailing replacement character, and always as the difference against a decoded prefix so
-/// decoders that rewrite spaces stay consistent with a full `decode`.
-pub struct StreamDecoder<'a> {
-    tok: &'a PromptTokenizer,
-    skip_special: bool,
-    ids: Vec<u32>,
-    prefix_offset: usize,
-    read_offset: usize,
-}
-
-impl<'a> StreamDecoder<'a> {
-    /// A decoder that drops special tokens, as shown to a user.
-    pub fn new(tok: &'a PromptTokenizer) -> Self {
-        Self {
-            tok,
-            skip_special: true,
-            ids: Vec::new(),
-            prefix_offset: 0,
-            read_offset: 0,
-        }
-    }
-
-    /// Keep special tokens (such as `<|eot_id|>`) in the streamed text.
-    pub fn keep_special(mut self) -> Self {
-        self.skip_special = false;
-        self
-    }
-
-    /// Adds one id; returns the newly completed text, or `None` while a character is incomplete.
-    pub fn push(&mut self, id: u32) -> Result<Option<String>> {
-        self.ids.push(id);
-        let (prefix, text) = self.window()?;
-        if text.len() <= prefix.len() || text.ends_with(char::REPLACEMENT_CHARACTER) {
-            return Ok(None);
-        }
-        let chunk = suffix_after(&text, &prefix);
-        // Only the window since the last emitted chunk matters; drop older ids.
-        self.ids.drain(..self.read_offset);
-        self.prefix_offset = 0;
-        self.read_offset = self.ids.len();
-        Ok(Some(chunk))
-    }
-
-    /// Flushes whatever is left (an incomplete character decodes as U+FFFD, as `decode` would).
-    pub fn finish(self) -> Result<Option<String>> {
-        let (prefix, text) = self.window()?;
-        Ok((text.len() > prefix.len()).then(|| suffix_after(&text, &prefix)))
-    }
-
-    fn window(&self) -> Result<(String, String)> {
-        let prefix = self.tok.decode(
-            &self.ids[self.prefix_offset..self.read_offset],
-            self.skip_special,
-        )?;
-        let text = self
-            .tok
-            .decode(&self.ids[self.prefix_offset..], self.skip_special)?;
-        Ok((prefix, text))
-    }
-}
-
-/// The part of `text` past `prefix`, cut at a character boundary.
-fn suffix_after(text: &str, prefix: &str) -> String {
-    if let Some(rest) = text.strip_prefix(prefix) {
-        return rest.to_owned();
-    }
-    let cut = (prefix.len()..=text.len())
-        .find(|&i| text.is_char_boundary(i))
-        .unwrap_or(text.len());
-    text[cut..].to_owned()
 }
 
 #[cfg(test)]
@@ -527,7 +327,10 @@ mod tests {
         let (dir, info) = sample();
         let tok = load(&dir, &info);
         assert_eq!(tok.template_origin(), "tokenizer_config.json");
-        assert_eq!(tok.render_chat("What is this?", true).unwrap(), CHAT_WITH_IMAGE);
+        assert_eq!(
+            tok.render_chat("What is this?", true).unwrap(),
+            CHAT_WITH_IMAGE
+        );
         // The llava-hf template puts "\n" before the text even without an image.
         assert_eq!(
             tok.render_chat("Hi", false).unwrap(),
@@ -558,7 +361,10 @@ mod tests {
         std::fs::write(dir.path().join("chat_template.jinja"), with_bos).unwrap();
         let tok = load(&dir, &info);
         assert_eq!(tok.template_origin(), "chat_template.jinja");
-        assert_eq!(tok.render_chat("x", false).unwrap(), "<|begin_of_text|>user");
+        assert_eq!(
+            tok.render_chat("x", false).unwrap(),
+            "<|begin_of_text|>user"
+        );
         let ids = tok.chat_prompt_ids("x", false).unwrap();
         assert_eq!(ids[0], info.bos_id);
         assert_eq!(ids.iter().filter(|&&i| i == info.bos_id).count(), 1);
@@ -583,7 +389,10 @@ mod tests {
         });
         let tok = load(&dir, &info);
         assert!(tok.template_origin().starts_with("built-in"));
-        assert_eq!(tok.render_chat("What is this?", true).unwrap(), CHAT_WITH_IMAGE);
+        assert_eq!(
+            tok.render_chat("What is this?", true).unwrap(),
+            CHAT_WITH_IMAGE
+        );
     }
 
     #[test]
@@ -598,7 +407,10 @@ mod tests {
         });
         let tok = load(&dir, &info);
         assert!(tok.template_origin().contains("default"));
-        assert_eq!(tok.render_chat("What is this?", true).unwrap(), CHAT_WITH_IMAGE);
+        assert_eq!(
+            tok.render_chat("What is this?", true).unwrap(),
+            CHAT_WITH_IMAGE
+        );
 
         edit_config(&dir, |c| {
             let list = serde_json::json!([{"name": "tool_use", "template": "tools"}]);
@@ -606,7 +418,10 @@ mod tests {
         });
         let err = PromptTokenizer::from_dir(dir.path(), info.image_id).unwrap_err();
         let msg = format!("{err:#}");
-        assert!(msg.contains("tokenizer_config.json") && msg.contains("tool_use"), "{msg}");
+        assert!(
+            msg.contains("tokenizer_config.json") && msg.contains("tool_use"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -615,7 +430,10 @@ mod tests {
         let tok = load(&dir, &info);
         let text = "The red circle is above the blue square, and 42 shapes are café-coloured.";
         let ids = tok.encode(text, false).unwrap();
-        assert!(ids.len() < text.len(), "BPE merges should compress: {ids:?}");
+        assert!(
+            ids.len() < text.len(),
+            "BPE merges should compress: {ids:?}"
+        );
         assert_eq!(tok.decode(&ids, false).unwrap(), text);
         let with_bos = tok.encode(text, true).unwrap();
         assert_eq!(with_bos[0], info.bos_id);
@@ -627,7 +445,10 @@ mod tests {
     fn cache_prompt_is_bos_then_image() {
         let (dir, info) = sample();
         let tok = load(&dir, &info);
-        assert_eq!(tok.cache_prompt_ids().unwrap(), vec![info.bos_id, info.image_id]);
+        assert_eq!(
+            tok.cache_prompt_ids().unwrap(),
+            vec![info.bos_id, info.image_id]
+        );
         assert_eq!(tok.bos_id(), Some(info.bos_id));
     }
 
@@ -683,7 +504,11 @@ mod tests {
         let (dir, info) = sample();
         assert_eq!(load(&dir, &info).eos_ids(), &[info.eot_id]);
         let gen_cfg = serde_json::json!({"bos_token_id": info.bos_id, "eos_token_id": [info.eos_id, info.eot_id]});
-        std::fs::write(dir.path().join("generation_config.json"), gen_cfg.to_string()).unwrap();
+        std::fs::write(
+            dir.path().join("generation_config.json"),
+            gen_cfg.to_string(),
+        )
+        .unwrap();
         assert_eq!(load(&dir, &info).eos_ids(), &[info.eot_id, info.eos_id]);
 
         // Without eos_token in the configs, generation_config's single id and <|eot_id|> remain.
@@ -692,7 +517,11 @@ mod tests {
         });
         std::fs::remove_file(dir.path().join("special_tokens_map.json")).unwrap();
         let gen_cfg = serde_json::json!({"eos_token_id": info.eos_id});
-        std::fs::write(dir.path().join("generation_config.json"), gen_cfg.to_string()).unwrap();
+        std::fs::write(
+            dir.path().join("generation_config.json"),
+            gen_cfg.to_string(),
+        )
+        .unwrap();
         assert_eq!(load(&dir, &info).eos_ids(), &[info.eos_id, info.eot_id]);
     }
 
@@ -720,7 +549,10 @@ mod tests {
         let (dir, info) = sample();
         let err = PromptTokenizer::from_dir(dir.path(), info.image_id + 1).unwrap_err();
         let msg = format!("{err:#}");
-        assert!(msg.contains("tokenizer.json") && msg.contains("image_token_index"), "{msg}");
+        assert!(
+            msg.contains("tokenizer.json") && msg.contains("image_token_index"),
+            "{msg}"
+        );
 
         let path = dir.path().join("tokenizer.json");
         let mut doc: Json = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
@@ -729,7 +561,10 @@ mod tests {
         std::fs::write(&path, doc.to_string()).unwrap();
         let err = PromptTokenizer::from_dir(dir.path(), info.image_id).unwrap_err();
         let msg = format!("{err:#}");
-        assert!(msg.contains("tokenizer.json") && msg.contains("has no <image>"), "{msg}");
+        assert!(
+            msg.contains("tokenizer.json") && msg.contains("has no <image>"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -746,24 +581,14 @@ mod tests {
 
         let lines = "{% for m in messages %}\n  {{ m['role'] }}\n{% endfor %}\n";
         std::fs::write(dir.path().join("chat_template.jinja"), lines).unwrap();
-        assert_eq!(load(&dir, &info).render_chat("x", false).unwrap(), "  user\n");
+        assert_eq!(
+            load(&dir, &info).render_chat("x", false).unwrap(),
+            "  user\n"
+        );
 
         let failing = "{{ raise_exception('only user turns') }}";
         std::fs::write(dir.path().join("chat_template.jinja"), failing).unwrap();
         let err = load(&dir, &info).render_chat("x", false).unwrap_err();
         assert!(format!("{err:#}").contains("only user turns"), "{err:#}");
-    }
-
-    #[test]
-    fn generation_tags_are_removed_with_their_whitespace_markers() {
-        let src = "a {%- generation %}b{% endgeneration -%} c{% if x %}d{% endif %}";
-        assert_eq!(
-            strip_generation_tags(src),
-            "a {%- if true %}b{% endif -%} c{% if x %}d{% endif %}"
-        );
-        let env = build_env(src.to_owned(), "test").unwrap();
-        let rendered = env.get_template(TEMPLATE_NAME).unwrap().render(()).unwrap();
-        assert_eq!(rendered, "abc");
-        assert_eq!(strip_generation_tags("{% unclosed"), "{% unclosed");
     }
 }

@@ -4,3 +4,4 @@ pub mod cache;
 pub mod dataset;
 pub mod probe;
 pub mod session;
+pub mod train;

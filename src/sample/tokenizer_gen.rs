@@ -245,7 +245,11 @@ mod tests {
         let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         write_sample_tokenizer(da.path(), 512).unwrap();
         write_sample_tokenizer(db.path(), 512).unwrap();
-        for name in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"] {
+        for name in [
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "special_tokens_map.json",
+        ] {
             let fa = std::fs::read(da.path().join(name)).unwrap();
             let fb = std::fs::read(db.path().join(name)).unwrap();
             assert!(!fa.is_empty());
@@ -264,7 +268,13 @@ mod tests {
             assert_eq!(tok.token_to_id(s), Some(base + i as u32), "{s}");
         }
         assert_eq!(
-            [info.bos_id, info.eos_id, info.eot_id, info.image_id, info.pad_id],
+            [
+                info.bos_id,
+                info.eos_id,
+                info.eot_id,
+                info.image_id,
+                info.pad_id
+            ],
             [base, base + 1, base + 4, base + 5, base + 6]
         );
     }
@@ -272,7 +282,8 @@ mod tests {
     #[test]
     fn encoding_prepends_one_bos_and_splits_specials() {
         let (tok, info) = build_sample_tokenizer(512).unwrap();
-        let text = "<|start_header_id|>user<|end_header_id|>\n\n<image>\nWhat colour is the circle?";
+        let text =
+            "<|start_header_id|>user<|end_header_id|>\n\n<image>\nWhat colour is the circle?";
         let ids = tok.encode(text, true).unwrap().get_ids().to_vec();
         assert_eq!(ids[0], info.bos_id);
         assert_eq!(ids.iter().filter(|&&i| i == info.bos_id).count(), 1);
@@ -306,9 +317,4 @@ mod tests {
         assert!(err.to_string().contains("at least 264"), "{err}");
         assert_eq!(build_sample_tokenizer(264).unwrap().1.vocab_size, 264);
     }
-}
-#[cfg(test)]
-#[test]
-fn zz_dump_tmp() {
-    if let Ok(p) = std::env::var("TG_DUMP") { write_sample_tokenizer(std::path::Path::new(&p), 512).unwrap(); }
 }

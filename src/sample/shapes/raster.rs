@@ -96,7 +96,7 @@ pub fn covers(obj: &PlannedObject, x: u32, y: u32) -> bool {
 fn in_star(px: f64, py: f64) -> bool {
     let vertex = |i: usize| {
         let angle = -std::f64::consts::FRAC_PI_2 + i as f64 * std::f64::consts::PI / 5.0;
-        let r = if i % 2 == 0 { 1.0 } else { 0.45 };
+        let r = if i.is_multiple_of(2) { 1.0 } else { 0.45 };
         (r * angle.cos(), r * angle.sin())
     };
     let mut inside = false;
@@ -193,14 +193,14 @@ impl Background {
                 })
             }
             Background::Stripes { a, b, band } => {
-                if ((x + y) / band) % 2 == 0 {
+                if ((x + y) / band).is_multiple_of(2) {
                     *a
                 } else {
                     *b
                 }
             }
             Background::Checks { a, b, cell } => {
-                if (x / cell + y / cell) % 2 == 0 {
+                if (x / cell + y / cell).is_multiple_of(2) {
                     *a
                 } else {
                     *b
@@ -254,7 +254,7 @@ mod tests {
             (Shape::Circle, 0.785),
             (Shape::Square, 1.0),
             (Shape::Triangle, 0.5),
-            (Shape::Star, 0.28),
+            (Shape::Star, 0.33),
             (Shape::Cross, 0.556),
             (Shape::Ring, 0.548),
         ];

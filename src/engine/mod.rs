@@ -1,0 +1,12 @@
+//! The model actor: a dedicated OS thread that owns the device, the model and the SAE.
+//!
+//! [`ModelHandle`] is the only way in; jobs and results are plain data ([`messages`]).
+#![deny(clippy::unwrap_used)]
+
+pub mod actor;
+pub mod messages;
+pub mod session;
+
+pub use actor::{Control, Engine, ModelHandle};
+pub use messages::{ActorStatus, Analysis, Job, Lane, ModelError};
+pub use session::SessionEngine;

@@ -1,0 +1,75 @@
+//! The real engine: LLaVA-NeXT to the tap, then the SAE over the image tokens.
+
+use anyhow::{Context, Result};
+use candle_core::{DType, Tensor};
+
+use super::actor::{Control, Engine};
+use super::messages::{Analysis, Job, ModelError};
+use crate::model::anyres::TokenKind;
+use crate::model::llava_next::SeqToken;
+use crate::pipeline::session::Session;
+
+/// An [`Engine`] over a loaded [`Session`].
+pub struct SessionEngine {
+    session: Session,
+}
+
+impl SessionEngine {
+    /// Wrap a session (load it on the model thread, inside [`super::ModelHandle::spawn`]).
+    pub fn new(session: Session) -> Self {
+        Self { session }
+    }
+
+    fn analyze(&self, image: &std::path::Path, prompt: Option<&str>, ctl: &mut Control<'_>) -> Result<Option<Analysis>> {
+        let s = &self.session;
+        if ctl.step("tokenizing", 0, 3).is_err() {
+            return Ok(None);
+        }
+        let ids = s.prompt_ids(prompt, true)?;
+        if ctl.step("forward to the tap", 1, 3).is_err() {
+            return Ok(None);
+        }
+        let run = s.run_to_tap(ids, Some(image))?;
+        let layout = run.layout.context("the sequence has no image")?;
+        if ctl.step("SAE encode", 2, 3).is_err() {
+            return Ok(None);
+        }
+        let geometry = layout.tokens();
+        let mut positions = Vec::new();
+        let mut tokens = Vec::new();
+        for (pos, st) in run.map.tokens.iter().enumerate() {
+            if let SeqToken::Image { token, .. } = st
+                && geometry.get(*token).is_some_and(|g| g.kind != TokenKind::Newline)
+            {
+                positions.push(pos as u32);
+                tokens.push(*token as u16);
+            }
+        }
+        let index = Tensor::new(positions.as_slice(), run.residual.device())?;
+        let rows = run.residual.index_select(&index, 0)?;
+        let codes = s.sae.encode(&rows)?;
+        let values = codes.values.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+        let indices = codes.indices.to_vec2::<u32>()?;
+        let mut acts = Vec::new();
+        for (r, &tok) in tokens.iter().enumerate() {
+            for (&f, &v) in indices[r].iter().zip(&values[r]) {
+                if v > 1e-5 {
+                    acts.push((tok, f, v));
+                }
+            }
+        }
+        Ok(Some(Analysis { image: image.to_path_buf(), layout, acts }))
+    }
+}
+
+impl Engine for SessionEngine {
+    fn run(&mut self, job: &Job, ctl: &mut Control<'_>) -> Result<Analysis, ModelError> {
+        match job {
+            Job::Analyze { image, prompt } => match self.analyze(image, prompt.as_deref(), ctl) {
+                Ok(Some(a)) => Ok(a),
+                Ok(None) => Err(ModelError::Cancelled),
+                Err(e) => Err(ModelError::Failed(format!("{}: {e:#}", image.display()))),
+            },
+        }
+    }
+}

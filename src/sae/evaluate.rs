@@ -1,0 +1,411 @@
+//! Checking SAE features against ground-truth masks: for each feature, its top images' binarised
+//! activation maps are compared (IOU) with every labelled region — an object class
+//! (`red circle`), a colour's union (`red`) or a shape's union (`circle`) — and the best region
+//! names the feature.
+//!
+//! A map is one token grid of the image (the base view or the high-resolution map); each grid
+//! cell covers the pixels whose centres fall in its rectangle, so cells tile the image and IOU
+//! sums reduce to per-cell counts (summed-area tables), exact at pixel resolution.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+
+use crate::model::anyres::{ImageLayout, PixelRect, TokenKind};
+use crate::sample::shapes::ManifestEntry;
+
+/// Which token grid draws a feature's activation map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum MapGrid {
+    /// The `g x g` base view (what the original system draws).
+    Base,
+    /// The unpadded high-resolution map (finer).
+    HighRes,
+}
+
+/// Settings of the evaluation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EvalOptions {
+    /// Grid of the activation map.
+    pub grid: MapGrid,
+    /// Images per feature, ranked by the feature's largest activation in the grid.
+    pub top_images: usize,
+    /// A cell is active when its activation exceeds this fraction of the image's maximum.
+    pub threshold: f32,
+    /// Mean IOU at which a feature counts as matching its region.
+    pub pass_iou: f64,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        Self { grid: MapGrid::Base, top_images: 10, threshold: 0.0, pass_iou: 0.5 }
+    }
+}
+
+/// What a labelled region is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConceptKind {
+    /// One (colour, shape) class.
+    Object,
+    /// Every object of one colour.
+    Colour,
+    /// Every object of one shape.
+    Shape,
+}
+
+/// Ground truth of one image: labelled binary masks at its resolution.
+#[derive(Debug, Clone)]
+pub struct ImageTruth {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// `(kind, name, row-major mask)` per region.
+    pub regions: Vec<(ConceptKind, String, Vec<bool>)>,
+}
+
+impl ImageTruth {
+    /// Regions from objects `(colour, shape, mask)`: each class, colour and shape as a union.
+    pub fn from_objects(width: u32, height: u32, objects: &[(String, String, Vec<bool>)]) -> Result<Self> {
+        let len = width as usize * height as usize;
+        let mut unions: BTreeMap<(ConceptKind, String), Vec<bool>> = BTreeMap::new();
+        for (colour, shape, mask) in objects {
+            if mask.len() != len {
+                bail!("mask of {colour} {shape} has {} pixels, the image {width}x{height}", mask.len());
+            }
+            for key in [
+                (ConceptKind::Object, format!("{colour} {shape}")),
+                (ConceptKind::Colour, colour.clone()),
+                (ConceptKind::Shape, shape.clone()),
+            ] {
+                let u = unions.entry(key).or_insert_with(|| vec![false; len]);
+                u.iter_mut().zip(mask).for_each(|(a, &b)| *a |= b);
+            }
+        }
+        let regions = unions.into_iter().map(|((k, n), m)| (k, n, m)).collect();
+        Ok(Self { width, height, regions })
+    }
+
+    /// Read the object masks of a manifest entry (greyscale, > 127 is inside).
+    pub fn from_manifest(entry: &ManifestEntry, root: &Path) -> Result<Self> {
+        let mut objects = Vec::with_capacity(entry.objects.len());
+        for obj in &entry.objects {
+            let path = obj.mask_path(root);
+            let img = image::open(&path).with_context(|| format!("cannot read mask {}", path.display()))?.to_luma8();
+            if img.dimensions() != (entry.width, entry.height) {
+                bail!(
+                    "mask {} is {}x{} but image {} is {}x{}",
+                    path.display(),
+                    img.width(),
+                    img.height(),
+                    entry.id,
+                    entry.width,
+                    entry.height
+                );
+            }
+            let mask = img.as_raw().iter().map(|&v| v > 127).collect();
+            objects.push((obj.colour.clone(), obj.shape.clone(), mask));
+        }
+        Self::from_objects(entry.width, entry.height, &objects)
+    }
+}
+
+/// One image's sparse activations on its image tokens.
+#[derive(Debug, Clone)]
+pub struct ImageActivations {
+    /// Token geometry of the image.
+    pub layout: ImageLayout,
+    /// Its labelled regions.
+    pub truth: ImageTruth,
+    /// `(token, latent, value)`: token indexes `layout.tokens()`.
+    pub acts: Vec<(u32, u32, f32)>,
+}
+
+/// How one feature matches the regions of its top images.
+#[derive(Debug, Clone, Serialize)]
+pub struct FeatureScore {
+    /// Latent index.
+    pub feature: u32,
+    /// Images (indices into the input) ranked by the feature's largest activation, active only.
+    pub images: Vec<usize>,
+    /// Best region of each kind present in those images: `(kind, name, mean IOU)`.
+    pub best: Vec<(ConceptKind, String, f64)>,
+}
+
+impl FeatureScore {
+    /// Best region among `kinds`, if any.
+    pub fn best_of(&self, kinds: &[ConceptKind]) -> Option<(ConceptKind, &str, f64)> {
+        self.best
+            .iter()
+            .filter(|(k, _, _)| kinds.contains(k))
+            .max_by(|a, b| a.2.total_cmp(&b.2))
+            .map(|(k, n, v)| (*k, n.as_str(), *v))
+    }
+}
+
+/// Per-image grid cells with their pixel counts and overlaps with every region.
+struct Cells {
+    /// Cell of each image token, if it belongs to the grid.
+    of_token: Vec<Option<u32>>,
+    area: Vec<u64>,
+    /// `[region][cell]` pixels of the region inside the cell.
+    overlap: Vec<Vec<u64>>,
+    region_area: Vec<u64>,
+}
+
+/// Pixels `[start, end)` of one axis whose centres lie in `[a, b)`, clamped to `0..len`.
+fn pixel_span(a: f32, b: f32, len: u32) -> (usize, usize) {
+    let lo = (a - 0.5).ceil().max(0.0) as usize;
+    let hi = ((b - 0.5).ceil().max(0.0) as usize).min(len as usize);
+    (lo.min(hi), hi)
+}
+
+fn cells_of(layout: &ImageLayout, truth: &ImageTruth, grid: MapGrid) -> Result<Cells> {
+    let (w, h) = (truth.width, truth.height);
+    if layout.original != (h, w) {
+        bail!("the layout is for {:?} (h, w) but the masks are {w}x{h}", layout.original);
+    }
+    let want = match grid {
+        MapGrid::Base => TokenKind::Base,
+        MapGrid::HighRes => TokenKind::HighRes,
+    };
+    let tokens = layout.tokens();
+    let mut of_token = vec![None; tokens.len()];
+    let mut rects: Vec<PixelRect> = Vec::new();
+    for (t, tok) in tokens.iter().enumerate() {
+        if let (true, Some(r)) = (tok.kind == want, tok.rect) {
+            of_token[t] = Some(rects.len() as u32);
+            rects.push(r);
+        }
+    }
+    let spans: Vec<_> = rects.iter().map(|r| (pixel_span(r.x0, r.x1, w), pixel_span(r.y0, r.y1, h))).collect();
+    let area = spans.iter().map(|((x0, x1), (y0, y1))| ((x1 - x0) * (y1 - y0)) as u64).collect();
+    let stride = w as usize + 1;
+    let mut overlap = Vec::with_capacity(truth.regions.len());
+    let mut region_area = Vec::with_capacity(truth.regions.len());
+    for (_, _, mask) in &truth.regions {
+        // Summed-area table: sat[y][x] = pixels of the mask above and left of (x, y).
+        let mut sat = vec![0u64; stride * (h as usize + 1)];
+        for y in 0..h as usize {
+            let mut row = 0u64;
+            for x in 0..w as usize {
+                row += u64::from(mask[y * w as usize + x]);
+                sat[(y + 1) * stride + x + 1] = sat[y * stride + x + 1] + row;
+            }
+        }
+        let count = |(x0, x1): (usize, usize), (y0, y1): (usize, usize)| {
+            sat[y1 * stride + x1] + sat[y0 * stride + x0] - sat[y0 * stride + x1] - sat[y1 * stride + x0]
+        };
+        overlap.push(spans.iter().map(|&(sx, sy)| count(sx, sy)).collect());
+        region_area.push(sat[h as usize * stride + w as usize]);
+    }
+    Ok(Cells { of_token, area, overlap, region_area })
+}
+
+/// Score every feature that fires in the grid of some image; features that never do are left out.
+pub fn score_features(images: &[ImageActivations], opts: &EvalOptions) -> Result<Vec<FeatureScore>> {
+    let cells: Vec<Cells> = images
+        .iter()
+        .enumerate()
+        .map(|(i, im)| cells_of(&im.layout, &im.truth, opts.grid).with_context(|| format!("image {i}")))
+        .collect::<Result<_>>()?;
+    // Per feature: (image, grid activations as (cell, value), max).
+    let mut per_feature: BTreeMap<u32, Vec<(usize, Vec<(u32, f32)>, f32)>> = BTreeMap::new();
+    for (i, (im, c)) in images.iter().zip(&cells).enumerate() {
+        let mut by_latent: BTreeMap<u32, Vec<(u32, f32)>> = BTreeMap::new();
+        for &(tok, latent, v) in &im.acts {
+            if let Some(Some(cell)) = c.of_token.get(tok as usize)
+                && v > 0.0
+            {
+                by_latent.entry(latent).or_default().push((*cell, v));
+            }
+        }
+        for (latent, acts) in by_latent {
+            let max = acts.iter().map(|a| a.1).fold(0.0f32, f32::max);
+            per_feature.entry(latent).or_default().push((i, acts, max));
+        }
+    }
+    let slots = opts.top_images.min(images.len()).max(1) as f64;
+    let mut out = Vec::with_capacity(per_feature.len());
+    for (feature, mut hits) in per_feature {
+        hits.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(&b.0)));
+        hits.truncate(opts.top_images);
+        // Sum of IOUs per region name over the top images; absent regions add 0.
+        let mut sums: BTreeMap<(ConceptKind, String), f64> = BTreeMap::new();
+        for (i, acts, max) in &hits {
+            let c = &cells[*i];
+            let active: Vec<u32> = acts.iter().filter(|a| a.1 > opts.threshold * max).map(|a| a.0).collect();
+            let s_area: u64 = active.iter().map(|&a| c.area[a as usize]).sum();
+            for (r, (kind, name, _)) in images[*i].truth.regions.iter().enumerate() {
+                let inter: u64 = active.iter().map(|&a| c.overlap[r][a as usize]).sum();
+                let union = s_area + c.region_area[r] - inter;
+                let iou = if union == 0 { 0.0 } else { inter as f64 / union as f64 };
+                *sums.entry((*kind, name.clone())).or_default() += iou;
+            }
+        }
+        let mut best: BTreeMap<ConceptKind, (String, f64)> = BTreeMap::new();
+        for ((kind, name), sum) in sums {
+            let mean = sum / slots;
+            if best.get(&kind).is_none_or(|b| mean > b.1) {
+                best.insert(kind, (name, mean));
+            }
+        }
+        out.push(FeatureScore {
+            feature,
+            images: hits.iter().map(|h| h.0).collect(),
+            best: best.into_iter().map(|(k, (n, v))| (k, n, v)).collect(),
+        });
+    }
+    Ok(out)
+}
+
+/// Counts of features whose best region reaches the pass IOU.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalSummary {
+    /// Features that fire in the grid of some image.
+    pub scored: usize,
+    /// Features matching an object class or a colour.
+    pub object_or_colour: usize,
+    /// Features matching an object class.
+    pub object: usize,
+    /// Features matching a colour.
+    pub colour: usize,
+    /// Features matching a shape.
+    pub shape: usize,
+    /// `(feature, kind, region, mean IOU)` of the object-or-colour matches, best first.
+    pub matches: Vec<(u32, ConceptKind, String, f64)>,
+}
+
+/// Summarise scores at `pass_iou`.
+pub fn summarize(scores: &[FeatureScore], pass_iou: f64) -> EvalSummary {
+    let passing = |kinds: &[ConceptKind]| scores.iter().filter(|s| s.best_of(kinds).is_some_and(|b| b.2 >= pass_iou)).count();
+    let oc = [ConceptKind::Object, ConceptKind::Colour];
+    let mut matches: Vec<_> = scores
+        .iter()
+        .filter_map(|s| s.best_of(&oc).filter(|b| b.2 >= pass_iou).map(|(k, n, v)| (s.feature, k, n.to_string(), v)))
+        .collect();
+    matches.sort_by(|a, b| b.3.total_cmp(&a.3).then(a.0.cmp(&b.0)));
+    EvalSummary {
+        scored: scores.len(),
+        object_or_colour: passing(&oc),
+        object: passing(&[ConceptKind::Object]),
+        colour: passing(&[ConceptKind::Colour]),
+        shape: passing(&[ConceptKind::Shape]),
+        matches,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 28x28 image whose base grid is 2x2 cells of 14 px and high-res grid 2x2 as well.
+    fn layout() -> ImageLayout {
+        ImageLayout::new((28, 28), &[(28, 56), (56, 28), (56, 56)], 28, 14).unwrap()
+    }
+
+    fn mask(f: impl Fn(usize, usize) -> bool) -> Vec<bool> {
+        (0..28 * 28).map(|i| f(i % 28, i / 28)).collect()
+    }
+
+    fn truth(objects: &[(&str, &str, Vec<bool>)]) -> ImageTruth {
+        let objs: Vec<_> = objects.iter().map(|(c, s, m)| (c.to_string(), s.to_string(), m.clone())).collect();
+        ImageTruth::from_objects(28, 28, &objs).unwrap()
+    }
+
+    fn best(s: &FeatureScore, kind: ConceptKind) -> (String, f64) {
+        let (_, n, v) = s.best_of(&[kind]).unwrap();
+        (n.to_string(), v)
+    }
+
+    #[test]
+    fn hand_made_maps_score_as_expected() {
+        let l = layout();
+        assert_eq!(l.base_tokens(), 4);
+        // Image A: a red square on the left half; image B: a blue circle filling the right half.
+        let a = truth(&[("red", "square", mask(|x, _| x < 14))]);
+        let b = truth(&[("blue", "circle", mask(|x, _| x >= 14))]);
+        // Base tokens 0..4 are cells (0,0), (0,1), (1,0), (1,1).
+        let acts_a = vec![
+            (0, 0, 1.0), (2, 0, 1.0), // feature 0: the left column, exactly the square
+            (0, 1, 2.0),              // feature 1: one cell of it: IOU 0.5
+            (0, 2, 1.0), (1, 2, 1.0), (2, 2, 1.0), (3, 2, 1.0), // feature 2: everything: IOU 0.5
+            (0, 3, 1.0), (2, 3, 0.1), // feature 3: the weak cell drops out at threshold 0.5
+        ];
+        let acts_b = vec![(1, 0, 0.5), (3, 0, 0.5)]; // feature 0 also covers B's circle, weaker
+        let images = vec![
+            ImageActivations { layout: l.clone(), truth: a, acts: acts_a },
+            ImageActivations { layout: l.clone(), truth: b, acts: acts_b },
+        ];
+        let opts = EvalOptions { top_images: 1, threshold: 0.5, ..Default::default() };
+        let scores = score_features(&images, &opts).unwrap();
+        assert_eq!(scores.iter().map(|s| s.feature).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
+        assert_eq!(scores[0].images, vec![0]);
+        assert_eq!(best(&scores[0], ConceptKind::Object), ("red square".into(), 1.0));
+        assert_eq!(best(&scores[0], ConceptKind::Colour), ("red".into(), 1.0));
+        assert_eq!(best(&scores[1], ConceptKind::Colour).1, 0.5);
+        assert_eq!(best(&scores[2], ConceptKind::Shape).1, 0.5);
+        assert_eq!(best(&scores[3], ConceptKind::Object).1, 0.5);
+        let s = summarize(&scores, 0.5);
+        assert_eq!((s.scored, s.object_or_colour, s.colour), (4, 4, 4));
+        assert_eq!(s.matches[0].0, 0);
+        assert_eq!(summarize(&scores, 0.75).object_or_colour, 1);
+
+        // With both images ranked, feature 0 covers each image's region once: mean 0.5 for either.
+        let two = EvalOptions { top_images: 2, ..opts };
+        let scores = score_features(&images, &two).unwrap();
+        assert_eq!(scores[0].images, vec![0, 1]);
+        assert_eq!(best(&scores[0], ConceptKind::Colour).1, 0.5);
+        // Features seen in one image only have the empty slot count as 0.
+        assert_eq!(best(&scores[1], ConceptKind::Colour).1, 0.25);
+        // Threshold 0 keeps the weak cell of feature 3: both left cells, IOU 1.
+        let zero = EvalOptions { threshold: 0.0, ..opts };
+        assert_eq!(best(&score_features(&images, &zero).unwrap()[3], ConceptKind::Object).1, 1.0);
+    }
+
+    /// Pixel-by-pixel IOU for irregular masks and both grids, against the cell sums.
+    #[test]
+    fn cell_sums_equal_pixel_counts() {
+        let l = ImageLayout::new((30, 50), &[(28, 56), (56, 28), (56, 56)], 28, 14).unwrap();
+        let (w, h) = (50usize, 30usize);
+        let disc: Vec<bool> = (0..w * h).map(|i| ((i % w) as f32 - 17.3).hypot((i / w) as f32 - 12.6) < 9.1).collect();
+        let t = ImageTruth::from_objects(50, 30, &[("red".into(), "circle".into(), disc.clone())]).unwrap();
+        let tokens = l.tokens();
+        for grid in [MapGrid::Base, MapGrid::HighRes] {
+            let kind = if grid == MapGrid::Base { TokenKind::Base } else { TokenKind::HighRes };
+            let cells: Vec<usize> = (0..tokens.len()).filter(|&i| tokens[i].kind == kind).collect();
+            let active: Vec<usize> = cells.iter().copied().step_by(2).collect();
+            let acts = active.iter().map(|&t| (t as u32, 5, 1.0)).collect();
+            let im = ImageActivations { layout: l.clone(), truth: t.clone(), acts };
+            let opts = EvalOptions { grid, top_images: 1, ..Default::default() };
+            let got = best(&score_features(&[im], &opts).unwrap()[0], ConceptKind::Object).1;
+            let (mut inter, mut union) = (0, 0);
+            for y in 0..h {
+                for x in 0..w {
+                    let (cx, cy) = (x as f32 + 0.5, y as f32 + 0.5);
+                    let on = active.iter().any(|&t| {
+                        let r = tokens[t].rect.unwrap();
+                        r.x0 <= cx && cx < r.x1 && r.y0 <= cy && cy < r.y1
+                    });
+                    inter += (on && disc[y * w + x]) as u32;
+                    union += (on || disc[y * w + x]) as u32;
+                }
+            }
+            let want = inter as f64 / union as f64;
+            assert!((got - want).abs() < 1e-12, "{grid:?}: {got} vs {want}");
+            assert!(want > 0.05 && want < 0.95, "{want}");
+        }
+    }
+
+    #[test]
+    fn mismatched_masks_are_reported() {
+        let err = ImageTruth::from_objects(4, 4, &[("red".into(), "star".into(), vec![false; 15])]).unwrap_err();
+        assert!(err.to_string().contains("15 pixels"), "{err}");
+        let im = ImageActivations { layout: layout(), truth: ImageTruth::from_objects(4, 4, &[]).unwrap(), acts: vec![] };
+        let err = format!("{:#}", score_features(&[im], &EvalOptions::default()).unwrap_err());
+        assert!(err.contains("image 0") && err.contains("4x4"), "{err}");
+    }
+}

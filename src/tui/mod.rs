@@ -1,0 +1,1 @@
+//! The interactive workbench: app state, pure update, panes, keymaps and themes.
