@@ -15,6 +15,19 @@ pub struct Cli {
     #[command(flatten)]
     pub model: ModelArgs,
 
+    /// Store the workbench opens; without it, a sample store is built on first use in the user
+    /// cache folder and opened.
+    #[arg(long, global = true, env = "GLINT_CACHE", value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+
+    /// Terminal graphics for images: auto, kitty, sixel, iterm2 or halfblocks.
+    #[arg(long, global = true, default_value = "auto")]
+    pub graphics: String,
+
+    /// Colour theme of the workbench: dark or light.
+    #[arg(long, global = true, default_value = "dark")]
+    pub theme: String,
+
     /// What to do; without one, the interactive workbench opens.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -69,8 +82,74 @@ pub enum Command {
     Export(ExportArgs),
     /// Import a cache made by the original system into a store.
     Import(ImportArgs),
+    /// Explain features with a vision LMM behind an OpenAI-compatible server (resumable).
+    Explain(ExplainArgs),
+    /// Measure caching throughput, prefill latency and memory on one 672x672 image.
+    Bench(BenchArgs),
     /// Train a TopK SAE on one layer's residual stream over an image dataset (sparsify recipe).
     Train(TrainArgs),
+    /// Steer one prompt with each listed feature in turn; default vs steered text as JSONL (resumable).
+    Steer(SteerArgs),
+}
+
+/// Arguments of `glint --batch steer`.
+#[derive(Debug, Args)]
+pub struct SteerArgs {
+    /// User prompt, rendered with the chat template.
+    #[arg(long)]
+    pub prompt: String,
+    /// Image shown with the prompt.
+    #[arg(long)]
+    pub image: Option<PathBuf>,
+    /// Features: a filter JSON (`{"model.layers.24": [3, 17]}`), a list `3,17,42`, or a range `A..B`.
+    #[arg(long)]
+    pub features: String,
+    /// Value set (replace, clamp) or added (add), in --unit.
+    #[arg(long, default_value_t = 50.0, allow_negative_numbers = true)]
+    pub strength: f32,
+    /// replace: the original's (latent set before top-k, output = SAE reconstruction, error dropped);
+    /// clamp: keeps the SAE error, only the feature changes; add: h + strength·direction.
+    #[arg(long, default_value = "replace")]
+    pub mode: crate::sae::intervene::Mode,
+    /// raw, or max: multiples of each feature's cached max activation (read from --store).
+    #[arg(long, default_value = "raw")]
+    pub unit: crate::pipeline::generate::StrengthUnit,
+    /// Cache store holding the max activations, for --unit max.
+    #[arg(long, default_value = "glint-cache")]
+    pub store: PathBuf,
+    /// For add: the raw decoder row, or its unit vector.
+    #[arg(long, default_value = "raw")]
+    pub direction: crate::sae::intervene::Direction,
+    /// prefill, decode or both; defaults to prefill for replace (as the original) and both otherwise.
+    #[arg(long)]
+    pub phase: Option<crate::sae::intervene::Phase>,
+    /// Positions edited: all, image or text.
+    #[arg(long, default_value = "all")]
+    pub tokens: crate::sae::intervene::TokenScope,
+    /// Most new tokens per generation.
+    #[arg(long, default_value_t = 512)]
+    pub max_new_tokens: usize,
+    /// Sampling temperature; 0 is greedy.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    /// Nucleus mass kept when sampling.
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f32,
+    /// Seed of the sampling stream (the same for the default and every steered run).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output JSONL, resumed when it exists; a shard writes `<stem>.shard-<i>-of-<n>.<ext>`.
+    #[arg(long, default_value = "steer.jsonl")]
+    pub out: PathBuf,
+    /// This process's shard `i/n` of the feature list; defaults to the launcher's RANK/WORLD_SIZE or Slurm variables.
+    #[arg(long)]
+    pub shard: Option<String>,
+    /// Stream generated text to stderr as it comes.
+    #[arg(long)]
+    pub stream: bool,
+    /// Print a JSON summary instead of a line.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `glint probe`.
@@ -321,4 +400,114 @@ pub struct TrainArgs {
     /// Top images per feature in the feature evaluation.
     #[arg(long, default_value_t = 10)]
     pub eval_top: usize,
+}
+
+/// Arguments of `glint bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Model folder or config.json (defaults to --model, else the 8B config of the sample world).
+    #[arg(long)]
+    pub config: Option<String>,
+    /// SAE latents of the random SAE.
+    #[arg(long, default_value_t = 131072)]
+    pub latents: usize,
+    /// SAE top-k.
+    #[arg(long, default_value_t = 256)]
+    pub k: usize,
+    /// Tapped layer (defaults to 24, or the last layer of smaller models).
+    #[arg(long)]
+    pub layer: Option<usize>,
+    /// SAE dtype (defaults to the model dtype).
+    #[arg(long)]
+    pub sae_dtype: Option<String>,
+    /// Timed images.
+    #[arg(long, default_value_t = 5)]
+    pub images: usize,
+    /// Decode steps timed per generation (0 skips the decode benchmark).
+    #[arg(long, default_value_t = 64)]
+    pub decode_tokens: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `glint --batch explain`.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// Store folder.
+    #[arg(long, default_value = "glint-cache")]
+    pub store: PathBuf,
+    /// Features: `all`, a range `A..B`, a list `3,17,42`, or the original's filter JSON file.
+    #[arg(long, default_value = "all")]
+    pub features: String,
+    /// Server root (`http://host:port`), its `/v1`, or the full chat-completions URL.
+    #[arg(long, default_value = "http://localhost:12345", env = "GLINT_EXPLAIN_URL")]
+    pub base_url: String,
+    /// Explainer model name [default: lmms-lab/llava-onevision-qwen2-72b-ov, the original's].
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Environment variable holding the API key (unset: no Authorization header).
+    #[arg(long, default_value = "OPENAI_API_KEY")]
+    pub api_key_env: String,
+    /// Extra request header `Name: value` (repeatable).
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Seconds allowed per request attempt.
+    #[arg(long, default_value_t = 600.0)]
+    pub timeout: f64,
+    /// Retries per request on timeouts, 429 and 5xx (Retry-After is honoured).
+    #[arg(long, default_value_t = 3)]
+    pub retries: u32,
+    /// Stop starting requests after this many failed features (0: never).
+    #[arg(long, default_value_t = 10)]
+    pub max_failures: usize,
+    /// Top examples shown per feature.
+    #[arg(long, default_value_t = 5)]
+    pub examples: usize,
+    /// Extra examples: one from each of this many slices of the weaker stored examples.
+    #[arg(long, default_value_t = 0)]
+    pub quantiles: usize,
+    /// Evidence images: mask (the original's darkened base view) or heat (colour heatmap).
+    #[arg(long, default_value = "mask")]
+    pub style: String,
+    /// Longest side of heat images in pixels.
+    #[arg(long, default_value_t = 672)]
+    pub max_side: u32,
+    /// Prompt template file (default: the shipped explain-v1).
+    #[arg(long)]
+    pub prompt_file: Option<PathBuf>,
+    /// Sampling temperature.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    /// Cap on generated tokens (0: leave it to the server).
+    #[arg(long, default_value_t = 512)]
+    pub max_tokens: u32,
+    /// Mark image parts `"modalities": "multi-images"` (sglang with LLaVA-OneVision, as the original).
+    #[arg(long)]
+    pub sglang_multi_images: bool,
+    /// Dataset folder or manifest, if it moved since caching.
+    #[arg(long)]
+    pub dataset: Option<PathBuf>,
+    /// Explain again features already explained with this model and prompt.
+    #[arg(long)]
+    pub redo: bool,
+    /// Explain again features whose stored answer had no [EXPLANATION]: line.
+    #[arg(long)]
+    pub retry_unparsed: bool,
+    /// Send nothing: write each selected feature's images and request body under DIR.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["export_seed", "import_seed"])]
+    pub preview: Option<PathBuf>,
+    /// Send nothing: write stored explanations as the original's JSON (a file, or a folder
+    /// that gets `<module>.json`); --model picks whose.
+    #[arg(long, value_name = "PATH", conflicts_with = "import_seed")]
+    pub export_seed: Option<PathBuf>,
+    /// Send nothing: read the original's explanation JSON (a file or a folder of them).
+    #[arg(long, value_name = "PATH")]
+    pub import_seed: Option<PathBuf>,
+    /// Print a JSON summary.
+    #[arg(long)]
+    pub json: bool,
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
-use crate::cli::{CacheArgs, ExportArgs, ImportArgs, MergeArgs, ModelArgs};
+use crate::cli::{BenchArgs, CacheArgs, ExportArgs, ImportArgs, MergeArgs, ModelArgs};
 use crate::model::anyres::ImageLayout;
 use crate::model::config::LlavaNextConfig;
 use crate::pipeline::cache::{CacheOptions, run_cache};
@@ -175,4 +175,56 @@ fn read_sae_config(path: &Path, hookpoint: Option<&str>) -> Result<(SaeConfig, S
     let cfg = SaeConfig::from_json(&text).with_context(|| format!("{}: bad SAE config", cfg_path.display()))?;
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     Ok((cfg, name))
+}
+
+/// `glint bench`.
+pub fn bench(model: &ModelArgs, args: &BenchArgs) -> Result<()> {
+    use crate::model::load::{parse_device, parse_dtype};
+    use crate::pipeline::bench::{BenchOptions, run_bench};
+    let spec = args.config.clone().or_else(|| model.model.clone()).unwrap_or_else(|| {
+        sample::sample_root().join("configs/llama3-llava-next-8b.json").display().to_string()
+    });
+    let dtype = parse_dtype(&model.dtype)?;
+    let sae_dtype = match &args.sae_dtype {
+        Some(d) => parse_dtype(d)?,
+        None => dtype,
+    };
+    // A bare config has no weights: random ones are implied.
+    let random = model.random_weights.or(spec.ends_with(".json").then_some(0));
+    let text = if spec.ends_with(".json") {
+        std::fs::read_to_string(&spec).with_context(|| format!("{spec}: cannot read"))?
+    } else {
+        std::fs::read_to_string(Path::new(&spec).join("config.json"))
+            .with_context(|| format!("{spec}/config.json: cannot read"))?
+    };
+    let layers = LlavaNextConfig::from_json(&text, &spec)?.text_config.num_hidden_layers;
+    let opts = BenchOptions {
+        model: spec,
+        random_weights: random,
+        device: parse_device(&model.device)?,
+        dtype,
+        sae_dtype,
+        latents: args.latents,
+        k: args.k,
+        layer: args.layer.unwrap_or(24.min(layers - 1)),
+        images: args.images.max(1),
+    };
+    let (report, _loaded) = run_bench(&opts)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("device {} · {} · {} image tokens, {} positions", report.device, report.dtype, report.image_tokens, report.seq_len);
+        println!("load                   {:>10.2} s", report.load_s);
+        println!("forward to tap         {:>10.2} images/s   (baseline)", report.forward_to_tap_img_per_s);
+        println!("cache step             {:>10.2} images/s   ({:.2}x the forward's time)", report.cache_img_per_s, report.cache_overhead_ratio);
+        println!("SAE encode             {:>10.4} s/image", report.sae_encode_s);
+        println!("prefill (full model)   {:>10.4} s", report.prefill_s);
+        if let Some(b) = report.peak_rss_bytes {
+            println!("peak host memory       {:>10.2} GB", b as f64 / 1e9);
+        }
+        if let Some(b) = report.peak_gpu_bytes {
+            println!("peak GPU memory        {:>10.2} GB", b as f64 / 1e9);
+        }
+    }
+    Ok(())
 }

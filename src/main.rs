@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::{CommandFactory, Parser};
+use clap::Parser;
 
 use glint::cli::{Cli, Command, ProbeArgs, SampleDataArgs};
 use glint::commands;
@@ -29,17 +29,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Merge(args)) => commands::merge(&args).map(|_| ExitCode::SUCCESS),
         Some(Command::Export(args)) => commands::export(&args).map(|_| ExitCode::SUCCESS),
         Some(Command::Import(args)) => commands::import(&cli.model, &args).map(|_| ExitCode::SUCCESS),
+        Some(Command::Explain(args)) => glint::explain::command::run(&cli.model, &args),
+        Some(Command::Bench(args)) => commands::bench(&cli.model, &args).map(|_| ExitCode::SUCCESS),
         Some(Command::Train(args)) => {
             let report = glint::pipeline::train::run_train(&cli.model, &args)?;
             print!("{}", glint::pipeline::train::format_report(&report));
             Ok(ExitCode::SUCCESS)
         }
-        None => {
-            let mut cmd = Cli::command();
-            eprintln!("glint: the interactive workbench is not part of this build yet; pick a command.\n");
-            cmd.print_help()?;
-            Ok(ExitCode::from(2))
-        }
+        Some(Command::Steer(args)) => glint::pipeline::steer::command(&cli.model, &args).map(|_| ExitCode::SUCCESS),
+        None => glint::tui::launch::main(&cli.model, cli.cache.as_deref(), &cli.graphics, &cli.theme)
+            .map(|_| ExitCode::SUCCESS),
     }
 }
 
