@@ -306,6 +306,15 @@ pub enum EvalGrid {
     Highres,
 }
 
+/// How activation maps are upsampled to pixels in the feature evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EvalUpsample {
+    /// Each pixel takes its cell's value.
+    Nearest,
+    /// Interpolated between cell centres.
+    Bilinear,
+}
+
 /// Arguments of `glint --batch train`.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
@@ -394,7 +403,10 @@ pub struct TrainArgs {
     /// Grid of the activation maps in the feature evaluation.
     #[arg(long, value_enum, default_value_t = EvalGrid::Base)]
     pub eval_grid: EvalGrid,
-    /// A map cell is active above this fraction of the image's maximum activation.
+    /// Upsampling of the activation maps to pixels in the feature evaluation.
+    #[arg(long, value_enum, default_value_t = EvalUpsample::Bilinear)]
+    pub eval_upsample: EvalUpsample,
+    /// A map pixel is active above this fraction of the image's maximum activation.
     #[arg(long, default_value_t = 0.0)]
     pub eval_threshold: f32,
     /// Top images per feature in the feature evaluation.

@@ -56,6 +56,9 @@ fn run_probe(model: &glint::cli::ModelArgs, args: &ProbeArgs) -> Result<ExitCode
             println!("\nwrote {}", path.display());
         }
     }
+    if args.show {
+        glint::tui::show::print_strongest(&result, &args.image, "dark")?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -47,7 +47,11 @@ impl Control<'_> {
             s.done = done;
             s.total = total;
         }
-        if self.cancelled() { Err(ModelError::Cancelled) } else { Ok(()) }
+        if self.cancelled() {
+            Err(ModelError::Cancelled)
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -112,17 +116,29 @@ impl ModelHandle {
             Ok(Err(msg)) => return Err(anyhow!("{msg}")),
             Err(_) => return Err(anyhow!("the model thread ended before it was ready")),
         }
-        Ok(ModelHandle { tx, generation, status, _join: Arc::new(JoinGuard(Mutex::new(Some(join)))) })
+        Ok(ModelHandle {
+            tx,
+            generation,
+            status,
+            _join: Arc::new(JoinGuard(Mutex::new(Some(join)))),
+        })
     }
 
     /// Queue a job; the receiver yields its result. Never blocks: a full queue is an error reply.
     pub fn submit(&self, job: Job, lane: Lane) -> oneshot::Receiver<Result<Analysis, ModelError>> {
         let (reply, rx) = oneshot::channel();
         let generation = self.generation.load(Ordering::SeqCst);
-        match self.tx.try_send(Envelope { job, lane, generation, reply }) {
+        match self.tx.try_send(Envelope {
+            job,
+            lane,
+            generation,
+            reply,
+        }) {
             Ok(()) => {}
             Err(TrySendError::Full(env)) => {
-                let _ = env.reply.send(Err(ModelError::Failed("the model queue is full".into())));
+                let _ = env
+                    .reply
+                    .send(Err(ModelError::Failed("the model queue is full".into())));
             }
             Err(TrySendError::Disconnected(env)) => {
                 let _ = env.reply.send(Err(ModelError::Stopped));
@@ -133,7 +149,9 @@ impl ModelHandle {
 
     /// Run a job and wait for it (batch callers).
     pub async fn analyze(&self, job: Job, lane: Lane) -> Result<Analysis, ModelError> {
-        self.submit(job, lane).await.unwrap_or(Err(ModelError::Stopped))
+        self.submit(job, lane)
+            .await
+            .unwrap_or(Err(ModelError::Stopped))
     }
 
     /// Cancel everything sent so far: the running job stops at its next step, queued ones reply
@@ -164,7 +182,12 @@ fn coalesce(queue: &mut VecDeque<Envelope>) {
     *queue = kept;
 }
 
-fn actor_loop<E: Engine>(mut engine: E, rx: &Receiver<Envelope>, generation: &AtomicU64, status: &Mutex<ActorStatus>) {
+fn actor_loop<E: Engine>(
+    mut engine: E,
+    rx: &Receiver<Envelope>,
+    generation: &AtomicU64,
+    status: &Mutex<ActorStatus>,
+) {
     let mut queue: VecDeque<Envelope> = VecDeque::new();
     loop {
         if queue.is_empty() {
@@ -177,7 +200,9 @@ fn actor_loop<E: Engine>(mut engine: E, rx: &Receiver<Envelope>, generation: &At
             queue.push_back(env);
         }
         coalesce(&mut queue);
-        let Some(env) = queue.pop_front() else { continue };
+        let Some(env) = queue.pop_front() else {
+            continue;
+        };
         if env.reply.is_closed() {
             continue;
         }
@@ -186,14 +211,32 @@ fn actor_loop<E: Engine>(mut engine: E, rx: &Receiver<Envelope>, generation: &At
             continue;
         }
         if let Ok(mut s) = status.lock() {
-            *s = ActorStatus { busy: Some(env.job.describe()), queued: queue.len(), ..Default::default() };
+            *s = ActorStatus {
+                busy: Some(env.job.describe()),
+                queued: queue.len(),
+                ..Default::default()
+            };
         }
-        let mut ctl = Control { generation, sent_under: env.generation, status };
+        let mut ctl = Control {
+            generation,
+            sent_under: env.generation,
+            status,
+        };
         // A panicking engine must not take the actor down: the UI would wait forever.
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.run(&env.job, &mut ctl)))
-            .unwrap_or_else(|_| Err(ModelError::Failed(format!("{} crashed", env.job.describe()))));
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            engine.run(&env.job, &mut ctl)
+        }))
+        .unwrap_or_else(|_| {
+            Err(ModelError::Failed(format!(
+                "{} crashed",
+                env.job.describe()
+            )))
+        });
         if let Ok(mut s) = status.lock() {
-            *s = ActorStatus { queued: queue.len(), ..Default::default() };
+            *s = ActorStatus {
+                queued: queue.len(),
+                ..Default::default()
+            };
         }
         let _ = env.reply.send(result);
     }
@@ -221,13 +264,21 @@ mod tests {
             if image.to_str() == Some("boom") {
                 panic!("engine bug");
             }
-            let layout = ImageLayout::new((28, 28), &[(28, 28)], 28, 14).map_err(|e| ModelError::Failed(e.to_string()))?;
-            Ok(Analysis { image: image.clone(), layout, acts: vec![(0, 7, 1.0)] })
+            let layout = ImageLayout::new((28, 28), &[(28, 28)], 28, 14)
+                .map_err(|e| ModelError::Failed(e.to_string()))?;
+            Ok(Analysis {
+                image: image.clone(),
+                layout,
+                acts: vec![(0, 7, 1.0)],
+            })
         }
     }
 
     fn job(p: &str) -> Job {
-        Job::Analyze { image: PathBuf::from(p), prompt: None }
+        Job::Analyze {
+            image: PathBuf::from(p),
+            prompt: None,
+        }
     }
 
     fn spawn() -> (ModelHandle, Sender<()>, Receiver<PathBuf>) {
@@ -256,8 +307,14 @@ mod tests {
         }
         assert!(first.blocking_recv().unwrap().is_ok());
         assert_eq!(b.blocking_recv().unwrap(), Err(ModelError::Superseded));
-        assert_eq!(batch.blocking_recv().unwrap().unwrap().image, PathBuf::from("batch"));
-        assert_eq!(c.blocking_recv().unwrap().unwrap().image, PathBuf::from("c"));
+        assert_eq!(
+            batch.blocking_recv().unwrap().unwrap().image,
+            PathBuf::from("batch")
+        );
+        assert_eq!(
+            c.blocking_recv().unwrap().unwrap().image,
+            PathBuf::from("c")
+        );
     }
 
     #[test]
@@ -272,7 +329,10 @@ mod tests {
         assert_eq!(queued.blocking_recv().unwrap(), Err(ModelError::Cancelled));
         let boom = h.submit(job("boom"), Lane::Interactive);
         gate.send(()).unwrap();
-        assert!(matches!(boom.blocking_recv().unwrap(), Err(ModelError::Failed(_))));
+        assert!(matches!(
+            boom.blocking_recv().unwrap(),
+            Err(ModelError::Failed(_))
+        ));
         let after = h.submit(job("ok"), Lane::Interactive);
         gate.send(()).unwrap();
         assert!(after.blocking_recv().unwrap().is_ok());

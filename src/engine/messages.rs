@@ -24,7 +24,10 @@ impl Job {
         match self {
             Job::Analyze { image, .. } => {
                 let name = image.file_name().map(|n| n.to_string_lossy().into_owned());
-                format!("analyzing {}", name.unwrap_or_else(|| image.display().to_string()))
+                format!(
+                    "analyzing {}",
+                    name.unwrap_or_else(|| image.display().to_string())
+                )
             }
         }
     }

@@ -9,4 +9,4 @@ pub mod session;
 
 pub use actor::{Control, Engine, ModelHandle};
 pub use messages::{ActorStatus, Analysis, Job, Lane, ModelError};
-pub use session::SessionEngine;
+pub use session::{SessionEngine, probe_image_acts};

@@ -20,7 +20,12 @@ impl SessionEngine {
         Self { session }
     }
 
-    fn analyze(&self, image: &std::path::Path, prompt: Option<&str>, ctl: &mut Control<'_>) -> Result<Option<Analysis>> {
+    fn analyze(
+        &self,
+        image: &std::path::Path,
+        prompt: Option<&str>,
+        ctl: &mut Control<'_>,
+    ) -> Result<Option<Analysis>> {
         let s = &self.session;
         if ctl.step("tokenizing", 0, 3).is_err() {
             return Ok(None);
@@ -39,7 +44,9 @@ impl SessionEngine {
         let mut tokens = Vec::new();
         for (pos, st) in run.map.tokens.iter().enumerate() {
             if let SeqToken::Image { token, .. } = st
-                && geometry.get(*token).is_some_and(|g| g.kind != TokenKind::Newline)
+                && geometry
+                    .get(*token)
+                    .is_some_and(|g| g.kind != TokenKind::Newline)
             {
                 positions.push(pos as u32);
                 tokens.push(*token as u16);
@@ -58,7 +65,11 @@ impl SessionEngine {
                 }
             }
         }
-        Ok(Some(Analysis { image: image.to_path_buf(), layout, acts }))
+        Ok(Some(Analysis {
+            image: image.to_path_buf(),
+            layout,
+            acts,
+        }))
     }
 }
 
@@ -72,4 +83,31 @@ impl Engine for SessionEngine {
             },
         }
     }
+}
+
+/// `(image token, feature, value)` of every non-newline image token of a probe (values above zero).
+pub fn probe_image_acts(probe: &crate::pipeline::probe::Probe) -> Result<Vec<(u16, u32, f32)>> {
+    let layout = probe
+        .run
+        .layout
+        .as_ref()
+        .context("the probe has no image")?;
+    let geometry = layout.tokens();
+    let values = probe.codes.values.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+    let indices = probe.codes.indices.to_vec2::<u32>()?;
+    let mut acts = Vec::new();
+    for (pos, st) in probe.run.map.tokens.iter().enumerate() {
+        if let SeqToken::Image { token, .. } = st
+            && geometry
+                .get(*token)
+                .is_some_and(|g| g.kind != TokenKind::Newline)
+        {
+            for (&f, &v) in indices[pos].iter().zip(&values[pos]) {
+                if v > 1e-5 {
+                    acts.push((*token as u16, f, v));
+                }
+            }
+        }
+    }
+    Ok(acts)
 }

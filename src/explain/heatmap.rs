@@ -147,45 +147,54 @@ fn highres_maps(layout: &ImageLayout) -> (AxisMap, AxisMap) {
     (x, y)
 }
 
-/// Spread a dense `rows x cols` grid over `width x height` pixels (separable: rows first).
-fn render_grid(grid: &[f32], cols: usize, xw: &AxisWeights, yw: &AxisWeights) -> Vec<f32> {
-    let (width, height) = (xw.lo.len(), yw.lo.len());
+/// Spread a dense `rows x cols` grid over the pixels of `out` (separable: rows first), writing
+/// the value, or with `max_blend` keeping the larger of it and what `out` already holds.
+fn render_grid(
+    grid: &[f32],
+    cols: usize,
+    (xw, yw): (&AxisWeights, &AxisWeights),
+    out: &mut [f32],
+    max_blend: bool,
+) {
+    let width = xw.lo.len();
     let rows = grid.len().checked_div(cols).unwrap_or(0);
+    if width == 0 || rows == 0 {
+        return;
+    }
     let mut horiz = vec![0.0f32; rows * width];
-    for (r, out) in horiz.chunks_exact_mut(width.max(1)).enumerate().take(rows) {
+    for (r, line) in horiz.chunks_exact_mut(width).enumerate() {
         let cells = &grid[r * cols..(r + 1) * cols];
-        for (x, o) in out.iter_mut().enumerate() {
+        for (x, o) in line.iter_mut().enumerate() {
             let (a, b) = (cells[xw.lo[x]], cells[xw.hi[x]]);
             // `a + (b - a) * t` keeps equal neighbours exact, so flat regions stay flat.
             *o = a + (b - a) * xw.t[x];
         }
     }
-    let mut values = vec![0.0f32; width * height];
-    for (y, out) in values
-        .chunks_exact_mut(width.max(1))
-        .enumerate()
-        .take(height)
-    {
+    for (y, line) in out.chunks_exact_mut(width).enumerate() {
         let a = &horiz[yw.lo[y] * width..(yw.lo[y] + 1) * width];
         let b = &horiz[yw.hi[y] * width..(yw.hi[y] + 1) * width];
         let t = yw.t[y];
-        for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
-            *o = a + (b - a) * t;
+        let lerp = line.iter_mut().zip(a).zip(b);
+        if max_blend {
+            lerp.for_each(|((o, &a), &b)| *o = o.max(a + (b - a) * t));
+        } else {
+            lerp.for_each(|((o, &a), &b)| *o = a + (b - a) * t);
         }
     }
-    values
 }
 
-/// One grid spread over the original image through its pixel → cell maps.
+/// Spread one view's grid over the original image through its pixel → cell maps.
 fn render_view(
     layout: &ImageLayout,
     grid: &[f32],
-    maps: (AxisMap, AxisMap),
+    (xm, ym): (AxisMap, AxisMap),
     up: Upsample,
-) -> Vec<f32> {
+    out: &mut [f32],
+    max_blend: bool,
+) {
     let (h, w) = layout.original;
-    let (xm, ym) = maps;
-    render_grid(grid, xm.cells, &xm.weights(w, up), &ym.weights(h, up))
+    let weights = (&xm.weights(w, up), &ym.weights(h, up));
+    render_grid(grid, xm.cells, weights, out, max_blend);
 }
 
 /// Per-pixel activation field of one image from sparse `(image-token index, value)` pairs.
@@ -202,21 +211,28 @@ pub fn activation_field(
     let (base, high) = token_grid_maps(layout, acts);
     let (hp, wp) = layout.unpadded();
     let has_high = hp > 0 && wp > 0;
-    let values = match source {
-        Source::Base => render_view(layout, &base, base_maps(layout), upsample),
-        Source::HighRes if has_high => render_view(layout, &high, highres_maps(layout), upsample),
-        Source::HighRes => vec![0.0; width as usize * height as usize],
-        Source::Combined => {
-            let mut v = render_view(layout, &base, base_maps(layout), upsample);
-            if has_high {
-                let hi = render_view(layout, &high, highres_maps(layout), upsample);
-                for (o, h) in v.iter_mut().zip(hi) {
-                    *o = o.max(h);
-                }
-            }
-            v
-        }
-    };
+    let mut values = vec![0.0f32; width as usize * height as usize];
+    if matches!(source, Source::Base | Source::Combined) {
+        render_view(
+            layout,
+            &base,
+            base_maps(layout),
+            upsample,
+            &mut values,
+            false,
+        );
+    }
+    if has_high && matches!(source, Source::HighRes | Source::Combined) {
+        let blend = source == Source::Combined;
+        render_view(
+            layout,
+            &high,
+            highres_maps(layout),
+            upsample,
+            &mut values,
+            blend,
+        );
+    }
     ActivationField {
         width,
         height,
@@ -606,23 +622,5 @@ mod tests {
             mean(&big),
             mean(&small)
         );
-    }
-}
-#[cfg(test)]
-mod perf_tmp {
-    use super::*;
-    #[test]
-    fn perf_tmp() {
-        let l = ImageLayout::new((1500, 2000), &[(336, 672), (672, 336), (672, 672), (1008, 336), (336, 1008)], 336, 14).unwrap();
-        let acts: Vec<(u32, f32)> = (0..l.num_image_tokens() as u32).step_by(7).map(|i| (i, 1.0)).collect();
-        for (s, u) in [(Source::Base, Upsample::Bilinear), (Source::Combined, Upsample::Bilinear), (Source::Combined, Upsample::Nearest)] {
-            let t = std::time::Instant::now();
-            let f = activation_field(&l, &acts, s, u);
-            let e = t.elapsed();
-            let t2 = std::time::Instant::now();
-            let img = image::RgbImage::new(2000, 1500);
-            let o = crate::explain::overlay::render_overlay(&img, &f, &Default::default(), &Default::default(), None);
-            eprintln!("PERF {s:?} {u:?} field {e:?} overlay {:?} {}", t2.elapsed(), o.width());
-        }
     }
 }

@@ -2,3 +2,15 @@
 
 pub mod heatmap;
 pub mod overlay;
+pub mod batch;
+pub mod client;
+pub mod command;
+pub mod explainer;
+#[cfg(test)]
+pub(crate) mod mock_server;
+pub mod prompt;
+pub mod seed_json;
+pub mod select;
+
+pub use batch::{BatchOptions, BatchSummary, run_batch};
+pub use explainer::{ExplainError, Explainer, ExplainerConfig, Stage, explain_feature};

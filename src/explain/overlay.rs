@@ -169,17 +169,13 @@ pub fn render_overlay(
     let mut out = img.clone();
     let (w, h) = img.dimensions();
     let (fw, fh) = (field.width, field.height);
-    if w == 0 || h == 0 || fw == 0 || fh == 0 || field.values.len() < (fw * fh) as usize {
+    if w == 0 || h == 0 || fw == 0 || fh == 0 || field.values.len() < fw as usize * fh as usize {
         return out;
     }
     let (xs, ys) = (nearest_index(fw, w), nearest_index(fh, h));
     let (fw, stride) = (fw as usize, w as usize * 3);
-    // Walk rows of raw bytes: the field row is looked up once per image row.
-    let rows = || {
-        ys.iter()
-            .map(|&fy| &field.values[fy * fw..(fy + 1) * fw])
-            .zip(0..h as usize)
-    };
+    // Walk rows of raw bytes, looking the field row up once per image row.
+    let field_row = |y: usize| &field.values[ys[y] * fw..(ys[y] + 1) * fw];
     let raw: &mut [u8] = &mut out;
     match *style {
         OverlayStyle::Heat { alpha } => {
@@ -194,8 +190,8 @@ pub fn render_overlay(
             }
             let lut = ramp.lut();
             let inv_max = 1.0 / max;
-            for (frow, y) in rows() {
-                let row = &mut raw[y * stride..(y + 1) * stride];
+            for (y, row) in raw.chunks_exact_mut(stride).enumerate() {
+                let frow = field_row(y);
                 for (px, &fx) in row.chunks_exact_mut(3).zip(&xs) {
                     let v = frow[fx];
                     if v.is_nan() || v <= 0.0 {
@@ -212,8 +208,8 @@ pub fn render_overlay(
             }
         }
         OverlayStyle::DarkenMask => {
-            for (frow, y) in rows() {
-                let row = &mut raw[y * stride..(y + 1) * stride];
+            for (y, row) in raw.chunks_exact_mut(stride).enumerate() {
+                let frow = field_row(y);
                 for (px, &fx) in row.chunks_exact_mut(3).zip(&xs) {
                     // NaN stays lit, as in `seed_mask`.
                     if frow[fx] < SEED_ACTIVE_MIN {

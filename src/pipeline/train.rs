@@ -2,211 +2,116 @@
 //! measure it: held-out FVU and L0, dead latents, and (for datasets with masks) how many
 //! features' activation maps match a labelled region.
 
+pub mod report;
 pub mod source;
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use candle_core::Tensor;
-use serde::Serialize;
+use candle_core::{DType, Device};
 
-use crate::cli::{EvalGrid, ModelArgs, TrainArgs, TrainTokens};
+use crate::cli::{EvalGrid, EvalUpsample, ModelArgs, TrainArgs, TrainTokens};
 use crate::model::load::{LoadOptions, load_model, parse_device, parse_dtype};
 use crate::pipeline::dataset::{Dataset, DatasetOptions};
 use crate::sae::Sae;
-use crate::sae::evaluate::{EvalOptions, EvalSummary, ImageActivations, ImageTruth, MapGrid, score_features, summarize};
+use crate::sae::evaluate::{EvalOptions, MapGrid, Upsample};
 use crate::sae::train::data::{Plan, RowSource};
-use crate::sae::train::{LOG_FILE, LogRecord, RunOptions, STATE_FILE, TrainConfig, heldout_metrics, train};
-use crate::sample::shapes::read_manifest;
+use crate::sae::train::{LOG_FILE, RunOptions, STATE_FILE, TrainConfig, heldout_metrics, train};
 use crate::util::hash::Fingerprint;
 use crate::util::rng::SeededRng;
-use source::{ModelSource, RowTag};
-
-/// File name of the run summary inside the work folder.
-pub const REPORT_FILE: &str = "report.json";
-
-/// Held-out reconstruction numbers.
-#[derive(Debug, Clone, Serialize)]
-pub struct HeldOutReport {
-    /// Held-out images.
-    pub images: usize,
-    /// Their tokens.
-    pub tokens: usize,
-    /// FVU over all of them together.
-    pub fvu: f64,
-    /// Mean active latents per token.
-    pub l0: f64,
-}
-
-/// How the features matched the ground-truth regions.
-#[derive(Debug, Clone, Serialize)]
-pub struct FeatureReport {
-    /// Grid of the activation maps (`Base` or `HighRes`).
-    pub grid: MapGrid,
-    /// Activation threshold as a fraction of each image's maximum.
-    pub threshold: f32,
-    /// Images per feature.
-    pub top_images: usize,
-    /// Mean IOU counted as a match.
-    pub pass_iou: f64,
-    /// Images evaluated.
-    pub images: usize,
-    /// The counts and the matching features.
-    pub summary: EvalSummary,
-}
-
-/// Everything `glint train` measured, also written to `<work>/report.json`.
-#[derive(Debug, Clone, Serialize)]
-pub struct TrainReport {
-    /// Folder holding `cfg.json` and `sae.safetensors`.
-    pub sae_dir: PathBuf,
-    /// The run settings (absent for `--eval-only`).
-    pub config: Option<TrainConfig>,
-    /// Optimizer steps taken.
-    pub step: u64,
-    /// Whether the run reached its last step.
-    pub finished: bool,
-    /// Training images.
-    pub train_images: usize,
-    /// Training tokens per epoch.
-    pub tokens_per_epoch: usize,
-    /// Seconds spent in this invocation's training loop.
-    pub train_seconds: f64,
-    /// The last training log record.
-    pub last_log: Option<LogRecord>,
-    /// Latents past the dead threshold at the end of training.
-    pub dead_fraction: Option<f64>,
-    /// Latents that fired on no token of the evaluated images.
-    pub silent_fraction: Option<f64>,
-    /// Held-out FVU and L0 (with `--holdout`).
-    pub heldout: Option<HeldOutReport>,
-    /// Feature-region matches (for manifests with masks).
-    pub features: Option<FeatureReport>,
-}
+pub use report::{
+    FEATURES_FILE, FeatureReport, HeldOutReport, REPORT_FILE, TrainReport, format_report,
+    progress_line,
+};
+use report::{evaluate_features, silent, write_report};
+use source::ModelSource;
 
 /// Run `glint train` with `args`, printing progress to stderr.
 pub fn run_train(model_args: &ModelArgs, args: &TrainArgs) -> Result<TrainReport> {
-    let spec = args.dataset.clone().unwrap_or_else(crate::sample::default_dataset);
-    let dataset = Dataset::open(&spec, &DatasetOptions { limit: args.limit, shuffle_seed: None })?;
+    let spec = args
+        .dataset
+        .clone()
+        .unwrap_or_else(crate::sample::default_dataset);
+    let dataset = Dataset::open(
+        &spec,
+        &DatasetOptions {
+            limit: args.limit,
+            shuffle_seed: None,
+        },
+    )?;
     let device = parse_device(&model_args.device)?;
-    let opts = LoadOptions { device: device.clone(), dtype: parse_dtype(&model_args.dtype)?, random_weights: model_args.random_weights };
-    let model_spec = model_args.model.clone().unwrap_or_else(|| crate::sample::default_model().display().to_string());
-    let model = load_model(&model_spec, &opts).with_context(|| format!("loading model {model_spec}"))?;
+    let opts = LoadOptions {
+        device: device.clone(),
+        dtype: parse_dtype(&model_args.dtype)?,
+        random_weights: model_args.random_weights,
+    };
+    let model_spec = model_args
+        .model
+        .clone()
+        .unwrap_or_else(|| crate::sample::default_model().display().to_string());
+    let model =
+        load_model(&model_spec, &opts).with_context(|| format!("loading model {model_spec}"))?;
     let layers = model.config.text_config.num_hidden_layers;
     let layer = args.layer.unwrap_or(layers / 2);
     if layer >= layers {
-        bail!("--layer {layer} is out of range: {model_spec} has {layers} decoder layers (0..{})", layers - 1);
+        bail!(
+            "--layer {layer} is out of range: {model_spec} has {layers} decoder layers (0..{})",
+            layers - 1
+        );
     }
     let hookpoint = format!("model.layers.{layer}");
     let (train_items, held) = split(dataset.len(), args.holdout, args.seed)?;
     let work = args.work.clone().unwrap_or_else(|| args.out.clone());
     if args.force {
-        for name in [STATE_FILE, LOG_FILE, REPORT_FILE] {
+        for name in [STATE_FILE, LOG_FILE, REPORT_FILE, FEATURES_FILE] {
             let path = work.join(name);
             if path.exists() {
-                std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+                std::fs::remove_file(&path)
+                    .with_context(|| format!("cannot remove {}", path.display()))?;
             }
         }
     }
     let cache = args.cache_activations.then(|| work.join("activations"));
-    let mut source = ModelSource::new(&model, &dataset, layer, args.tokens, model_args.max_pixels, cache)?;
+    let mut source = ModelSource::new(
+        &model,
+        &dataset,
+        layer,
+        args.tokens,
+        model_args.max_pixels,
+        cache,
+    )?;
 
-    let mut report = TrainReport {
-        sae_dir: args.out.join(&hookpoint),
-        config: None,
-        step: 0,
-        finished: true,
-        train_images: train_items.len(),
-        tokens_per_epoch: 0,
-        train_seconds: 0.0,
-        last_log: None,
-        dead_fraction: None,
-        silent_fraction: None,
-        heldout: None,
-        features: None,
-    };
+    let mut report = TrainReport::new(args.out.join(&hookpoint), train_items.len());
     let sae = if args.eval_only {
-        Sae::load(&args.out, Some(&hookpoint), &device, candle_core::DType::F32)
+        Sae::load(&args.out, Some(&hookpoint), &device, DType::F32)
             .with_context(|| format!("--eval-only reads the SAE in {}", args.out.display()))?
     } else {
-        let d_in = source.d_in();
-        let num_latents = args.latents.unwrap_or(d_in * 32);
-        let plan = Plan::new(&mut source, train_items.clone(), args.batch_tokens, args.buffer_tokens, args.seed)?;
-        report.tokens_per_epoch = plan.rows_per_epoch();
-        let total_steps = match (args.steps, args.epochs) {
-            (Some(s), _) => s,
-            (None, e) => plan.steps_in(e.unwrap_or(1)),
+        let ctx = Fit {
+            args,
+            hookpoint: &hookpoint,
+            work: &work,
+            device: &device,
         };
-        let mut data = Fingerprint::new();
-        data.field(&source.fingerprint()).field(&format!("{train_items:?}"));
-        let cfg = TrainConfig {
-            hookpoint: hookpoint.clone(),
-            d_in,
-            num_latents,
-            k: args.k,
-            multi_topk: args.multi_topk,
-            batch_rows: args.batch_tokens,
-            buffer_rows: args.buffer_tokens,
-            lr: args.lr.unwrap_or_else(|| TrainConfig::default_lr(num_latents)),
-            warmup_steps: args.warmup_steps.unwrap_or((total_steps / 10).min(1000)),
-            total_steps,
-            auxk_alpha: args.auxk_alpha,
-            dead_threshold: args.dead_threshold,
-            max_grad_norm: 1.0,
-            seed: args.seed,
-            data: data.hex(),
-        };
-        let run = RunOptions {
-            work_dir: work.clone(),
-            export_dir: Some(args.out.clone()),
-            save_every: args.save_every,
-            log_every: args.log_every,
-            stop_after: args.stop_after,
-            resume: args.resume,
-            device: device.clone(),
-        };
-        eprintln!(
-            "training {hookpoint}: {num_latents} latents, k {}, {} steps over {} images ({} tokens an epoch), lr {:.3e}",
-            cfg.k,
-            cfg.total_steps,
-            train_items.len(),
-            report.tokens_per_epoch,
-            cfg.lr
-        );
-        let started = Instant::now();
-        let tty = std::io::stderr().is_terminal();
-        let mut last = None;
-        let outcome = train(&mut source, train_items.clone(), &cfg, &run, &mut |r| {
-            if tty {
-                eprint!("\r\x1b[2K{}", progress_line(r));
-            } else {
-                eprintln!("{}", progress_line(r));
+        match fit(&ctx, &mut source, train_items, &mut report)? {
+            Some(sae) => sae,
+            None => {
+                eprintln!("stopped at step {}; continue with --resume", report.step);
+                write_report(&work, &report)?;
+                return Ok(report);
             }
-            last = Some(r.clone());
-        });
-        if tty {
-            eprintln!();
         }
-        let outcome = outcome?;
-        report.train_seconds = started.elapsed().as_secs_f64();
-        report.step = outcome.state.step;
-        report.finished = outcome.finished;
-        report.dead_fraction = Some(outcome.state.dead_fraction());
-        report.last_log = last;
-        report.config = Some(cfg);
-        if !outcome.finished {
-            eprintln!("stopped at step {}; continue with --resume", outcome.state.step);
-            write_report(&work, &report)?;
-            return Ok(report);
-        }
-        outcome.sae
     };
 
     if !held.is_empty() {
         let h = heldout_metrics(&sae, &mut source, &held)?;
-        report.heldout = Some(HeldOutReport { images: held.len(), tokens: h.rows, fvu: h.fvu, l0: h.l0 });
+        report.heldout = Some(HeldOutReport {
+            images: held.len(),
+            tokens: h.rows,
+            fvu: h.fvu,
+            l0: h.l0,
+        });
         report.silent_fraction = Some(silent(&h.fired));
     }
     if !args.no_eval && args.tokens != TrainTokens::Text {
@@ -216,16 +121,116 @@ pub fn run_train(model_args: &ModelArgs, args: &TrainArgs) -> Result<TrainReport
                 EvalGrid::Highres => MapGrid::HighRes,
             },
             top_images: args.eval_top,
+            upsample: match args.eval_upsample {
+                EvalUpsample::Nearest => Upsample::Nearest,
+                EvalUpsample::Bilinear => Upsample::Bilinear,
+            },
             threshold: args.eval_threshold,
             pass_iou: 0.5,
         };
-        if let Some((features, fired)) = evaluate_features(&sae, &mut source, &dataset, &spec, &opts)? {
+        if let Some((features, fired)) =
+            evaluate_features(&sae, &mut source, &dataset, &spec, &opts)?
+        {
             report.silent_fraction = Some(silent(&fired));
             report.features = Some(features);
         }
     }
     write_report(&work, &report)?;
     Ok(report)
+}
+
+/// Where a training run writes and what it was asked for.
+struct Fit<'a> {
+    args: &'a TrainArgs,
+    hookpoint: &'a str,
+    work: &'a PathBuf,
+    device: &'a Device,
+}
+
+/// Train (or resume) and fill in `report`; the SAE when the run finished, `None` when stopped.
+fn fit(
+    ctx: &Fit<'_>,
+    source: &mut ModelSource<'_>,
+    items: Vec<usize>,
+    report: &mut TrainReport,
+) -> Result<Option<Sae>> {
+    let args = ctx.args;
+    let d_in = source.d_in();
+    let num_latents = args.latents.unwrap_or(d_in * 32);
+    let plan = Plan::new(
+        source,
+        items.clone(),
+        args.batch_tokens,
+        args.buffer_tokens,
+        args.seed,
+    )?;
+    report.tokens_per_epoch = plan.rows_per_epoch();
+    let total_steps = match (args.steps, args.epochs) {
+        (Some(s), _) => s,
+        (None, e) => plan.steps_in(e.unwrap_or(1)),
+    };
+    let mut data = Fingerprint::new();
+    data.field(&source.fingerprint())
+        .field(&format!("{items:?}"));
+    let cfg = TrainConfig {
+        hookpoint: ctx.hookpoint.to_string(),
+        d_in,
+        num_latents,
+        k: args.k,
+        multi_topk: args.multi_topk,
+        batch_rows: args.batch_tokens,
+        buffer_rows: args.buffer_tokens,
+        lr: args
+            .lr
+            .unwrap_or_else(|| TrainConfig::default_lr(num_latents)),
+        warmup_steps: args.warmup_steps.unwrap_or((total_steps / 10).min(1000)),
+        total_steps,
+        auxk_alpha: args.auxk_alpha,
+        dead_threshold: args.dead_threshold,
+        max_grad_norm: 1.0,
+        seed: args.seed,
+        data: data.hex(),
+    };
+    let run = RunOptions {
+        work_dir: ctx.work.clone(),
+        export_dir: Some(args.out.clone()),
+        save_every: args.save_every,
+        log_every: args.log_every,
+        stop_after: args.stop_after,
+        resume: args.resume,
+        device: ctx.device.clone(),
+    };
+    eprintln!(
+        "training {}: {num_latents} latents, k {}, {total_steps} steps over {} images \
+         ({} tokens an epoch), lr {:.3e}",
+        ctx.hookpoint,
+        cfg.k,
+        items.len(),
+        report.tokens_per_epoch,
+        cfg.lr
+    );
+    let started = Instant::now();
+    let tty = std::io::stderr().is_terminal();
+    let mut last = None;
+    let outcome = train(source, items, &cfg, &run, &mut |r| {
+        if tty {
+            eprint!("\r\x1b[2K{}", progress_line(r));
+        } else {
+            eprintln!("{}", progress_line(r));
+        }
+        last = Some(r.clone());
+    });
+    if tty {
+        eprintln!();
+    }
+    let outcome = outcome?;
+    report.train_seconds = started.elapsed().as_secs_f64();
+    report.step = outcome.state.step;
+    report.finished = outcome.finished;
+    report.dead_fraction = Some(outcome.state.dead_fraction());
+    report.last_log = last;
+    report.config = Some(cfg);
+    Ok(outcome.finished.then_some(outcome.sae))
 }
 
 /// Held-out and training item indices: `holdout` items drawn with the seed, both sorted.
@@ -242,108 +247,92 @@ fn split(len: usize, holdout: usize, seed: u64) -> Result<(Vec<usize>, Vec<usize
     Ok((train, held))
 }
 
-fn silent(fired: &[bool]) -> f64 {
-    fired.iter().filter(|&&f| !f).count() as f64 / fired.len().max(1) as f64
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
 
-/// One line of live progress.
-pub fn progress_line(r: &LogRecord) -> String {
-    format!(
-        "step {}/{}  epoch {}  fvu {:.4}  l0 {:.2}  dead {:.1}%  auxk {:.3}  lr {:.2e}  {:.0} tok/s",
-        r.step,
-        r.total_steps,
-        r.epoch,
-        r.fvu,
-        r.l0,
-        100.0 * r.dead_fraction,
-        r.auxk,
-        r.lr,
-        r.tokens_per_s
-    )
-}
-
-/// Score features on every image of a manifest with masks; `None` when there are no masks.
-fn evaluate_features(
-    sae: &Sae,
-    source: &mut ModelSource<'_>,
-    dataset: &Dataset,
-    spec: &Path,
-    opts: &EvalOptions,
-) -> Result<Option<(FeatureReport, Vec<bool>)>> {
-    if spec.is_dir() {
-        return Ok(None);
-    }
-    let entries = read_manifest(spec)?;
-    let mut images = Vec::new();
-    let mut fired = vec![false; sae.num_latents()];
-    for (i, item) in dataset.items.iter().enumerate() {
-        let Some(entry) = entries.iter().find(|e| e.id == item.id).filter(|e| !e.objects.is_empty()) else {
-            continue;
-        };
-        let truth = ImageTruth::from_manifest(entry, &dataset.root)?;
-        let (_, tags) = source.tags(i)?;
-        let rows = source.rows(i)?;
-        let x = Tensor::from_vec(rows, (tags.len(), sae.d_in()), sae.device())?;
-        let codes = sae.encode(&x)?;
-        let values = codes.values.to_vec2::<f32>()?;
-        let indices = codes.indices.to_vec2::<u32>()?;
-        let mut acts = Vec::new();
-        for (r, tag) in tags.iter().enumerate() {
-            for (&f, &v) in indices[r].iter().zip(&values[r]) {
-                if v > 0.0 {
-                    fired[f as usize] = true;
-                    if let RowTag::Image(t) = tag {
-                        acts.push((*t, f, v));
-                    }
-                }
-            }
+    fn parse(args: &[&str]) -> (ModelArgs, TrainArgs) {
+        let cli = Cli::try_parse_from([&["glint", "--batch", "train"], args].concat()).unwrap();
+        match cli.command {
+            Some(Command::Train(t)) => (cli.model, t),
+            other => panic!("not a train command: {other:?}"),
         }
-        images.push(ImageActivations { layout: source.layout(i)?, truth, acts });
     }
-    if images.is_empty() {
-        return Ok(None);
-    }
-    let scores = score_features(&images, opts)?;
-    let report = FeatureReport {
-        grid: opts.grid,
-        threshold: opts.threshold,
-        top_images: opts.top_images,
-        pass_iou: opts.pass_iou,
-        images: images.len(),
-        summary: summarize(&scores, opts.pass_iou),
-    };
-    Ok(Some((report, fired)))
-}
 
-fn write_report(work: &Path, report: &TrainReport) -> Result<()> {
-    let path = work.join(REPORT_FILE);
-    std::fs::create_dir_all(work).with_context(|| format!("cannot create {}", work.display()))?;
-    std::fs::write(&path, serde_json::to_string_pretty(report)? + "\n")
-        .with_context(|| format!("cannot write {}", path.display()))
-}
-
-/// Human-readable summary of a report.
-pub fn format_report(r: &TrainReport) -> String {
-    let mut out = format!("SAE {} (step {})\n", r.sae_dir.display(), r.step);
-    if let Some(h) = &r.heldout {
-        out += &format!("held-out: {} images, {} tokens, FVU {:.4}, L0 {:.2}\n", h.images, h.tokens, h.fvu, h.l0);
-    }
-    if let Some(d) = r.dead_fraction {
-        out += &format!("dead latents (training counter): {:.1}%\n", 100.0 * d);
-    }
-    if let Some(s) = r.silent_fraction {
-        out += &format!("latents firing on no evaluated token: {:.1}%\n", 100.0 * s);
-    }
-    if let Some(f) = &r.features {
-        let s = &f.summary;
-        out += &format!(
-            "features matching a region at mean IOU >= {} over their top {} images ({:?} grid, threshold {}):\n  \
-             object or colour {} (object {}, colour {}), shape {}, of {} scored\n",
-            f.pass_iou, f.top_images, f.grid, f.threshold, s.object_or_colour, s.object, s.colour, s.shape, s.scored
+    /// A few steps on four sample images, then the same SAE evaluated again with --eval-only.
+    #[test]
+    fn trains_on_sample_images_and_reevaluates() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (out, work) = (tmp.path().join("out"), tmp.path().join("work"));
+        let dataset = crate::sample::default_dataset();
+        let common = [
+            "--dataset",
+            dataset.to_str().unwrap(),
+            "--limit",
+            "4",
+            "--holdout",
+            "1",
+            "--latents",
+            "32",
+            "--k",
+            "4",
+            "--out",
+            out.to_str().unwrap(),
+            "--work",
+            work.to_str().unwrap(),
+            "--cache-activations",
+        ];
+        let extra = [
+            "--steps",
+            "6",
+            "--batch-tokens",
+            "256",
+            "--buffer-tokens",
+            "1024",
+            "--log-every",
+            "2",
+        ];
+        let (m, a) = parse(&[&common[..], &extra[..]].concat());
+        let r = run_train(&m, &a).unwrap();
+        assert!(r.finished && r.step == 6 && r.train_images == 3, "{r:?}");
+        assert_eq!(r.sae_dir, out.join("model.layers.2"));
+        let h = r.heldout.clone().unwrap();
+        assert!(
+            h.fvu.is_finite() && h.fvu > 0.0 && h.l0 <= 4.0 && h.tokens > 500,
+            "{h:?}"
         );
-        for (feature, kind, name, iou) in s.matches.iter().take(12) {
-            out += &format!("  {feature:>6}  {:<7} {name:<16} {iou:.3}\n", format!("{kind:?}").to_lowercase());
-        }
+        let f = r.features.clone().unwrap();
+        assert_eq!(f.images, 4);
+        assert!(f.summary.scored > 0);
+        let cached = std::fs::read_dir(work.join("activations")).unwrap().count();
+        assert_eq!(cached, 5, "four images and the cache key");
+        let text = std::fs::read_to_string(work.join(REPORT_FILE)).unwrap();
+        assert!(text.contains("\"heldout\""), "{text}");
+        assert!(format_report(&r).contains("held-out: 1 images"));
+
+        let (m, a) = parse(&[&common[..], &["--eval-only"][..]].concat());
+        let again = run_train(&m, &a).unwrap();
+        assert!(again.config.is_none());
+        assert_eq!(again.heldout.unwrap().fvu, h.fvu);
+        assert_eq!(again.features.unwrap().summary.scored, f.summary.scored);
+
+        let (m, a) = parse(&[
+            "--dataset",
+            dataset.to_str().unwrap(),
+            "--limit",
+            "2",
+            "--holdout",
+            "2",
+            "--out",
+            "x",
+        ]);
+        assert!(
+            run_train(&m, &a)
+                .unwrap_err()
+                .to_string()
+                .contains("no training images")
+        );
     }
-    out
 }

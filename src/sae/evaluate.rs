@@ -3,9 +3,10 @@
 //! (`red circle`), a colour's union (`red`) or a shape's union (`circle`) — and the best region
 //! names the feature.
 //!
-//! A map is one token grid of the image (the base view or the high-resolution map); each grid
-//! cell covers the pixels whose centres fall in its rectangle, so cells tile the image and IOU
-//! sums reduce to per-cell counts (summed-area tables), exact at pixel resolution.
+//! A map is one token grid of the image (the base view or the high-resolution map), upsampled to
+//! the image's pixels (nearest or bilinear, see [`maps`]) and cut at a fraction of its maximum.
+
+mod maps;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -13,8 +14,9 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
-use crate::model::anyres::{ImageLayout, PixelRect, TokenKind};
+use crate::model::anyres::ImageLayout;
 use crate::sample::shapes::ManifestEntry;
+use maps::ImageMaps;
 
 /// Which token grid draws a feature's activation map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -25,6 +27,15 @@ pub enum MapGrid {
     HighRes,
 }
 
+/// How a grid of cell activations becomes a pixel map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Upsample {
+    /// Each pixel takes the value of the cell its centre lies in.
+    Nearest,
+    /// Interpolated between cell centres, edges clamped (smoother object outlines).
+    Bilinear,
+}
+
 /// Settings of the evaluation.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EvalOptions {
@@ -32,7 +43,9 @@ pub struct EvalOptions {
     pub grid: MapGrid,
     /// Images per feature, ranked by the feature's largest activation in the grid.
     pub top_images: usize,
-    /// A cell is active when its activation exceeds this fraction of the image's maximum.
+    /// Upsampling of the grid to pixels.
+    pub upsample: Upsample,
+    /// A pixel is active when its value exceeds this fraction of the image's maximum.
     pub threshold: f32,
     /// Mean IOU at which a feature counts as matching its region.
     pub pass_iou: f64,
@@ -40,7 +53,13 @@ pub struct EvalOptions {
 
 impl Default for EvalOptions {
     fn default() -> Self {
-        Self { grid: MapGrid::Base, top_images: 10, threshold: 0.0, pass_iou: 0.5 }
+        Self {
+            grid: MapGrid::Base,
+            top_images: 10,
+            upsample: Upsample::Bilinear,
+            threshold: 0.0,
+            pass_iou: 0.5,
+        }
     }
 }
 
@@ -69,12 +88,19 @@ pub struct ImageTruth {
 
 impl ImageTruth {
     /// Regions from objects `(colour, shape, mask)`: each class, colour and shape as a union.
-    pub fn from_objects(width: u32, height: u32, objects: &[(String, String, Vec<bool>)]) -> Result<Self> {
+    pub fn from_objects(
+        width: u32,
+        height: u32,
+        objects: &[(String, String, Vec<bool>)],
+    ) -> Result<Self> {
         let len = width as usize * height as usize;
         let mut unions: BTreeMap<(ConceptKind, String), Vec<bool>> = BTreeMap::new();
         for (colour, shape, mask) in objects {
             if mask.len() != len {
-                bail!("mask of {colour} {shape} has {} pixels, the image {width}x{height}", mask.len());
+                bail!(
+                    "mask of {colour} {shape} has {} pixels, the image {width}x{height}",
+                    mask.len()
+                );
             }
             for key in [
                 (ConceptKind::Object, format!("{colour} {shape}")),
@@ -86,7 +112,11 @@ impl ImageTruth {
             }
         }
         let regions = unions.into_iter().map(|((k, n), m)| (k, n, m)).collect();
-        Ok(Self { width, height, regions })
+        Ok(Self {
+            width,
+            height,
+            regions,
+        })
     }
 
     /// Read the object masks of a manifest entry (greyscale, > 127 is inside).
@@ -94,7 +124,9 @@ impl ImageTruth {
         let mut objects = Vec::with_capacity(entry.objects.len());
         for obj in &entry.objects {
             let path = obj.mask_path(root);
-            let img = image::open(&path).with_context(|| format!("cannot read mask {}", path.display()))?.to_luma8();
+            let img = image::open(&path)
+                .with_context(|| format!("cannot read mask {}", path.display()))?
+                .to_luma8();
             if img.dimensions() != (entry.width, entry.height) {
                 bail!(
                     "mask {} is {}x{} but image {} is {}x{}",
@@ -146,71 +178,17 @@ impl FeatureScore {
     }
 }
 
-/// Per-image grid cells with their pixel counts and overlaps with every region.
-struct Cells {
-    /// Cell of each image token, if it belongs to the grid.
-    of_token: Vec<Option<u32>>,
-    area: Vec<u64>,
-    /// `[region][cell]` pixels of the region inside the cell.
-    overlap: Vec<Vec<u64>>,
-    region_area: Vec<u64>,
-}
-
-/// Pixels `[start, end)` of one axis whose centres lie in `[a, b)`, clamped to `0..len`.
-fn pixel_span(a: f32, b: f32, len: u32) -> (usize, usize) {
-    let lo = (a - 0.5).ceil().max(0.0) as usize;
-    let hi = ((b - 0.5).ceil().max(0.0) as usize).min(len as usize);
-    (lo.min(hi), hi)
-}
-
-fn cells_of(layout: &ImageLayout, truth: &ImageTruth, grid: MapGrid) -> Result<Cells> {
-    let (w, h) = (truth.width, truth.height);
-    if layout.original != (h, w) {
-        bail!("the layout is for {:?} (h, w) but the masks are {w}x{h}", layout.original);
-    }
-    let want = match grid {
-        MapGrid::Base => TokenKind::Base,
-        MapGrid::HighRes => TokenKind::HighRes,
-    };
-    let tokens = layout.tokens();
-    let mut of_token = vec![None; tokens.len()];
-    let mut rects: Vec<PixelRect> = Vec::new();
-    for (t, tok) in tokens.iter().enumerate() {
-        if let (true, Some(r)) = (tok.kind == want, tok.rect) {
-            of_token[t] = Some(rects.len() as u32);
-            rects.push(r);
-        }
-    }
-    let spans: Vec<_> = rects.iter().map(|r| (pixel_span(r.x0, r.x1, w), pixel_span(r.y0, r.y1, h))).collect();
-    let area = spans.iter().map(|((x0, x1), (y0, y1))| ((x1 - x0) * (y1 - y0)) as u64).collect();
-    let stride = w as usize + 1;
-    let mut overlap = Vec::with_capacity(truth.regions.len());
-    let mut region_area = Vec::with_capacity(truth.regions.len());
-    for (_, _, mask) in &truth.regions {
-        // Summed-area table: sat[y][x] = pixels of the mask above and left of (x, y).
-        let mut sat = vec![0u64; stride * (h as usize + 1)];
-        for y in 0..h as usize {
-            let mut row = 0u64;
-            for x in 0..w as usize {
-                row += u64::from(mask[y * w as usize + x]);
-                sat[(y + 1) * stride + x + 1] = sat[y * stride + x + 1] + row;
-            }
-        }
-        let count = |(x0, x1): (usize, usize), (y0, y1): (usize, usize)| {
-            sat[y1 * stride + x1] + sat[y0 * stride + x0] - sat[y0 * stride + x1] - sat[y1 * stride + x0]
-        };
-        overlap.push(spans.iter().map(|&(sx, sy)| count(sx, sy)).collect());
-        region_area.push(sat[h as usize * stride + w as usize]);
-    }
-    Ok(Cells { of_token, area, overlap, region_area })
-}
-
 /// Score every feature that fires in the grid of some image; features that never do are left out.
-pub fn score_features(images: &[ImageActivations], opts: &EvalOptions) -> Result<Vec<FeatureScore>> {
-    let cells: Vec<Cells> = images
+pub fn score_features(
+    images: &[ImageActivations],
+    opts: &EvalOptions,
+) -> Result<Vec<FeatureScore>> {
+    let cells: Vec<ImageMaps> = images
         .iter()
         .enumerate()
-        .map(|(i, im)| cells_of(&im.layout, &im.truth, opts.grid).with_context(|| format!("image {i}")))
+        .map(|(i, im)| {
+            ImageMaps::new(&im.layout, &im.truth, opts.grid).with_context(|| format!("image {i}"))
+        })
         .collect::<Result<_>>()?;
     // Per feature: (image, grid activations as (cell, value), max).
     let mut per_feature: BTreeMap<u32, Vec<(usize, Vec<(u32, f32)>, f32)>> = BTreeMap::new();
@@ -237,12 +215,15 @@ pub fn score_features(images: &[ImageActivations], opts: &EvalOptions) -> Result
         let mut sums: BTreeMap<(ConceptKind, String), f64> = BTreeMap::new();
         for (i, acts, max) in &hits {
             let c = &cells[*i];
-            let active: Vec<u32> = acts.iter().filter(|a| a.1 > opts.threshold * max).map(|a| a.0).collect();
-            let s_area: u64 = active.iter().map(|&a| c.area[a as usize]).sum();
-            for (r, (kind, name, _)) in images[*i].truth.regions.iter().enumerate() {
-                let inter: u64 = active.iter().map(|&a| c.overlap[r][a as usize]).sum();
-                let union = s_area + c.region_area[r] - inter;
-                let iou = if union == 0 { 0.0 } else { inter as f64 / union as f64 };
+            let truth = &images[*i].truth;
+            let (s_area, inter) = c.overlaps(truth, acts, opts.threshold * max, opts.upsample);
+            for (r, (kind, name, _)) in truth.regions.iter().enumerate() {
+                let union = s_area + c.region_area[r] - inter[r];
+                let iou = if union == 0 {
+                    0.0
+                } else {
+                    inter[r] as f64 / union as f64
+                };
                 *sums.entry((*kind, name.clone())).or_default() += iou;
             }
         }
@@ -281,11 +262,20 @@ pub struct EvalSummary {
 
 /// Summarise scores at `pass_iou`.
 pub fn summarize(scores: &[FeatureScore], pass_iou: f64) -> EvalSummary {
-    let passing = |kinds: &[ConceptKind]| scores.iter().filter(|s| s.best_of(kinds).is_some_and(|b| b.2 >= pass_iou)).count();
+    let passing = |kinds: &[ConceptKind]| {
+        scores
+            .iter()
+            .filter(|s| s.best_of(kinds).is_some_and(|b| b.2 >= pass_iou))
+            .count()
+    };
     let oc = [ConceptKind::Object, ConceptKind::Colour];
     let mut matches: Vec<_> = scores
         .iter()
-        .filter_map(|s| s.best_of(&oc).filter(|b| b.2 >= pass_iou).map(|(k, n, v)| (s.feature, k, n.to_string(), v)))
+        .filter_map(|s| {
+            s.best_of(&oc)
+                .filter(|b| b.2 >= pass_iou)
+                .map(|(k, n, v)| (s.feature, k, n.to_string(), v))
+        })
         .collect();
     matches.sort_by(|a, b| b.3.total_cmp(&a.3).then(a.0.cmp(&b.0)));
     EvalSummary {
@@ -301,6 +291,7 @@ pub fn summarize(scores: &[FeatureScore], pass_iou: f64) -> EvalSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::anyres::TokenKind;
 
     /// A 28x28 image whose base grid is 2x2 cells of 14 px and high-res grid 2x2 as well.
     fn layout() -> ImageLayout {
@@ -312,7 +303,10 @@ mod tests {
     }
 
     fn truth(objects: &[(&str, &str, Vec<bool>)]) -> ImageTruth {
-        let objs: Vec<_> = objects.iter().map(|(c, s, m)| (c.to_string(), s.to_string(), m.clone())).collect();
+        let objs: Vec<_> = objects
+            .iter()
+            .map(|(c, s, m)| (c.to_string(), s.to_string(), m.clone()))
+            .collect();
         ImageTruth::from_objects(28, 28, &objs).unwrap()
     }
 
@@ -330,21 +324,45 @@ mod tests {
         let b = truth(&[("blue", "circle", mask(|x, _| x >= 14))]);
         // Base tokens 0..4 are cells (0,0), (0,1), (1,0), (1,1).
         let acts_a = vec![
-            (0, 0, 1.0), (2, 0, 1.0), // feature 0: the left column, exactly the square
-            (0, 1, 2.0),              // feature 1: one cell of it: IOU 0.5
-            (0, 2, 1.0), (1, 2, 1.0), (2, 2, 1.0), (3, 2, 1.0), // feature 2: everything: IOU 0.5
-            (0, 3, 1.0), (2, 3, 0.1), // feature 3: the weak cell drops out at threshold 0.5
+            (0, 0, 1.0),
+            (2, 0, 1.0), // feature 0: the left column, exactly the square
+            (0, 1, 2.0), // feature 1: one cell of it: IOU 0.5
+            (0, 2, 1.0),
+            (1, 2, 1.0),
+            (2, 2, 1.0),
+            (3, 2, 1.0), // feature 2: everything: IOU 0.5
+            (0, 3, 1.0),
+            (2, 3, 0.1), // feature 3: the weak cell drops out at threshold 0.5
         ];
         let acts_b = vec![(1, 0, 0.5), (3, 0, 0.5)]; // feature 0 also covers B's circle, weaker
         let images = vec![
-            ImageActivations { layout: l.clone(), truth: a, acts: acts_a },
-            ImageActivations { layout: l.clone(), truth: b, acts: acts_b },
+            ImageActivations {
+                layout: l.clone(),
+                truth: a,
+                acts: acts_a,
+            },
+            ImageActivations {
+                layout: l.clone(),
+                truth: b,
+                acts: acts_b,
+            },
         ];
-        let opts = EvalOptions { top_images: 1, threshold: 0.5, ..Default::default() };
+        let opts = EvalOptions {
+            top_images: 1,
+            threshold: 0.5,
+            upsample: Upsample::Nearest,
+            ..Default::default()
+        };
         let scores = score_features(&images, &opts).unwrap();
-        assert_eq!(scores.iter().map(|s| s.feature).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
+        assert_eq!(
+            scores.iter().map(|s| s.feature).collect::<Vec<_>>(),
+            vec![0, 1, 2, 3]
+        );
         assert_eq!(scores[0].images, vec![0]);
-        assert_eq!(best(&scores[0], ConceptKind::Object), ("red square".into(), 1.0));
+        assert_eq!(
+            best(&scores[0], ConceptKind::Object),
+            ("red square".into(), 1.0)
+        );
         assert_eq!(best(&scores[0], ConceptKind::Colour), ("red".into(), 1.0));
         assert_eq!(best(&scores[1], ConceptKind::Colour).1, 0.5);
         assert_eq!(best(&scores[2], ConceptKind::Shape).1, 0.5);
@@ -355,15 +373,28 @@ mod tests {
         assert_eq!(summarize(&scores, 0.75).object_or_colour, 1);
 
         // With both images ranked, feature 0 covers each image's region once: mean 0.5 for either.
-        let two = EvalOptions { top_images: 2, ..opts };
+        let two = EvalOptions {
+            top_images: 2,
+            ..opts
+        };
         let scores = score_features(&images, &two).unwrap();
         assert_eq!(scores[0].images, vec![0, 1]);
         assert_eq!(best(&scores[0], ConceptKind::Colour).1, 0.5);
         // Features seen in one image only have the empty slot count as 0.
         assert_eq!(best(&scores[1], ConceptKind::Colour).1, 0.25);
         // Threshold 0 keeps the weak cell of feature 3: both left cells, IOU 1.
-        let zero = EvalOptions { threshold: 0.0, ..opts };
-        assert_eq!(best(&score_features(&images, &zero).unwrap()[3], ConceptKind::Object).1, 1.0);
+        let zero = EvalOptions {
+            threshold: 0.0,
+            ..opts
+        };
+        assert_eq!(
+            best(
+                &score_features(&images, &zero).unwrap()[3],
+                ConceptKind::Object
+            )
+            .1,
+            1.0
+        );
     }
 
     /// Pixel-by-pixel IOU for irregular masks and both grids, against the cell sums.
@@ -371,17 +402,39 @@ mod tests {
     fn cell_sums_equal_pixel_counts() {
         let l = ImageLayout::new((30, 50), &[(28, 56), (56, 28), (56, 56)], 28, 14).unwrap();
         let (w, h) = (50usize, 30usize);
-        let disc: Vec<bool> = (0..w * h).map(|i| ((i % w) as f32 - 17.3).hypot((i / w) as f32 - 12.6) < 9.1).collect();
-        let t = ImageTruth::from_objects(50, 30, &[("red".into(), "circle".into(), disc.clone())]).unwrap();
+        let disc: Vec<bool> = (0..w * h)
+            .map(|i| ((i % w) as f32 - 17.3).hypot((i / w) as f32 - 12.6) < 9.1)
+            .collect();
+        let t = ImageTruth::from_objects(50, 30, &[("red".into(), "circle".into(), disc.clone())])
+            .unwrap();
         let tokens = l.tokens();
         for grid in [MapGrid::Base, MapGrid::HighRes] {
-            let kind = if grid == MapGrid::Base { TokenKind::Base } else { TokenKind::HighRes };
-            let cells: Vec<usize> = (0..tokens.len()).filter(|&i| tokens[i].kind == kind).collect();
+            let kind = if grid == MapGrid::Base {
+                TokenKind::Base
+            } else {
+                TokenKind::HighRes
+            };
+            let cells: Vec<usize> = (0..tokens.len())
+                .filter(|&i| tokens[i].kind == kind)
+                .collect();
             let active: Vec<usize> = cells.iter().copied().step_by(2).collect();
             let acts = active.iter().map(|&t| (t as u32, 5, 1.0)).collect();
-            let im = ImageActivations { layout: l.clone(), truth: t.clone(), acts };
-            let opts = EvalOptions { grid, top_images: 1, ..Default::default() };
-            let got = best(&score_features(&[im], &opts).unwrap()[0], ConceptKind::Object).1;
+            let im = ImageActivations {
+                layout: l.clone(),
+                truth: t.clone(),
+                acts,
+            };
+            let opts = EvalOptions {
+                grid,
+                top_images: 1,
+                upsample: Upsample::Nearest,
+                ..Default::default()
+            };
+            let got = best(
+                &score_features(&[im], &opts).unwrap()[0],
+                ConceptKind::Object,
+            )
+            .1;
             let (mut inter, mut union) = (0, 0);
             for y in 0..h {
                 for x in 0..w {
@@ -400,12 +453,76 @@ mod tests {
         }
     }
 
+    /// One active base cell of a 2x2 grid (centres at 7 and 21 px): the bilinear map is
+    /// `(1 - u)(1 - v)` around that centre, counted here from the definition.
+    #[test]
+    fn bilinear_map_spreads_one_pitch_around_a_cell() {
+        let quadrant = mask(|x, y| x < 14 && y < 14);
+        let t = truth(&[("red", "square", quadrant.clone())]);
+        for (threshold, cut) in [(0.0f32, 0.0f32), (0.5, 0.5)] {
+            let im = ImageActivations {
+                layout: layout(),
+                truth: t.clone(),
+                acts: vec![(0, 3, 2.0)],
+            };
+            let opts = EvalOptions {
+                top_images: 1,
+                threshold,
+                ..Default::default()
+            };
+            assert_eq!(opts.upsample, Upsample::Bilinear);
+            let got = best(
+                &score_features(&[im], &opts).unwrap()[0],
+                ConceptKind::Object,
+            )
+            .1;
+            let w = |p: usize| 1.0 - ((p as f32 + 0.5 - 7.0) / 14.0).clamp(0.0, 1.0);
+            let (mut inter, mut union) = (0, 0);
+            for y in 0..28 {
+                for x in 0..28 {
+                    let on = w(x) * w(y) > cut;
+                    inter += (on && quadrant[y * 28 + x]) as u32;
+                    union += (on || quadrant[y * 28 + x]) as u32;
+                }
+            }
+            let want = inter as f64 / union as f64;
+            assert!(
+                (got - want).abs() < 1e-12,
+                "threshold {threshold}: {got} vs {want}"
+            );
+        }
+        // Threshold 0: 21 x 21 pixels are lit, the 14 x 14 quadrant among them.
+        let im = ImageActivations {
+            layout: layout(),
+            truth: t,
+            acts: vec![(0, 3, 2.0)],
+        };
+        let opts = EvalOptions {
+            top_images: 1,
+            ..Default::default()
+        };
+        let got = best(
+            &score_features(&[im], &opts).unwrap()[0],
+            ConceptKind::Object,
+        )
+        .1;
+        assert!((got - 196.0 / 441.0).abs() < 1e-12, "{got}");
+    }
+
     #[test]
     fn mismatched_masks_are_reported() {
-        let err = ImageTruth::from_objects(4, 4, &[("red".into(), "star".into(), vec![false; 15])]).unwrap_err();
+        let err = ImageTruth::from_objects(4, 4, &[("red".into(), "star".into(), vec![false; 15])])
+            .unwrap_err();
         assert!(err.to_string().contains("15 pixels"), "{err}");
-        let im = ImageActivations { layout: layout(), truth: ImageTruth::from_objects(4, 4, &[]).unwrap(), acts: vec![] };
-        let err = format!("{:#}", score_features(&[im], &EvalOptions::default()).unwrap_err());
+        let im = ImageActivations {
+            layout: layout(),
+            truth: ImageTruth::from_objects(4, 4, &[]).unwrap(),
+            acts: vec![],
+        };
+        let err = format!(
+            "{:#}",
+            score_features(&[im], &EvalOptions::default()).unwrap_err()
+        );
         assert!(err.contains("image 0") && err.contains("4x4"), "{err}");
     }
 }

@@ -3,6 +3,7 @@
 pub mod codes;
 pub mod config;
 pub mod evaluate;
+pub mod intervene;
 #[allow(clippy::module_inception)]
 pub mod sae;
 pub mod topk_device;

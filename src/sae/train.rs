@@ -8,6 +8,7 @@
 
 pub mod data;
 pub mod grad;
+pub mod metrics;
 pub mod optim;
 pub mod state;
 #[cfg(test)]
@@ -24,7 +25,11 @@ use serde::{Deserialize, Serialize};
 use crate::sae::{Sae, SaeConfig};
 use data::{Buffer, Plan, Position, RowSource};
 use grad::{LossOptions, Params, loss_and_grads};
-use optim::{Adam, clip_grad_norm, geometric_median, lr_at, normalize_rows, remove_parallel_component};
+pub use metrics::{HeldOut, LogRecord, heldout_metrics};
+use metrics::{Window, open_log};
+use optim::{
+    Adam, clip_grad_norm, geometric_median, lr_at, normalize_rows, remove_parallel_component,
+};
 pub use state::{STATE_FILE, TrainState};
 
 /// File name of the JSONL training log inside the work folder.
@@ -73,11 +78,18 @@ impl TrainConfig {
 
     /// The `cfg.json` the trained SAE is saved with.
     pub fn sae_config(&self) -> SaeConfig {
-        SaeConfig { num_latents: self.num_latents, k: self.k, multi_topk: self.multi_topk, ..SaeConfig::new(self.d_in) }
+        SaeConfig {
+            num_latents: self.num_latents,
+            k: self.k,
+            multi_topk: self.multi_topk,
+            ..SaeConfig::new(self.d_in)
+        }
     }
 
     fn check(&self) -> Result<()> {
-        self.sae_config().validate().context("SAE training config")?;
+        self.sae_config()
+            .validate()
+            .context("SAE training config")?;
         if self.total_steps == 0 {
             bail!("nothing to train: the run has 0 steps");
         }
@@ -105,35 +117,6 @@ pub struct RunOptions {
     pub resume: bool,
     /// Device of the SAE and its optimizer.
     pub device: Device,
-}
-
-/// One progress record: averages over the steps since the previous one.
-#[derive(Debug, Clone, Serialize)]
-pub struct LogRecord {
-    /// Optimizer steps taken.
-    pub step: u64,
-    /// Steps of the whole run.
-    pub total_steps: u64,
-    /// Current epoch.
-    pub epoch: u64,
-    /// Rows trained on so far.
-    pub tokens: u64,
-    /// Learning rate of the last step.
-    pub lr: f64,
-    /// Mean batch FVU.
-    pub fvu: f64,
-    /// Mean AuxK term.
-    pub auxk: f64,
-    /// Mean multi-TopK FVU.
-    pub multi_topk: f64,
-    /// Mean active latents per row.
-    pub l0: f64,
-    /// Fraction of latents past the dead threshold.
-    pub dead_fraction: f64,
-    /// Mean gradient norm before clipping.
-    pub grad_norm: f64,
-    /// Rows per second in this invocation.
-    pub tokens_per_s: f64,
 }
 
 /// What a call to [`train`] ended with.
@@ -187,9 +170,16 @@ pub fn train(
         loaded = Some(((0, 0), buf));
         st
     };
-    let mut log = open_log(&run.work_dir.join(LOG_FILE), run.resume.then_some(state.step))?;
+    let mut log = open_log(
+        &run.work_dir.join(LOG_FILE),
+        run.resume.then_some(state.step),
+    )?;
 
-    let opts = LossOptions { k: cfg.k, auxk_alpha: cfg.auxk_alpha, multi_topk: cfg.multi_topk };
+    let opts = LossOptions {
+        k: cfg.k,
+        auxk_alpha: cfg.auxk_alpha,
+        multi_topk: cfg.multi_topk,
+    };
     let started = Instant::now();
     let (start_step, start_tokens) = (state.step, state.tokens);
     let mut window = Window::default();
@@ -208,7 +198,10 @@ pub fn train(
         let key = (pos.epoch, pos.chunk);
         if loaded.as_ref().map(|(k, _)| *k) != Some(key) {
             drop(loaded.take()); // free the old chunk before reading the next
-            loaded = Some((key, plan.load(source, &chunks[pos.chunk], pos.epoch, pos.chunk)?));
+            loaded = Some((
+                key,
+                plan.load(source, &chunks[pos.chunk], pos.epoch, pos.chunk)?,
+            ));
         }
         let buffer = &loaded.as_ref().expect("chunk loaded above").1;
         let (s, e) = chunks[pos.chunk].batch_range(pos.batch);
@@ -242,15 +235,28 @@ pub fn train(
     }
     let sae = state.params.to_sae(cfg.sae_config(), &cfg.hookpoint)?;
     let finished = state.step >= cfg.total_steps;
-    Ok(TrainOutcome { sae, state, finished })
+    Ok(TrainOutcome {
+        sae,
+        state,
+        finished,
+    })
 }
 
 /// One optimizer step on batch `x`; returns the loss and the gradient norm before clipping.
-fn train_step(state: &mut TrainState, x: &Tensor, opts: &LossOptions, lr: f64) -> Result<(grad::BatchLoss, f64)> {
+fn train_step(
+    state: &mut TrainState,
+    x: &Tensor,
+    opts: &LossOptions,
+    lr: f64,
+) -> Result<(grad::BatchLoss, f64)> {
     let dead = state.dead_mask();
     let (loss, mut g) = loss_and_grads(&state.params, x, opts, Some(&dead))?;
     if !loss.total.is_finite() {
-        bail!("the loss is {} (FVU {}); training diverged (try a lower --lr)", loss.total, loss.fvu);
+        bail!(
+            "the loss is {} (FVU {}); training diverged (try a lower --lr)",
+            loss.total,
+            loss.fvu
+        );
     }
     let grad_norm = clip_grad_norm(&mut g, state.config.max_grad_norm)?;
     g.w_dec = remove_parallel_component(&g.w_dec, &state.params.w_dec)?;
@@ -270,15 +276,26 @@ fn train_step(state: &mut TrainState, x: &Tensor, opts: &LossOptions, lr: f64) -
 
 /// A new run: random SAE (tied init, unit decoder rows) with `b_dec` at the geometric median of
 /// the first buffer, which is returned too so that it is not read twice.
-fn fresh_state(source: &mut dyn RowSource, plan: &Plan, cfg: &TrainConfig, device: &Device) -> Result<(TrainState, Buffer)> {
-    let first = plan.epoch(0).into_iter().next().context("the first epoch has no data")?;
+fn fresh_state(
+    source: &mut dyn RowSource,
+    plan: &Plan,
+    cfg: &TrainConfig,
+    device: &Device,
+) -> Result<(TrainState, Buffer)> {
+    let first = plan
+        .epoch(0)
+        .into_iter()
+        .next()
+        .context("the first epoch has no data")?;
     let buffer = plan.load(source, &first, 0, 0)?;
     let sae = Sae::random(cfg.sae_config(), &cfg.hookpoint, cfg.seed, device)?;
     let mut params = Params::from_sae(&sae);
     params.b_dec = geometric_median(&buffer.all(device)?, 100, 1e-5)?.to_dtype(DType::F32)?;
     let finite = params.b_dec.sum_all()?.to_scalar::<f32>()?.is_finite();
     if !finite {
-        bail!("the first buffer of activations holds non-finite values (NaN or infinity); check the model");
+        bail!(
+            "the first buffer of activations holds non-finite values (NaN or infinity); check the model"
+        );
     }
     let state = TrainState {
         config: cfg.clone(),
@@ -296,7 +313,10 @@ fn save_checkpoint(state: &TrainState, path: &std::path::Path, run: &RunOptions)
     state.save(path)?;
     if let Some(root) = &run.export_dir {
         let cfg = &state.config;
-        state.params.to_sae(cfg.sae_config(), &cfg.hookpoint)?.save(root)?;
+        state
+            .params
+            .to_sae(cfg.sae_config(), &cfg.hookpoint)?
+            .save(root)?;
     }
     Ok(())
 }
@@ -305,7 +325,10 @@ fn checkpoint_note(last_saved: u64, path: &std::path::Path) -> String {
     if last_saved == 0 {
         "training stopped before the first checkpoint".to_string()
     } else {
-        format!("training stopped; the checkpoint of step {last_saved} in {} is intact (--resume continues from it)", path.display())
+        format!(
+            "training stopped; the checkpoint of step {last_saved} in {} is intact (--resume continues from it)",
+            path.display()
+        )
     }
 }
 
@@ -319,7 +342,12 @@ fn check_same_config(saved: &TrainConfig, now: &TrainConfig, path: &std::path::P
         (Some(a), Some(b)) => a
             .iter()
             .filter(|(k, v)| b.get(*k) != Some(*v))
-            .map(|(k, v)| format!("{k}: checkpoint {v}, now {}", b.get(k).cloned().unwrap_or_default()))
+            .map(|(k, v)| {
+                format!(
+                    "{k}: checkpoint {v}, now {}",
+                    b.get(k).cloned().unwrap_or_default()
+                )
+            })
             .collect(),
         _ => vec![],
     };
@@ -328,122 +356,4 @@ fn check_same_config(saved: &TrainConfig, now: &TrainConfig, path: &std::path::P
         path.display(),
         diffs.join("; ")
     )
-}
-
-/// Open the log for appending; on resume drop records past the checkpoint's step.
-fn open_log(path: &std::path::Path, keep_until: Option<u64>) -> Result<std::fs::File> {
-    let kept = match (keep_until, std::fs::read_to_string(path)) {
-        (Some(step), Ok(text)) => text
-            .lines()
-            .filter(|l| {
-                serde_json::from_str::<serde_json::Value>(l)
-                    .ok()
-                    .and_then(|v| v.get("step").and_then(|s| s.as_u64()))
-                    .is_some_and(|s| s <= step)
-            })
-            .map(|l| format!("{l}\n"))
-            .collect::<String>(),
-        _ => String::new(),
-    };
-    std::fs::write(path, kept).with_context(|| format!("cannot write training log {}", path.display()))?;
-    std::fs::OpenOptions::new()
-        .append(true)
-        .open(path)
-        .with_context(|| format!("cannot open training log {}", path.display()))
-}
-
-/// Running sums between two log records.
-#[derive(Default)]
-struct Window {
-    n: f64,
-    fvu: f64,
-    auxk: f64,
-    multi: f64,
-    l0: f64,
-    grad: f64,
-}
-
-impl Window {
-    fn add(&mut self, l: &grad::BatchLoss, grad_norm: f64) {
-        self.n += 1.0;
-        self.fvu += l.fvu;
-        self.auxk += l.auxk;
-        self.multi += l.multi_topk;
-        self.l0 += l.l0;
-        self.grad += grad_norm;
-    }
-
-    fn record(&mut self, st: &TrainState, lr: f64, tokens_per_s: f64) -> LogRecord {
-        let n = self.n.max(1.0);
-        let r = LogRecord {
-            step: st.step,
-            total_steps: st.config.total_steps,
-            epoch: st.position.epoch,
-            tokens: st.tokens,
-            lr,
-            fvu: self.fvu / n,
-            auxk: self.auxk / n,
-            multi_topk: self.multi / n,
-            l0: self.l0 / n,
-            dead_fraction: st.dead_fraction(),
-            grad_norm: self.grad / n,
-            tokens_per_s,
-        };
-        *self = Window::default();
-        r
-    }
-}
-
-/// Reconstruction quality of an SAE on some items, through the inference encode/decode.
-#[derive(Debug, Clone, Serialize)]
-pub struct HeldOut {
-    /// Rows evaluated.
-    pub rows: usize,
-    /// `Σ‖x - x̂‖² / Σ‖x - mean‖²` over all rows together.
-    pub fvu: f64,
-    /// Mean positive activations per row.
-    pub l0: f64,
-    /// Which latents fired on some row.
-    pub fired: Vec<bool>,
-}
-
-/// FVU and L0 of `sae` on `items` of `source`, one item at a time.
-pub fn heldout_metrics(sae: &Sae, source: &mut dyn RowSource, items: &[usize]) -> Result<HeldOut> {
-    let d = sae.d_in();
-    if source.d_in() != d {
-        bail!("the activations have width {} but the SAE has d_in = {d}", source.d_in());
-    }
-    let (mut rows, mut sse, mut sq, mut active) = (0usize, 0.0f64, 0.0f64, 0usize);
-    let mut sum = vec![0.0f64; d];
-    let mut fired = vec![false; sae.num_latents()];
-    for &item in items {
-        let data = source.rows(item).with_context(|| format!("reading activations of {}", source.name(item)))?;
-        let r = data.len() / d;
-        if r == 0 {
-            continue;
-        }
-        let x = Tensor::from_vec(data, (r, d), sae.device())?.to_dtype(sae.dtype())?;
-        let codes = sae.encode(&x)?;
-        let err = (sae.decode(&codes)? - &x)?.to_dtype(DType::F64)?;
-        sse += err.sqr()?.sum_all()?.to_scalar::<f64>()?;
-        let x64 = x.to_dtype(DType::F64)?;
-        sq += x64.sqr()?.sum_all()?.to_scalar::<f64>()?;
-        for (s, v) in sum.iter_mut().zip(x64.sum(0)?.to_vec1::<f64>()?) {
-            *s += v;
-        }
-        let vals = codes.values.flatten_all()?.to_vec1::<f32>()?;
-        let ids = codes.indices.flatten_all()?.to_vec1::<u32>()?;
-        for (v, i) in vals.iter().zip(ids) {
-            if *v > 0.0 {
-                active += 1;
-                fired[i as usize] = true;
-            }
-        }
-        rows += r;
-    }
-    if rows == 0 {
-        bail!("no held-out tokens to evaluate");
-    }
-    let tv = sq - sum.iter().map(|s| s * s).sum::<f64>() / rows as f64;
-    Ok(HeldOut { rows, fvu: sse / tv, l0: active as f64 / rows as f64, fired })
 }

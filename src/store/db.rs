@@ -287,6 +287,13 @@ impl Store {
         })
     }
 
+    /// A named sled tree beside the cache records (its writes never join the cache's batches).
+    pub(crate) fn tree(&self, name: &str) -> Result<sled::Tree> {
+        self.db
+            .open_tree(name)
+            .with_context(|| format!("cannot open tree {name:?} of store {}", self.dir.display()))
+    }
+
     /// Every raw key-value pair under `prefix`, for whole-store copies and comparisons.
     pub(crate) fn scan_raw(
         &self,

@@ -14,9 +14,11 @@
 //! | `s/<feature>` | [`FeatureStats`]: fired tokens u64, fired images u64, exact sum u128 (units of 2^-40), max f32, [`HIST_LEN`] × u32 histogram |
 //! | `h/<feature>` | the feature's top-N list, best first: N × (score f32, image u32) |
 //! | `e/<feature><image>` | [`Example`]: image u32, score f32, max f32, mean_base f32, count u32, count × (token u16, f16 bits u16) |
+//! | tree `explanations`: `<feature>/<fp>` | [`Explanation`] as JSON; `fp` = 16 hex digits of FNV(explainer model, prompt hash); written and flushed one at a time |
 //!
 //! All numbers are little-endian. Features that never fired have no `s/`, `h/` or `e/` records.
 //! An `e/` record exists exactly for each (feature, image) pair in that feature's `h/` list.
+//! The `explanations` tree is user data, not cache: merges and seed exports leave it out.
 //!
 //! # Ranking and determinism
 //!
@@ -31,6 +33,7 @@
 
 mod aggregate;
 mod db;
+mod explanations;
 mod manifest;
 mod merge;
 mod records;
@@ -42,6 +45,7 @@ use std::path::PathBuf;
 
 pub use aggregate::{Aggregator, IMAGE_TOP_FEATURES};
 pub use db::{SLED_CACHE_BYTES, Store};
+pub use explanations::{EXPLANATIONS_TREE, Explanation, TokenUsage, unix_now};
 pub use manifest::{FeatureFilter, GLINT_VERSION, Manifest, RankRule, SCHEMA_VERSION};
 pub use merge::merge;
 pub use records::{

@@ -99,7 +99,11 @@ fn clip8(acc: i64) -> u8 {
 
 /// Resize an interleaved 8-bit image of `channels` per pixel as Pillow's `Image.resize` does.
 ///
-/// `src` holds `width * height * channels` bytes; the result holds `out_w * out_h * channels`.
+/// `src` holds `width * height * channels` bytes; the result holds `out_w * out_h * channels`
+/// (all zero when either size is empty).
+///
+/// # Panics
+/// If `channels` is not 1 to 4 or `src` has the wrong length.
 pub fn resize(
     src: &[u8],
     (width, height): (usize, usize),
@@ -107,21 +111,31 @@ pub fn resize(
     (out_w, out_h): (usize, usize),
     filter: Filter,
 ) -> Vec<u8> {
+    assert!(
+        (1..=4).contains(&channels),
+        "1 to 4 channels, got {channels}"
+    );
     assert_eq!(src.len(), width * height * channels, "pixel buffer size");
+    if width == 0 || height == 0 || out_w == 0 || out_h == 0 {
+        return vec![0; out_w * out_h * channels];
+    }
     let half = 1i64 << (PRECISION_BITS - 1);
     let horizontal = if out_w != width {
         let t = taps(width, out_w, filter);
         let mut out = vec![0u8; out_w * height * channels];
-        for y in 0..height {
-            let row = &src[y * width * channels..(y + 1) * width * channels];
-            for xx in 0..out_w {
+        let rows = src.chunks_exact(width * channels);
+        for (row, dst) in rows.zip(out.chunks_exact_mut(out_w * channels)) {
+            for (xx, d) in dst.chunks_exact_mut(channels).enumerate() {
                 let k = &t.weights[xx * t.ksize..xx * t.ksize + t.len[xx]];
-                for c in 0..channels {
-                    let mut acc = half;
-                    for (i, &w) in k.iter().enumerate() {
-                        acc += row[(t.start[xx] + i) * channels + c] as i64 * w;
+                let window = &row[t.start[xx] * channels..(t.start[xx] + k.len()) * channels];
+                let mut acc = [half; 4];
+                for (px, &w) in window.chunks_exact(channels).zip(k) {
+                    for (a, &p) in acc.iter_mut().zip(px) {
+                        *a += p as i64 * w;
                     }
-                    out[(y * out_w + xx) * channels + c] = clip8(acc);
+                }
+                for (o, &a) in d.iter_mut().zip(&acc) {
+                    *o = clip8(a);
                 }
             }
         }
@@ -135,16 +149,51 @@ pub fn resize(
     let t = taps(height, out_h, filter);
     let stride = out_w * channels;
     let mut out = vec![0u8; out_h * stride];
-    for yy in 0..out_h {
+    // Accumulate whole rows so the source is read in memory order.
+    let mut acc = vec![0i64; stride];
+    for (yy, dst) in out.chunks_exact_mut(stride).enumerate() {
         let k = &t.weights[yy * t.ksize..yy * t.ksize + t.len[yy]];
-        let dst = &mut out[yy * stride..(yy + 1) * stride];
-        for (j, d) in dst.iter_mut().enumerate() {
-            let mut acc = half;
-            for (i, &w) in k.iter().enumerate() {
-                acc += horizontal[(t.start[yy] + i) * stride + j] as i64 * w;
+        acc.iter_mut().for_each(|a| *a = half);
+        for (i, &w) in k.iter().enumerate() {
+            let row = &horizontal[(t.start[yy] + i) * stride..(t.start[yy] + i + 1) * stride];
+            for (a, &p) in acc.iter_mut().zip(row) {
+                *a += p as i64 * w;
             }
-            *d = clip8(acc);
+        }
+        for (d, &a) in dst.iter_mut().zip(&acc) {
+            *d = clip8(a);
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channels_resample_independently_and_sizes_are_handled() {
+        let (w, h) = (29usize, 17usize);
+        let rgb: Vec<u8> = (0..w * h * 3).map(|i| ((i * 37) % 251) as u8).collect();
+        for filter in [Filter::Bilinear, Filter::Bicubic] {
+            for size in [(11, 40), (64, 5), (29, 9)] {
+                let joint = resize(&rgb, (w, h), 3, size, filter);
+                for c in 0..3 {
+                    let plane: Vec<u8> = rgb.iter().skip(c).step_by(3).copied().collect();
+                    let alone = resize(&plane, (w, h), 1, size, filter);
+                    let from_joint: Vec<u8> = joint.iter().skip(c).step_by(3).copied().collect();
+                    assert_eq!(alone, from_joint, "{filter:?} {size:?} channel {c}");
+                }
+            }
+            assert_eq!(resize(&rgb, (w, h), 3, (w, h), filter), rgb);
+        }
+        assert_eq!(resize(&[], (0, 5), 3, (4, 2), Filter::Bicubic), vec![0; 24]);
+        assert!(resize(&rgb, (w, h), 3, (0, 9), Filter::Bilinear).is_empty());
+        // Taps sum to one in fixed point, so a flat image stays flat at any size.
+        let flat = vec![77u8; 13 * 7];
+        for size in [(3, 2), (50, 31), (13, 100)] {
+            let out = resize(&flat, (13, 7), 1, size, Filter::Bicubic);
+            assert!(out.iter().all(|&p| p == 77), "{size:?}");
+        }
+    }
 }

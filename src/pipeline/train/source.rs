@@ -49,8 +49,16 @@ impl<'a> ModelSource<'a> {
         cache: Option<PathBuf>,
     ) -> Result<Self> {
         let ids = model.tokenizer()?.cache_prompt_ids()?;
-        let mut source =
-            Self { model, dataset, layer, tokens, max_pixels, ids, layouts: vec![None; dataset.len()], cache: None };
+        let mut source = Self {
+            model,
+            dataset,
+            layer,
+            tokens,
+            max_pixels,
+            ids,
+            layouts: vec![None; dataset.len()],
+            cache: None,
+        };
         if let Some(dir) = cache {
             prepare_cache(&dir, &source.fingerprint())?;
             source.cache = Some(dir);
@@ -65,7 +73,11 @@ impl<'a> ModelSource<'a> {
             .field(&self.layer.to_string())
             .field(&format!("{:?}", self.tokens))
             .field(&format!("{:?}", self.ids))
-            .field(&format!("{:?}/{:?}", self.model.model.dtype(), self.model.model.device().location()))
+            .field(&format!(
+                "{:?}/{:?}",
+                self.model.model.dtype(),
+                self.model.model.device().location()
+            ))
             .field(&self.dataset.fingerprint());
         fp.hex()
     }
@@ -76,7 +88,8 @@ impl<'a> ModelSource<'a> {
             return Ok(l.clone());
         }
         let path = self.dataset.path(&self.dataset.items[item]);
-        let (w, h) = image::image_dimensions(&path).with_context(|| format!("cannot read image {}", path.display()))?;
+        let (w, h) = image::image_dimensions(&path)
+            .with_context(|| format!("cannot read image {}", path.display()))?;
         let cfg = &self.model.config;
         let layout = ImageLayout::new(
             (h, w),
@@ -122,7 +135,9 @@ impl<'a> ModelSource<'a> {
     }
 
     fn cache_file(&self, item: usize) -> Option<PathBuf> {
-        self.cache.as_ref().map(|d| d.join(format!("{item:06}.f32")))
+        self.cache
+            .as_ref()
+            .map(|d| d.join(format!("{item:06}.f32")))
     }
 
     /// Run `item` to the tap and keep the selected rows.
@@ -131,17 +146,32 @@ impl<'a> ModelSource<'a> {
         let path = self.dataset.path(&self.dataset.items[item]);
         let img = load_image(&path, self.max_pixels)?;
         let cfg = &self.model.config;
-        let prepared = preprocess(&img, &self.model.processor, &cfg.pinpoints(), cfg.vision_config.patch_size as u32)
-            .with_context(|| format!("{}: preprocessing failed", path.display()))?;
-        let images = [ImageInput { pixel_values: &prepared.pixel_values, layout: &prepared.layout }];
+        let prepared = preprocess(
+            &img,
+            &self.model.processor,
+            &cfg.pinpoints(),
+            cfg.vision_config.patch_size as u32,
+        )
+        .with_context(|| format!("{}: preprocessing failed", path.display()))?;
+        let images = [ImageInput {
+            pixel_values: &prepared.pixel_values,
+            layout: &prepared.layout,
+        }];
         let m = &self.model.model;
         let (embeds, map) = m.embed_sequence(&self.ids, &images)?;
         let expected = positions.last().map_or(0, |&p| p as usize + 1);
         if map.len() < expected {
-            bail!("{}: the sequence has {} positions, fewer than planned", path.display(), map.len());
+            bail!(
+                "{}: the sequence has {} positions, fewer than planned",
+                path.display(),
+                map.len()
+            );
         }
         let out = m.forward(&embeds, 0, None, ForwardOptions::to_tap(self.layer))?;
-        let residual = out.tapped.context("the forward returned no tapped residual")?.squeeze(0)?;
+        let residual = out
+            .tapped
+            .context("the forward returned no tapped residual")?
+            .squeeze(0)?;
         let index = Tensor::new(positions.as_slice(), residual.device())?;
         let rows = residual.index_select(&index, 0)?.to_dtype(DType::F32)?;
         Ok(rows.flatten_all()?.to_vec1()?)
@@ -167,20 +197,28 @@ impl RowSource for ModelSource<'_> {
             && let Ok(bytes) = std::fs::read(&file)
             && bytes.len() == want * 4
         {
-            return Ok(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect());
+            return Ok(bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect());
         }
         let rows = self.compute(item)?;
         if let Some(file) = self.cache_file(item) {
             let bytes: Vec<u8> = rows.iter().flat_map(|v| v.to_le_bytes()).collect();
             let partial = file.with_extension("partial");
-            std::fs::write(&partial, bytes).with_context(|| format!("cannot write {}", partial.display()))?;
-            std::fs::rename(&partial, &file).with_context(|| format!("cannot move {} into place", partial.display()))?;
+            std::fs::write(&partial, bytes)
+                .with_context(|| format!("cannot write {}", partial.display()))?;
+            std::fs::rename(&partial, &file)
+                .with_context(|| format!("cannot move {} into place", partial.display()))?;
         }
         Ok(rows)
     }
 
     fn name(&self, item: usize) -> String {
-        self.dataset.path(&self.dataset.items[item]).display().to_string()
+        self.dataset
+            .path(&self.dataset.items[item])
+            .display()
+            .to_string()
     }
 }
 
@@ -188,7 +226,8 @@ const CACHE_META: &str = "cache.json";
 
 /// Make `dir` an activation cache for `key`, emptying it when it holds another key's rows.
 fn prepare_cache(dir: &Path, key: &str) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create activation cache {}", dir.display()))?;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create activation cache {}", dir.display()))?;
     let meta = dir.join(CACHE_META);
     let current = std::fs::read_to_string(&meta).ok();
     let want = serde_json::json!({ "key": key }).to_string();
@@ -197,8 +236,12 @@ fn prepare_cache(dir: &Path, key: &str) -> Result<()> {
     }
     for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
         let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "f32" || e == "partial") {
-            std::fs::remove_file(&path).with_context(|| format!("cannot remove stale {}", path.display()))?;
+        if path
+            .extension()
+            .is_some_and(|e| e == "f32" || e == "partial")
+        {
+            std::fs::remove_file(&path)
+                .with_context(|| format!("cannot remove stale {}", path.display()))?;
         }
     }
     std::fs::write(&meta, want).with_context(|| format!("cannot write {}", meta.display()))

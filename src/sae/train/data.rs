@@ -52,7 +52,10 @@ impl Chunk {
     /// Half-open row range of batch `b` in the shuffled chunk; sizes differ by at most one and
     /// lie between `batch_rows` and `2 * batch_rows` (fewer only for a chunk smaller than a batch).
     pub fn batch_range(&self, b: usize) -> (usize, usize) {
-        (b * self.rows / self.batches, (b + 1) * self.rows / self.batches)
+        (
+            b * self.rows / self.batches,
+            (b + 1) * self.rows / self.batches,
+        )
     }
 }
 
@@ -79,7 +82,9 @@ impl Plan {
             bail!("the batch size must be at least one token");
         }
         if buffer_rows < batch_rows {
-            bail!("the shuffle buffer ({buffer_rows} tokens) is smaller than a batch ({batch_rows} tokens)");
+            bail!(
+                "the shuffle buffer ({buffer_rows} tokens) is smaller than a batch ({batch_rows} tokens)"
+            );
         }
         if items.is_empty() {
             bail!("no training items: the dataset is empty (or every image is held out)");
@@ -89,12 +94,20 @@ impl Plan {
             if i >= source.len() {
                 bail!("training item {i} is out of range ({} items)", source.len());
             }
-            counts[i] = source.count(i).with_context(|| format!("counting tokens of {}", source.name(i)))?;
+            counts[i] = source
+                .count(i)
+                .with_context(|| format!("counting tokens of {}", source.name(i)))?;
         }
         if items.iter().all(|&i| counts[i] == 0) {
             bail!("the training items yield no tokens of the selected kind (try another --tokens)");
         }
-        Ok(Self { items, counts, batch_rows, buffer_rows, seed })
+        Ok(Self {
+            items,
+            counts,
+            batch_rows,
+            buffer_rows,
+            seed,
+        })
     }
 
     /// Rows that `item` yields.
@@ -133,33 +146,55 @@ impl Plan {
         groups
             .into_iter()
             .filter(|(_, rows)| *rows > 0)
-            .map(|(items, rows)| Chunk { items, rows, batches: (rows / self.batch_rows).max(1) })
+            .map(|(items, rows)| Chunk {
+                items,
+                rows,
+                batches: (rows / self.batch_rows).max(1),
+            })
             .collect()
     }
 
     /// Optimizer steps in the first `epochs` epochs.
     pub fn steps_in(&self, epochs: u64) -> u64 {
-        (0..epochs).map(|e| self.epoch(e).iter().map(|c| c.batches as u64).sum::<u64>()).sum()
+        (0..epochs)
+            .map(|e| self.epoch(e).iter().map(|c| c.batches as u64).sum::<u64>())
+            .sum()
     }
 
     /// The position after `pos` has been consumed, moving to the next chunk or epoch as needed.
     pub fn normalise(&self, pos: Position, chunks: &[Chunk]) -> Position {
         let mut pos = pos;
         if pos.chunk < chunks.len() && pos.batch >= chunks[pos.chunk].batches {
-            pos = Position { chunk: pos.chunk + 1, batch: 0, ..pos };
+            pos = Position {
+                chunk: pos.chunk + 1,
+                batch: 0,
+                ..pos
+            };
         }
         if pos.chunk >= chunks.len() {
-            pos = Position { epoch: pos.epoch + 1, chunk: 0, batch: 0 };
+            pos = Position {
+                epoch: pos.epoch + 1,
+                chunk: 0,
+                batch: 0,
+            };
         }
         pos
     }
 
     /// Load `chunk` (chunk number `index` of `epoch`) and shuffle its rows.
-    pub fn load(&self, source: &mut dyn RowSource, chunk: &Chunk, epoch: u64, index: usize) -> Result<Buffer> {
+    pub fn load(
+        &self,
+        source: &mut dyn RowSource,
+        chunk: &Chunk,
+        epoch: u64,
+        index: usize,
+    ) -> Result<Buffer> {
         let d = source.d_in();
         let mut rows = Vec::with_capacity(chunk.rows * d);
         for &item in &chunk.items {
-            let got = source.rows(item).with_context(|| format!("reading activations of {}", source.name(item)))?;
+            let got = source
+                .rows(item)
+                .with_context(|| format!("reading activations of {}", source.name(item)))?;
             let expected = self.counts[item] * d;
             if got.len() != expected {
                 bail!(
@@ -173,7 +208,8 @@ impl Plan {
             rows.extend_from_slice(&got);
         }
         let mut order: Vec<u32> = (0..chunk.rows as u32).collect();
-        SeededRng::for_name(self.seed, &format!("sae-train/epoch/{epoch}/chunk/{index}")).shuffle(&mut order);
+        SeededRng::for_name(self.seed, &format!("sae-train/epoch/{epoch}/chunk/{index}"))
+            .shuffle(&mut order);
         Ok(Buffer { rows, order, d })
     }
 }
@@ -199,7 +235,11 @@ impl Buffer {
 
     /// All rows in load order, `[rows, d]`.
     pub fn all(&self, device: &Device) -> Result<Tensor> {
-        Ok(Tensor::from_slice(&self.rows, (self.order.len(), self.d), device)?)
+        Ok(Tensor::from_slice(
+            &self.rows,
+            (self.order.len(), self.d),
+            device,
+        )?)
     }
 }
 
@@ -259,7 +299,12 @@ mod tests {
                 for b in 0..c.batches {
                     let (s, e) = c.batch_range(b);
                     assert!((4..8).contains(&(e - s)), "{s}..{e}");
-                    all.extend(buf.batch(s, e, &Device::Cpu).unwrap().to_vec2::<f32>().unwrap());
+                    all.extend(
+                        buf.batch(s, e, &Device::Cpu)
+                            .unwrap()
+                            .to_vec2::<f32>()
+                            .unwrap(),
+                    );
                 }
                 assert_eq!(all.len(), c.rows);
                 let mut firsts: Vec<f32> = all.iter().map(|r| r[0]).collect();
@@ -281,20 +326,54 @@ mod tests {
         let plan = Plan::new(&mut src, vec![0, 1], 4, 4, 0).unwrap();
         let chunks = plan.epoch(0);
         assert_eq!(chunks.len(), 2);
-        let p = plan.normalise(Position { epoch: 0, chunk: 0, batch: 1 }, &chunks);
-        assert_eq!(p, Position { epoch: 0, chunk: 1, batch: 0 });
-        let p = plan.normalise(Position { epoch: 0, chunk: 1, batch: 1 }, &chunks);
-        assert_eq!(p, Position { epoch: 1, chunk: 0, batch: 0 });
+        let p = plan.normalise(
+            Position {
+                epoch: 0,
+                chunk: 0,
+                batch: 1,
+            },
+            &chunks,
+        );
+        assert_eq!(
+            p,
+            Position {
+                epoch: 0,
+                chunk: 1,
+                batch: 0
+            }
+        );
+        let p = plan.normalise(
+            Position {
+                epoch: 0,
+                chunk: 1,
+                batch: 1,
+            },
+            &chunks,
+        );
+        assert_eq!(
+            p,
+            Position {
+                epoch: 1,
+                chunk: 0,
+                batch: 0
+            }
+        );
     }
 
     #[test]
     fn bad_plans_are_explained() {
         let mut src = source(&[0, 0]);
-        let err = Plan::new(&mut src, vec![0, 1], 4, 8, 0).unwrap_err().to_string();
+        let err = Plan::new(&mut src, vec![0, 1], 4, 8, 0)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no tokens"), "{err}");
-        let err = Plan::new(&mut src, vec![], 4, 8, 0).unwrap_err().to_string();
+        let err = Plan::new(&mut src, vec![], 4, 8, 0)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("empty"), "{err}");
-        let err = Plan::new(&mut src, vec![0], 8, 4, 0).unwrap_err().to_string();
+        let err = Plan::new(&mut src, vec![0], 8, 4, 0)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("smaller than a batch"), "{err}");
         let mut src = source(&[3]);
         let plan = Plan::new(&mut src, vec![0], 2, 4, 0).unwrap();

@@ -61,7 +61,12 @@ impl Params {
 
     /// Build from tensors in [`PARAM_NAMES`] order.
     pub fn from_array([w_enc, b_enc, w_dec, b_dec]: [Tensor; 4]) -> Self {
-        Self { w_enc, b_enc, w_dec, b_dec }
+        Self {
+            w_enc,
+            b_enc,
+            w_dec,
+            b_dec,
+        }
     }
 
     /// Apply `f` to every tensor.
@@ -150,7 +155,10 @@ fn code_grad(g: &Tensor, w_dec: &Tensor, idx: &Tensor, acts: &Tensor, n: usize) 
 }
 
 fn sum_sq(t: &Tensor) -> Result<f64> {
-    Ok(t.sqr()?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?)
+    Ok(t.sqr()?
+        .sum_all()?
+        .to_dtype(DType::F64)?
+        .to_scalar::<f64>()?)
 }
 
 /// [`loss_and_grads`] with an optional fixed AuxK target (the finite-difference test holds it
@@ -165,12 +173,17 @@ pub(crate) fn loss_and_grads_with(
     let (rows, d) = x.dims2().context("a training batch must be [rows, d_in]")?;
     let n = p.num_latents();
     if d != p.b_dec.dims1()? {
-        bail!("training batch rows have width {d} but the SAE has d_in = {}", p.b_dec.dims1()?);
+        bail!(
+            "training batch rows have width {d} but the SAE has d_in = {}",
+            p.b_dec.dims1()?
+        );
     }
     let x = x.to_dtype(p.dtype())?;
     let tv = sum_sq(&x.broadcast_sub(&x.mean_keepdim(0)?)?)?;
     if !tv.is_finite() {
-        bail!("the training batch holds non-finite values (NaN or infinity); check the model's activations");
+        bail!(
+            "the training batch holds non-finite values (NaN or infinity); check the model's activations"
+        );
     }
     if tv <= 0.0 {
         bail!(
@@ -195,7 +208,10 @@ pub(crate) fn loss_and_grads_with(
     let mut auxk = 0.0;
     if let Some(mask) = dead.filter(|_| num_dead > 0 && opts.auxk_alpha > 0.0) {
         if mask.len() != n {
-            bail!("dead-latent mask has {} entries for {n} latents", mask.len());
+            bail!(
+                "dead-latent mask has {} entries for {n} latents",
+                mask.len()
+            );
         }
         let k_aux = (d / 2).max(1);
         let scale = (num_dead as f64 / k_aux as f64).min(1.0);
@@ -255,7 +271,12 @@ pub(crate) fn loss_and_grads_with(
         l0: active as f64 / rows.max(1) as f64,
         fired,
     };
-    let grads = Params { w_enc: g_wenc, b_enc: g_benc, w_dec: g_wdec, b_dec: g_bdec };
+    let grads = Params {
+        w_enc: g_wenc,
+        b_enc: g_benc,
+        w_dec: g_wdec,
+        b_dec: g_bdec,
+    };
     Ok((loss, grads))
 }
 
@@ -298,7 +319,11 @@ mod tests {
         let (n, d, rows) = (7, 4, 6);
         let p = params(&mut rng, n, d);
         let x = tensor(&mut rng, &[rows, d], 1.0);
-        let opts = LossOptions { k: 2, auxk_alpha: 0.7, multi_topk: true };
+        let opts = LossOptions {
+            k: 2,
+            auxk_alpha: 0.7,
+            multi_topk: true,
+        };
         let dead = [true, false, true, false, true, true, false];
         let (base, grads) = loss_and_grads(&p, &x, &opts, Some(&dead)).unwrap();
         assert!(base.auxk > 0.0 && base.multi_topk > 0.0, "{base:?}");
@@ -336,7 +361,12 @@ mod tests {
             let g = flat(grads.tensors()[which]);
             for i in 0..g.len() {
                 let bump = |delta: f64| {
-                    let mut arr = [p.w_enc.clone(), p.b_enc.clone(), p.w_dec.clone(), p.b_dec.clone()];
+                    let mut arr = [
+                        p.w_enc.clone(),
+                        p.b_enc.clone(),
+                        p.w_dec.clone(),
+                        p.b_dec.clone(),
+                    ];
                     arr[which] = with_entry(&t, i, delta);
                     loss_at(&Params::from_array(arr))
                 };
@@ -365,16 +395,27 @@ mod tests {
             b_dec: Tensor::zeros(2, DType::F64, &dev).unwrap(),
         };
         let x = Tensor::new(&[[2.0f64, 0.0], [0.0, 3.0], [1.5, 0.0]], &dev).unwrap();
-        let opts = LossOptions { k: 1, auxk_alpha: 0.0, multi_topk: false };
+        let opts = LossOptions {
+            k: 1,
+            auxk_alpha: 0.0,
+            multi_topk: false,
+        };
         let (loss, g) = loss_and_grads(&p, &x, &opts, None).unwrap();
         assert!(loss.fvu.abs() < 1e-12, "{loss:?}");
         assert_eq!(loss.fired, vec![0, 1]);
         assert!((loss.l0 - 1.0).abs() < 1e-12);
         assert!(flat(&g.w_dec).iter().all(|v| v.abs() < 1e-12));
         let same = Tensor::new(&[[1.0f64, 1.0], [1.0, 1.0]], &dev).unwrap();
-        let err = loss_and_grads(&p, &same, &opts, None).unwrap_err().to_string();
+        let err = loss_and_grads(&p, &same, &opts, None)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("zero variance"), "{err}");
         let wide = Tensor::zeros((2, 3), DType::F64, &dev).unwrap();
-        assert!(loss_and_grads(&p, &wide, &opts, None).unwrap_err().to_string().contains("d_in = 2"));
+        assert!(
+            loss_and_grads(&p, &wide, &opts, None)
+                .unwrap_err()
+                .to_string()
+                .contains("d_in = 2")
+        );
     }
 }

@@ -27,7 +27,11 @@ pub struct Adam {
 impl Adam {
     /// Fresh state (zero moments) for parameters shaped like `p`.
     pub fn new(p: &Params) -> Result<Self> {
-        Ok(Self { m: p.zeros_like()?, v: p.zeros_like()?, t: 0 })
+        Ok(Self {
+            m: p.zeros_like()?,
+            v: p.zeros_like()?,
+            t: 0,
+        })
     }
 
     /// One update of `p` with gradient `g` at learning rate `lr`, as `torch.optim.Adam` does it.
@@ -36,18 +40,24 @@ impl Adam {
         let t = self.t as i32;
         let bc1 = 1.0 - BETA1.powi(t);
         let bc2_sqrt = (1.0 - BETA2.powi(t)).sqrt();
-        let update = |param: &Tensor, grad: &Tensor, m: &Tensor, v: &Tensor| -> Result<[Tensor; 3]> {
-            let m = (m.affine(BETA1, 0.0)? + grad.affine(1.0 - BETA1, 0.0)?)?;
-            let v = (v.affine(BETA2, 0.0)? + grad.sqr()?.affine(1.0 - BETA2, 0.0)?)?;
-            let denom = v.sqrt()?.affine(1.0 / bc2_sqrt, EPS)?;
-            let param = (param - (&m / denom)?.affine(lr / bc1, 0.0)?)?;
-            Ok([param, m, v])
-        };
+        let update =
+            |param: &Tensor, grad: &Tensor, m: &Tensor, v: &Tensor| -> Result<[Tensor; 3]> {
+                let m = (m.affine(BETA1, 0.0)? + grad.affine(1.0 - BETA1, 0.0)?)?;
+                let v = (v.affine(BETA2, 0.0)? + grad.sqr()?.affine(1.0 - BETA2, 0.0)?)?;
+                let denom = v.sqrt()?.affine(1.0 / bc2_sqrt, EPS)?;
+                let param = (param - (&m / denom)?.affine(lr / bc1, 0.0)?)?;
+                Ok([param, m, v])
+            };
         let [w_enc, m0, v0] = update(&p.w_enc, &g.w_enc, &self.m.w_enc, &self.v.w_enc)?;
         let [b_enc, m1, v1] = update(&p.b_enc, &g.b_enc, &self.m.b_enc, &self.v.b_enc)?;
         let [w_dec, m2, v2] = update(&p.w_dec, &g.w_dec, &self.m.w_dec, &self.v.w_dec)?;
         let [b_dec, m3, v3] = update(&p.b_dec, &g.b_dec, &self.m.b_dec, &self.v.b_dec)?;
-        *p = Params { w_enc, b_enc, w_dec, b_dec };
+        *p = Params {
+            w_enc,
+            b_enc,
+            w_dec,
+            b_dec,
+        };
         self.m = Params::from_array([m0, m1, m2, m3]);
         self.v = Params::from_array([v0, v1, v2, v3]);
         Ok(())
@@ -74,7 +84,11 @@ pub fn lr_at(step: u64, base: f64, warmup: u64, total: u64) -> f64 {
 pub fn clip_grad_norm(g: &mut Params, max_norm: f64) -> Result<f64> {
     let mut sq = 0.0;
     for t in g.tensors() {
-        sq += t.sqr()?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        sq += t
+            .sqr()?
+            .sum_all()?
+            .to_dtype(DType::F64)?
+            .to_scalar::<f64>()?;
     }
     let norm = sq.sqrt();
     if !norm.is_finite() {
@@ -99,7 +113,11 @@ pub fn remove_parallel_component(g_wdec: &Tensor, w_dec: &Tensor) -> Result<Tens
 
 /// Rows divided by `norm + f32::EPSILON`, as the original's `set_decoder_norm_to_unit_norm`.
 pub fn normalize_rows(w: &Tensor) -> Result<Tensor> {
-    let norm = w.sqr()?.sum_keepdim(1)?.sqrt()?.affine(1.0, f32::EPSILON as f64)?;
+    let norm = w
+        .sqr()?
+        .sum_keepdim(1)?
+        .sqrt()?
+        .affine(1.0, f32::EPSILON as f64)?;
     Ok(w.broadcast_div(&norm)?)
 }
 
@@ -119,7 +137,11 @@ pub fn geometric_median(x: &Tensor, max_iter: usize, tol: f64) -> Result<Tensor>
         let w = dist.maximum(1e-12)?.recip()?;
         let w = w.broadcast_div(&w.sum_all()?)?;
         let next = x.broadcast_mul(&w)?.sum_keepdim(0)?;
-        let moved = (&next - &guess)?.sqr()?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        let moved = (&next - &guess)?
+            .sqr()?
+            .sum_all()?
+            .to_dtype(DType::F64)?
+            .to_scalar::<f64>()?;
         guess = next;
         if moved.sqrt() < tol {
             break;
@@ -165,7 +187,10 @@ mod tests {
         let mut adam = Adam::new(&p).unwrap();
         adam.step(&mut p, &g, 0.1).unwrap();
         let w = p.w_enc.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        assert!((w[0] - 0.9).abs() < 1e-5 && (w[1] - 2.1).abs() < 1e-4, "{w:?}");
+        assert!(
+            (w[0] - 0.9).abs() < 1e-5 && (w[1] - 2.1).abs() < 1e-4,
+            "{w:?}"
+        );
         let b = p.b_enc.to_vec1::<f32>().unwrap();
         assert_eq!(b, vec![0.0]);
         assert_eq!(adam.t, 1);
@@ -185,7 +210,12 @@ mod tests {
         assert!((after - 1.0).abs() < 1e-5, "{after}");
         let mut bad = g.clone();
         bad.b_dec = t(&[f32::NAN, 0.0], &[2]);
-        assert!(clip_grad_norm(&mut bad, 1.0).unwrap_err().to_string().contains("diverged"));
+        assert!(
+            clip_grad_norm(&mut bad, 1.0)
+                .unwrap_err()
+                .to_string()
+                .contains("diverged")
+        );
     }
 
     #[test]
@@ -202,11 +232,20 @@ mod tests {
     #[test]
     fn geometric_median_resists_an_outlier() {
         // Four points around the origin plus one far away: the mean moves, the median barely does.
-        let x = t(&[1.0, 0.0, -1.0, 0.0, 0.0, 1.0, 0.0, -1.0, 100.0, 100.0], &[5, 2]);
-        let m = geometric_median(&x, 100, 1e-5).unwrap().to_vec1::<f32>().unwrap();
+        let x = t(
+            &[1.0, 0.0, -1.0, 0.0, 0.0, 1.0, 0.0, -1.0, 100.0, 100.0],
+            &[5, 2],
+        );
+        let m = geometric_median(&x, 100, 1e-5)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         assert!(m[0].abs() < 0.5 && m[1].abs() < 0.5, "{m:?}");
         let same = t(&[2.0, 3.0, 2.0, 3.0], &[2, 2]);
-        let m = geometric_median(&same, 100, 1e-5).unwrap().to_vec1::<f32>().unwrap();
+        let m = geometric_median(&same, 100, 1e-5)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         assert_eq!(m, vec![2.0, 3.0]);
     }
 }

@@ -76,20 +76,39 @@ impl TrainState {
             tokens: self.tokens,
             adam_t: self.adam.t,
         };
-        let host = |t: &Tensor| -> Result<Tensor> { Ok(t.to_device(&Device::Cpu)?.to_dtype(DType::F32)?.contiguous()?) };
+        let host = |t: &Tensor| -> Result<Tensor> {
+            Ok(t.to_device(&Device::Cpu)?
+                .to_dtype(DType::F32)?
+                .contiguous()?)
+        };
         let mut tensors: Vec<(String, Tensor)> = Vec::new();
-        for (prefix, p) in [("param", &self.params), ("adam_m", &self.adam.m), ("adam_v", &self.adam.v)] {
+        for (prefix, p) in [
+            ("param", &self.params),
+            ("adam_m", &self.adam.m),
+            ("adam_v", &self.adam.v),
+        ] {
             for (name, t) in PARAM_NAMES.iter().zip(p.tensors()) {
                 tensors.push((format!("{prefix}.{name}"), host(t)?));
             }
         }
-        let counters: Vec<i64> = self.since_fired.iter().map(|&n| n.min(i64::MAX as u64) as i64).collect();
+        let counters: Vec<i64> = self
+            .since_fired
+            .iter()
+            .map(|&n| n.min(i64::MAX as u64) as i64)
+            .collect();
         let n = counters.len();
-        tensors.push(("since_fired".into(), Tensor::from_vec(counters, n, &Device::Cpu)?));
+        tensors.push((
+            "since_fired".into(),
+            Tensor::from_vec(counters, n, &Device::Cpu)?,
+        ));
         let metadata = HashMap::from([(META_KEY.to_string(), serde_json::to_string(&meta)?)]);
         let partial = path.with_extension("safetensors.partial");
-        safetensors::serialize_to_file(tensors.iter().map(|(k, t)| (k.as_str(), t)), Some(metadata), &partial)
-            .with_context(|| format!("cannot write trainer checkpoint {}", partial.display()))?;
+        safetensors::serialize_to_file(
+            tensors.iter().map(|(k, t)| (k.as_str(), t)),
+            Some(metadata),
+            &partial,
+        )
+        .with_context(|| format!("cannot write trainer checkpoint {}", partial.display()))?;
         std::fs::rename(&partial, path)
             .with_context(|| format!("cannot move {} into place", partial.display()))?;
         Ok(())
@@ -98,23 +117,31 @@ impl TrainState {
     /// Read a checkpoint written by [`TrainState::save`], placing tensors on `device`.
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
         let shown = path.display();
-        let bytes = std::fs::read(path).with_context(|| format!("cannot read trainer checkpoint {shown}"))?;
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("cannot read trainer checkpoint {shown}"))?;
         let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
             .map_err(|e| anyhow!("{shown} is not a safetensors file: {e}"))?;
         let text = header
             .metadata()
             .as_ref()
             .and_then(|m| m.get(META_KEY))
-            .ok_or_else(|| anyhow!("{shown} is not a glint trainer checkpoint (no `{META_KEY}` metadata)"))?;
+            .ok_or_else(|| {
+                anyhow!("{shown} is not a glint trainer checkpoint (no `{META_KEY}` metadata)")
+            })?;
         let meta: StateMeta = serde_json::from_str(text)
             .with_context(|| format!("{shown}: unreadable trainer metadata"))?;
         if meta.format != FORMAT {
-            bail!("{shown} has checkpoint format {} but this glint reads format {FORMAT}", meta.format);
+            bail!(
+                "{shown} has checkpoint format {} but this glint reads format {FORMAT}",
+                meta.format
+            );
         }
         let mut all = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
             .with_context(|| format!("{shown}: cannot read tensors"))?;
         let mut take = |name: String| -> Result<Tensor> {
-            let t = all.remove(&name).ok_or_else(|| anyhow!("{shown}: tensor `{name}` is missing"))?;
+            let t = all
+                .remove(&name)
+                .ok_or_else(|| anyhow!("{shown}: tensor `{name}` is missing"))?;
             Ok(t)
         };
         let mut group = |prefix: &str| -> Result<Params> {
@@ -122,7 +149,9 @@ impl TrainState {
             for name in PARAM_NAMES {
                 ts.push(take(format!("{prefix}.{name}"))?.to_device(device)?);
             }
-            let arr: [Tensor; 4] = ts.try_into().map_err(|_| anyhow!("{shown}: parameter group {prefix}"))?;
+            let arr: [Tensor; 4] = ts
+                .try_into()
+                .map_err(|_| anyhow!("{shown}: parameter group {prefix}"))?;
             Ok(Params::from_array(arr))
         };
         let params = group("param")?;
@@ -131,14 +160,23 @@ impl TrainState {
         let counters = take("since_fired".into())?.to_vec1::<i64>()?;
         let cfg = &meta.config;
         let (n, d) = (cfg.num_latents, cfg.d_in);
-        for (p, what) in [(&params, "parameters"), (&m, "first moments"), (&v, "second moments")] {
+        for (p, what) in [
+            (&params, "parameters"),
+            (&m, "first moments"),
+            (&v, "second moments"),
+        ] {
             let shapes: Vec<&[usize]> = p.tensors().iter().map(|t| t.dims()).collect();
             if shapes != [&[n, d][..], &[n][..], &[n, d][..], &[d][..]] {
-                bail!("{shown}: {what} have shapes {shapes:?}, not those of {n} latents of width {d}");
+                bail!(
+                    "{shown}: {what} have shapes {shapes:?}, not those of {n} latents of width {d}"
+                );
             }
         }
         if counters.len() != n {
-            bail!("{shown}: {} dead-latent counters for {n} latents", counters.len());
+            bail!(
+                "{shown}: {} dead-latent counters for {n} latents",
+                counters.len()
+            );
         }
         Ok(Self {
             config: meta.config,
@@ -146,7 +184,11 @@ impl TrainState {
             position: meta.position,
             tokens: meta.tokens,
             params,
-            adam: Adam { m, v, t: meta.adam_t },
+            adam: Adam {
+                m,
+                v,
+                t: meta.adam_t,
+            },
             since_fired: counters.into_iter().map(|c| c.max(0) as u64).collect(),
         })
     }
@@ -161,24 +203,47 @@ mod tests {
     fn bits(p: &Params) -> Vec<Vec<u32>> {
         p.tensors()
             .iter()
-            .map(|t| t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|v| v.to_bits()).collect())
+            .map(|t| {
+                t.flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect()
+            })
             .collect()
     }
 
     #[test]
     fn checkpoint_round_trips_bit_for_bit() {
         let cfg = tiny_config(5);
-        let sae_cfg = SaeConfig { num_latents: cfg.num_latents, k: cfg.k, ..SaeConfig::new(cfg.d_in) };
-        let params = Params::from_sae(&Sae::random(sae_cfg, "model.layers.1", 3, &Device::Cpu).unwrap());
+        let sae_cfg = SaeConfig {
+            num_latents: cfg.num_latents,
+            k: cfg.k,
+            ..SaeConfig::new(cfg.d_in)
+        };
+        let params =
+            Params::from_sae(&Sae::random(sae_cfg, "model.layers.1", 3, &Device::Cpu).unwrap());
         let odd = params.map(|t| Ok(t.affine(1.0 / 3.0, 1e-7)?)).unwrap();
         let state = TrainState {
             config: cfg,
             step: 17,
-            position: Position { epoch: 2, chunk: 1, batch: 3 },
+            position: Position {
+                epoch: 2,
+                chunk: 1,
+                batch: 3,
+            },
             tokens: 12_345_678_901,
             params: params.clone(),
-            adam: Adam { m: odd.clone(), v: odd.map(|t| Ok(t.sqr()?)).unwrap(), t: 17 },
-            since_fired: (0..params.num_latents() as u64).map(|i| i * 1_000_000_007).collect(),
+            adam: Adam {
+                m: odd.clone(),
+                v: odd.map(|t| Ok(t.sqr()?)).unwrap(),
+                t: 17,
+            },
+            since_fired: (0..params.num_latents() as u64)
+                .map(|i| i * 1_000_000_007)
+                .collect(),
         };
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join(STATE_FILE);
@@ -186,7 +251,10 @@ mod tests {
         assert!(!path.with_extension("safetensors.partial").exists());
         let back = TrainState::load(&path, &Device::Cpu).unwrap();
         assert_eq!(back.config, state.config);
-        assert_eq!((back.step, back.position, back.tokens), (17, state.position, state.tokens));
+        assert_eq!(
+            (back.step, back.position, back.tokens),
+            (17, state.position, state.tokens)
+        );
         assert_eq!(back.since_fired, state.since_fired);
         assert_eq!(back.adam.t, 17);
         assert_eq!(bits(&back.params), bits(&state.params));
@@ -197,11 +265,23 @@ mod tests {
         let err = format!("{:#}", TrainState::load(&path, &Device::Cpu).unwrap_err());
         assert!(err.contains("not a safetensors file"), "{err}");
         let sae_dir = tmp.path().join("sae");
-        Sae::random(SaeConfig { num_latents: 4, k: 1, ..SaeConfig::new(2) }, "h", 0, &Device::Cpu)
-            .unwrap()
-            .save(&sae_dir)
-            .unwrap();
-        let err = format!("{:#}", TrainState::load(&sae_dir.join("h/sae.safetensors"), &Device::Cpu).unwrap_err());
+        Sae::random(
+            SaeConfig {
+                num_latents: 4,
+                k: 1,
+                ..SaeConfig::new(2)
+            },
+            "h",
+            0,
+            &Device::Cpu,
+        )
+        .unwrap()
+        .save(&sae_dir)
+        .unwrap();
+        let err = format!(
+            "{:#}",
+            TrainState::load(&sae_dir.join("h/sae.safetensors"), &Device::Cpu).unwrap_err()
+        );
         assert!(err.contains("not a glint trainer checkpoint"), "{err}");
     }
 }

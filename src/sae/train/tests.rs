@@ -28,14 +28,19 @@ pub(crate) fn tiny_config(seed: u64) -> TrainConfig {
 /// Rows that are sparse sums of 8 fixed directions plus a little noise, in items of 9..20 rows.
 fn synthetic(d: usize, items: usize, seed: u64) -> VecSource {
     let mut rng = SeededRng::new(seed);
-    let dirs: Vec<Vec<f32>> = (0..8).map(|_| (0..d).map(|_| rng.normal() as f32).collect()).collect();
+    let dirs: Vec<Vec<f32>> = (0..8)
+        .map(|_| (0..d).map(|_| rng.normal() as f32).collect())
+        .collect();
     let items = (0..items)
         .map(|_| {
             let rows = 9 + rng.below(12) as usize;
             let mut out = Vec::with_capacity(rows * d);
             for _ in 0..rows {
                 let (a, b) = (rng.below(8) as usize, rng.below(8) as usize);
-                let (ma, mb) = (rng.range_f64(0.5, 2.0) as f32, rng.range_f64(0.0, 1.0) as f32);
+                let (ma, mb) = (
+                    rng.range_f64(0.5, 2.0) as f32,
+                    rng.range_f64(0.0, 1.0) as f32,
+                );
                 for j in 0..d {
                     out.push(1.0 + ma * dirs[a][j] + mb * dirs[b][j] + 0.01 * rng.normal() as f32);
                 }
@@ -74,9 +79,19 @@ fn quiet() -> impl FnMut(&LogRecord) {
 fn training_reduces_fvu_keeps_unit_decoder_rows_and_exports() {
     let tmp = tempfile::tempdir().unwrap();
     let mut src = synthetic(6, 10, 1);
-    let cfg = TrainConfig { total_steps: 60, ..tiny_config(0) };
+    let cfg = TrainConfig {
+        total_steps: 60,
+        ..tiny_config(0)
+    };
     let mut records = Vec::new();
-    let out = train(&mut src, (0..10).collect(), &cfg, &run_opts(tmp.path()), &mut |r| records.push(r.clone())).unwrap();
+    let out = train(
+        &mut src,
+        (0..10).collect(),
+        &cfg,
+        &run_opts(tmp.path()),
+        &mut |r| records.push(r.clone()),
+    )
+    .unwrap();
     assert!(out.finished);
     assert_eq!(out.state.step, 60);
     for row in out.sae.w_dec().to_vec2::<f32>().unwrap() {
@@ -84,7 +99,12 @@ fn training_reduces_fvu_keeps_unit_decoder_rows_and_exports() {
         assert!((norm - 1.0).abs() < 1e-5, "{norm}");
     }
     let (first, last) = (&records[0], records.last().unwrap());
-    assert!(last.fvu < first.fvu * 0.7, "FVU {} -> {}", first.fvu, last.fvu);
+    assert!(
+        last.fvu < first.fvu * 0.7,
+        "FVU {} -> {}",
+        first.fvu,
+        last.fvu
+    );
     assert!(last.l0 <= 2.0 && last.step == 60);
     let log = std::fs::read_to_string(tmp.path().join(LOG_FILE)).unwrap();
     assert_eq!(log.lines().count(), records.len());
@@ -92,20 +112,42 @@ fn training_reduces_fvu_keeps_unit_decoder_rows_and_exports() {
     assert_eq!(bits(&Params::from_sae(&exported)), bits(&out.state.params));
     assert_eq!(exported.cfg(), &cfg.sae_config());
     let held = heldout_metrics(&exported, &mut src, &[0, 1]).unwrap();
-    assert!(held.fvu > 0.0 && held.fvu < 1.0 && held.l0 <= 2.0, "{held:?}");
+    assert!(
+        held.fvu > 0.0 && held.fvu < 1.0 && held.l0 <= 2.0,
+        "{held:?}"
+    );
 
     // A second fresh run into the same folder is refused.
-    let err = train(&mut src, (0..10).collect(), &cfg, &run_opts(tmp.path()), &mut quiet()).unwrap_err();
+    let err = train(
+        &mut src,
+        (0..10).collect(),
+        &cfg,
+        &run_opts(tmp.path()),
+        &mut quiet(),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("--resume"), "{err}");
 }
 
 #[test]
 fn resume_matches_an_uninterrupted_run_bit_for_bit() {
-    let cfg = TrainConfig { total_steps: 40, multi_topk: true, dead_threshold: 20, ..tiny_config(5) };
+    let cfg = TrainConfig {
+        total_steps: 40,
+        multi_topk: true,
+        dead_threshold: 20,
+        ..tiny_config(5)
+    };
     let items: Vec<usize> = (0..12).collect();
     let whole = tempfile::tempdir().unwrap();
     let mut src = synthetic(6, 12, 2);
-    let a = train(&mut src, items.clone(), &cfg, &run_opts(whole.path()), &mut quiet()).unwrap();
+    let a = train(
+        &mut src,
+        items.clone(),
+        &cfg,
+        &run_opts(whole.path()),
+        &mut quiet(),
+    )
+    .unwrap();
 
     let parts = tempfile::tempdir().unwrap();
     let mut opts = run_opts(parts.path());
@@ -122,21 +164,33 @@ fn resume_matches_an_uninterrupted_run_bit_for_bit() {
     assert_eq!(bits(&a.state.adam.m), bits(&b.state.adam.m));
     assert_eq!(bits(&a.state.adam.v), bits(&b.state.adam.v));
     assert_eq!(a.state.since_fired, b.state.since_fired);
-    assert_eq!((a.state.tokens, a.state.position), (b.state.tokens, b.state.position));
+    assert_eq!(
+        (a.state.tokens, a.state.position),
+        (b.state.tokens, b.state.position)
+    );
     let steps = |dir: &std::path::Path| -> Vec<u64> {
         std::fs::read_to_string(dir.join(LOG_FILE))
             .unwrap()
             .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["step"].as_u64().unwrap())
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
+                    .as_u64()
+                    .unwrap()
+            })
             .collect()
     };
     let logged = steps(parts.path());
-    assert!(logged.windows(2).all(|w| w[0] < w[1]), "log rewound on resume: {logged:?}");
+    assert!(
+        logged.windows(2).all(|w| w[0] < w[1]),
+        "log rewound on resume: {logged:?}"
+    );
     assert_eq!(logged.last(), Some(&40));
 
     // Changing a setting is refused with the difference named.
     let other = TrainConfig { lr: 5e-3, ..cfg };
-    let err = train(&mut src, (0..12).collect(), &other, &opts, &mut quiet()).unwrap_err().to_string();
+    let err = train(&mut src, (0..12).collect(), &other, &opts, &mut quiet())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("lr: checkpoint 0.01, now 0.005"), "{err}");
 }
 
@@ -191,7 +245,11 @@ fn auxk_revives_dead_latents() {
             tokens: 0,
             since_fired: vec![0; n],
         };
-        let opts = LossOptions { k: 1, auxk_alpha: alpha, multi_topk: false };
+        let opts = LossOptions {
+            k: 1,
+            auxk_alpha: alpha,
+            multi_topk: false,
+        };
         let mut ever = [false; 6];
         for _ in 0..300 {
             let (loss, _) = train_step(&mut st, &x, &opts, 2e-2).unwrap();
@@ -209,30 +267,71 @@ fn auxk_revives_dead_latents() {
 fn nan_activations_stop_training_and_keep_the_last_checkpoint() {
     let tmp = tempfile::tempdir().unwrap();
     let mut src = synthetic(6, 10, 3);
-    let cfg = TrainConfig { total_steps: 200, ..tiny_config(1) };
-    let plan = Plan::new(&mut src, (0..10).collect(), cfg.batch_rows, cfg.buffer_rows, cfg.seed).unwrap();
+    let cfg = TrainConfig {
+        total_steps: 200,
+        ..tiny_config(1)
+    };
+    let plan = Plan::new(
+        &mut src,
+        (0..10).collect(),
+        cfg.batch_rows,
+        cfg.buffer_rows,
+        cfg.seed,
+    )
+    .unwrap();
     let chunks = plan.epoch(0);
     let poisoned = chunks[1].items[0];
     let before: u64 = chunks[0].batches as u64;
     src.items[poisoned][4] = f32::NAN;
     let mut opts = run_opts(tmp.path());
     opts.save_every = 1;
-    let err = format!("{:#}", train(&mut src, (0..10).collect(), &cfg, &opts, &mut quiet()).unwrap_err());
-    assert!(err.contains("non-finite") && err.contains("intact"), "{err}");
+    let err = format!(
+        "{:#}",
+        train(&mut src, (0..10).collect(), &cfg, &opts, &mut quiet()).unwrap_err()
+    );
+    assert!(
+        err.contains("non-finite") && err.contains("intact"),
+        "{err}"
+    );
     assert!(err.contains(&format!("step {}", before + 1)), "{err}");
     let st = TrainState::load(&tmp.path().join(STATE_FILE), &Device::Cpu).unwrap();
     assert_eq!(st.step, before);
-    assert!(st.params.w_enc.sum_all().unwrap().to_scalar::<f32>().unwrap().is_finite());
+    assert!(
+        st.params
+            .w_enc
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+            .is_finite()
+    );
 }
 
 #[test]
 fn width_mismatch_and_empty_data_are_explained() {
     let tmp = tempfile::tempdir().unwrap();
     let mut src = synthetic(5, 3, 4);
-    let err = train(&mut src, vec![0, 1], &tiny_config(0), &run_opts(tmp.path()), &mut quiet()).unwrap_err();
-    assert!(err.to_string().contains("width 5") && err.to_string().contains("d_in = 6"), "{err}");
+    let err = train(
+        &mut src,
+        vec![0, 1],
+        &tiny_config(0),
+        &run_opts(tmp.path()),
+        &mut quiet(),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("width 5") && err.to_string().contains("d_in = 6"),
+        "{err}"
+    );
     let mut src = synthetic(6, 3, 4);
-    let err = train(&mut src, vec![], &tiny_config(0), &run_opts(tmp.path()), &mut quiet()).unwrap_err();
+    let err = train(
+        &mut src,
+        vec![],
+        &tiny_config(0),
+        &run_opts(tmp.path()),
+        &mut quiet(),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("empty"), "{err}");
     let mut opts = run_opts(tmp.path());
     opts.resume = true;

@@ -1,0 +1,220 @@
+//! The intervention as the layer tap's edit: scope masks per call, the three modes' arithmetic.
+
+use anyhow::{Context, Result, bail};
+use candle_core::{DType, Tensor};
+
+use super::{Direction, EditStats, Intervention, Mode};
+use crate::model::llava_next::SequenceMap;
+use crate::model::tap::{TapEdit, TapSite};
+use crate::sae::{Sae, SparseCodes, topk_rows};
+
+/// An intervention bound to an SAE and a prompt, usable as the layer tap's edit.
+pub struct SteerEdit<'a> {
+    sae: &'a Sae,
+    iv: &'a Intervention,
+    prompt: &'a SequenceMap,
+    feats: Tensor,
+    dirs: Tensor,
+    /// Totals so far.
+    pub stats: EditStats,
+}
+
+impl<'a> SteerEdit<'a> {
+    /// Validate `iv` against `sae` and precompute its decoder directions.
+    pub fn new(sae: &'a Sae, iv: &'a Intervention, prompt: &'a SequenceMap) -> Result<Self> {
+        iv.validate(sae)?;
+        let ids: Vec<u32> = iv.edits.iter().map(|e| e.0).collect();
+        let feats = Tensor::new(ids.as_slice(), sae.device())?;
+        let mut dirs = sae.w_dec().index_select(&feats, 0)?;
+        if iv.mode == Mode::Add && iv.direction == Direction::Unit {
+            let norms = dirs.sqr()?.sum_keepdim(1)?.sqrt()?;
+            let host: Vec<f32> = norms.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+            if let Some(i) = host.iter().position(|&n| n.is_nan() || n <= 0.0) {
+                bail!(
+                    "feature {}: its decoder row has zero length, so it has no unit direction",
+                    ids[i]
+                );
+            }
+            dirs = dirs.broadcast_div(&norms)?;
+        }
+        Ok(Self {
+            sae,
+            iv,
+            prompt,
+            feats,
+            dirs,
+            stats: EditStats::new(iv),
+        })
+    }
+
+    /// Edit `[rows, d]` residual rows; `mask` marks the scoped rows. `None` means unchanged.
+    pub fn apply_rows(&mut self, h: &Tensor, mask: &[bool]) -> Result<Option<Tensor>> {
+        let rows = h.dim(0)?;
+        if mask.len() != rows {
+            bail!(
+                "scope mask has {} entries for {rows} residual rows",
+                mask.len()
+            );
+        }
+        self.stats.positions += rows as u64;
+        self.stats.in_scope += mask.iter().filter(|&&m| m).count() as u64;
+        match self.iv.mode {
+            Mode::Replace => self.replace(h, mask).map(Some),
+            Mode::Clamp | Mode::Add => self.shift(h, mask),
+        }
+    }
+
+    /// The original's hook: edit pre-activations at scoped rows, then reconstruct every row.
+    fn replace(&mut self, h: &Tensor, mask: &[bool]) -> Result<Tensor> {
+        let (rows, block, f) = (h.dim(0)?, self.sae.encode_block_rows(), self.iv.edits.len());
+        let dev = self.sae.device();
+        let values: Vec<f32> = self.iv.edits.iter().map(|e| e.1).collect();
+        let mut parts = Vec::new();
+        for start in (0..rows).step_by(block) {
+            let len = block.min(rows - start);
+            let m = &mask[start..start + len];
+            let mut pre = self.sae.pre_acts(&h.narrow(0, start, len)?)?;
+            let mut before = None;
+            if m.iter().any(|&b| b) {
+                let orig = pre.index_select(&self.feats, 1)?;
+                let idx = self
+                    .feats
+                    .unsqueeze(0)?
+                    .broadcast_as((len, f))?
+                    .contiguous()?;
+                let target = Tensor::new(values.as_slice(), dev)?
+                    .to_dtype(pre.dtype())?
+                    .unsqueeze(0)?
+                    .broadcast_as((len, f))?;
+                let sel: Vec<u8> = m.iter().map(|&b| u8::from(b)).collect();
+                let sel = Tensor::from_vec(sel, (len, 1), dev)?.broadcast_as((len, f))?;
+                pre = pre.scatter(&idx, &sel.where_cond(&target, &orig)?.contiguous()?, 1)?;
+                before = Some(orig.to_dtype(DType::F32)?.to_vec2::<f32>()?);
+            }
+            let (vals, ids) = topk_rows(&pre, self.sae.k())?;
+            if let Some(before) = before {
+                self.count_replace(m, &before, &vals.to_vec2()?, &ids.to_vec2()?);
+            }
+            parts.push(self.sae.decode(&SparseCodes {
+                values: vals,
+                indices: ids,
+            })?);
+        }
+        let x_hat = Tensor::cat(&parts, 0)?.to_dtype(h.dtype())?;
+        if let Some(idx) = scoped_index(mask, h)? {
+            let diff = (x_hat.index_select(&idx, 0)? - h.index_select(&idx, 0)?)?;
+            self.stats.rel_change_sum += rel_sum(&diff, &h.index_select(&idx, 0)?)?;
+        }
+        Ok(x_hat)
+    }
+
+    fn count_replace(
+        &mut self,
+        mask: &[bool],
+        before: &[Vec<f32>],
+        vals: &[Vec<f32>],
+        ids: &[Vec<u32>],
+    ) {
+        for (r, _) in mask.iter().enumerate().filter(|(_, m)| **m) {
+            let kth = vals[r].last().copied().unwrap_or(0.0);
+            for (j, e) in self.stats.features.iter_mut().enumerate() {
+                let kept = ids[r].contains(&e.feature);
+                let orig = before[r][j];
+                // Dropped: the row holds the other latents only, so the original held f iff it beat the k-th.
+                let changed = if kept { orig != e.value } else { orig > kth };
+                e.changed += u64::from(changed);
+                e.dropped += u64::from(!kept);
+                e.kth_sum += f64::from(kth);
+            }
+        }
+    }
+
+    /// `clamp` and `add`: `h + coef · dirs` at scoped rows, other rows untouched.
+    fn shift(&mut self, h: &Tensor, mask: &[bool]) -> Result<Option<Tensor>> {
+        let Some(idx) = scoped_index(mask, h)? else {
+            return Ok(None);
+        };
+        let hs = h.index_select(&idx, 0)?;
+        let (r, f) = (idx.dim(0)?, self.iv.edits.len());
+        let coef: Vec<f32> = match self.iv.mode {
+            Mode::Clamp => {
+                let codes = self.sae.encode(&hs)?;
+                let (vals, ids) = (
+                    codes.values.to_vec2::<f32>()?,
+                    codes.indices.to_vec2::<u32>()?,
+                );
+                let mut coef = Vec::with_capacity(r * f);
+                for (vrow, irow) in vals.iter().zip(&ids) {
+                    for &(feat, k) in &self.iv.edits {
+                        let a = irow
+                            .iter()
+                            .position(|&i| i == feat)
+                            .map_or(0.0, |p| vrow[p]);
+                        coef.push(k - a);
+                    }
+                }
+                coef
+            }
+            _ => (0..r)
+                .flat_map(|_| self.iv.edits.iter().map(|e| e.1))
+                .collect(),
+        };
+        for (j, e) in self.stats.features.iter_mut().enumerate() {
+            e.changed += coef
+                .iter()
+                .skip(j)
+                .step_by(f)
+                .filter(|&&c| c != 0.0)
+                .count() as u64;
+        }
+        if coef.iter().all(|&c| c == 0.0) {
+            return Ok(None);
+        }
+        let dev = self.sae.device();
+        let delta = Tensor::from_vec(coef, (r, f), dev)?
+            .to_dtype(self.dirs.dtype())?
+            .matmul(&self.dirs)?
+            .to_dtype(h.dtype())?;
+        self.stats.rel_change_sum += rel_sum(&delta, &hs)?;
+        Ok(Some(h.index_add(&idx, &delta, 0)?))
+    }
+}
+
+/// Row indices of the scoped rows on `like`'s device, or `None` when there are none.
+fn scoped_index(mask: &[bool], like: &Tensor) -> Result<Option<Tensor>> {
+    let rows: Vec<u32> = mask
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| **m)
+        .map(|(i, _)| i as u32)
+        .collect();
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Tensor::new(rows.as_slice(), like.device())?))
+}
+
+/// `Σ_rows ‖delta_r‖ / ‖base_r‖`, rows of zero norm counted as 0.
+fn rel_sum(delta: &Tensor, base: &Tensor) -> Result<f64> {
+    let norm = |t: &Tensor| -> Result<Vec<f32>> {
+        Ok(t.to_dtype(DType::F32)?.sqr()?.sum(1)?.sqrt()?.to_vec1()?)
+    };
+    let (d, b) = (norm(delta)?, norm(base)?);
+    Ok(d.iter()
+        .zip(&b)
+        .map(|(x, y)| if *y > 0.0 { f64::from(x / y) } else { 0.0 })
+        .sum())
+}
+
+impl TapEdit for SteerEdit<'_> {
+    fn edit(&mut self, residual: &Tensor, site: &TapSite) -> candle_core::Result<Option<Tensor>> {
+        let (b, t, d) = residual.dims3()?;
+        let mask: Vec<bool> = self.iv.scope.mask(site, self.prompt).repeat(b);
+        let flat = residual.reshape((b * t, d))?;
+        let out = self
+            .apply_rows(&flat, &mask)
+            .with_context(|| format!("steering at positions {}..{}", site.start, site.start + t))
+            .map_err(|e| candle_core::Error::Msg(format!("{e:#}")))?;
+        out.map(|x| x.reshape((b, t, d))).transpose()
+    }
+}

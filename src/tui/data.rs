@@ -1,0 +1,233 @@
+//! What the screens show, read from the store and image files into plain values.
+//!
+//! Loading happens off the UI task (the effect runner calls these in `spawn_blocking`); the
+//! results travel back as events, so `update` and rendering stay free of I/O.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use image::RgbImage;
+
+use crate::explain::heatmap::{ActivationField, Source, Upsample, activation_field};
+use crate::explain::overlay::{OverlayStyle, Ramp, render_overlay};
+use crate::model::anyres::ImageLayout;
+use crate::store::{FeatureStats, Manifest, Store};
+
+/// Longest side of a grid thumbnail, in pixels.
+pub const THUMB_SIDE: u32 = 192;
+/// Longest side of the image screen's picture and the full-size example view.
+pub const LARGE_SIDE: u32 = 512;
+/// Examples loaded per feature (the grid shows as many as fit).
+pub const MAX_EXAMPLES: usize = 16;
+
+/// One row of the features table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureRow {
+    /// Feature index.
+    pub id: u32,
+    /// Fraction of scored tokens where it fired.
+    pub density: f64,
+    /// Largest activation seen.
+    pub max: f32,
+    /// Images where it fired.
+    pub images: u64,
+    /// Explanation text, when one has been written.
+    pub explanation: Option<String>,
+    /// Explanation score, when scored.
+    pub score: Option<f32>,
+}
+
+/// Every feature of the store, by id.
+pub fn feature_rows(store: &Store) -> Result<Vec<FeatureRow>> {
+    let total = store.progress()?.tokens;
+    store
+        .features()
+        .map(|r| {
+            let (id, s) = r?;
+            Ok(FeatureRow {
+                id,
+                density: s.density(total),
+                max: s.max,
+                images: s.fired_images,
+                explanation: None,
+                score: None,
+            })
+        })
+        .collect()
+}
+
+/// Folder that image paths in the store are relative to.
+pub fn dataset_root(manifest: &Manifest) -> PathBuf {
+    let d = PathBuf::from(&manifest.dataset);
+    if d.extension().is_some_and(|e| e == "jsonl") {
+        d.parent().map(Path::to_path_buf).unwrap_or_default()
+    } else {
+        d
+    }
+}
+
+/// An image (downscaled) with one feature's activation field at the same size.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Picture {
+    /// Caption (image id), never a path.
+    pub label: String,
+    /// The image, or black where the file could not be read.
+    pub rgb: RgbImage,
+    /// The activation field, same size as `rgb`.
+    pub field: ActivationField,
+    /// Why the image could not be read, if it could not.
+    pub missing: Option<String>,
+}
+
+impl Picture {
+    /// The overlay as drawn: `style` over the image, scaled to `scale_max`.
+    pub fn overlay(&self, style: &OverlayStyle, ramp: &Ramp, scale_max: Option<f32>) -> RgbImage {
+        render_overlay(&self.rgb, &self.field, style, ramp, scale_max)
+    }
+}
+
+/// Size fitting `(w, h)` into a `side` square, keeping the aspect ratio (each side ≥ 1).
+pub fn fit(w: u32, h: u32, side: u32) -> (u32, u32) {
+    let s = (f64::from(side) / f64::from(w.max(h).max(1))).min(1.0);
+    (
+        ((f64::from(w) * s).round() as u32).max(1),
+        ((f64::from(h) * s).round() as u32).max(1),
+    )
+}
+
+/// The activation field of `acts` rendered directly at `w x h` (the geometry scales linearly).
+pub fn field_at(layout: &ImageLayout, acts: &[(u32, f32)], w: u32, h: u32) -> ActivationField {
+    let mut small = layout.clone();
+    small.original = (h, w);
+    activation_field(&small, acts, Source::Combined, Upsample::Bilinear)
+}
+
+/// Read an image file and shrink it to fit `side`; `Err` says why it could not be read.
+pub fn read_image(path: &Path, side: u32) -> Result<RgbImage> {
+    let img = image::open(path).with_context(|| format!("cannot read image {}", path.display()))?;
+    let (w, h) = fit(img.width(), img.height(), side);
+    Ok(image::imageops::resize(
+        &img.to_rgb8(),
+        w,
+        h,
+        image::imageops::FilterType::Triangle,
+    ))
+}
+
+/// A picture of `path` (shown as `label`) with `acts` over it, fitted into `side`.
+pub fn picture(
+    path: &Path,
+    label: String,
+    layout: &ImageLayout,
+    acts: &[(u32, f32)],
+    side: u32,
+) -> Picture {
+    let (w, h) = fit(layout.original.1, layout.original.0, side);
+    let (rgb, missing) = match read_image(path, side) {
+        Ok(img) if img.dimensions() == (w, h) => (img, None),
+        Ok(img) => (
+            image::imageops::resize(&img, w, h, image::imageops::FilterType::Triangle),
+            None,
+        ),
+        Err(e) => (RgbImage::new(w, h), Some(format!("{e:#}"))),
+    };
+    Picture {
+        label,
+        field: field_at(layout, acts, w, h),
+        rgb,
+        missing,
+    }
+}
+
+/// One top example of a feature.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExampleView {
+    /// Dataset image index.
+    pub image: u32,
+    /// Ranking score.
+    pub score: f32,
+    /// Largest activation on the image.
+    pub max: f32,
+    /// The thumbnail with its heatmap.
+    pub picture: Picture,
+}
+
+/// Everything the feature screen shows about one feature.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureDetail {
+    /// Feature index.
+    pub id: u32,
+    /// Its statistics (histogram included); `None` if it never fired.
+    pub stats: Option<FeatureStats>,
+    /// Top examples, best first.
+    pub examples: Vec<ExampleView>,
+}
+
+/// Load a feature's statistics and top examples with their thumbnails.
+pub fn load_feature(store: &Store, f: u32, side: u32) -> Result<FeatureDetail> {
+    let root = dataset_root(store.manifest());
+    let stats = store.feature_stats(f)?;
+    let mut examples = Vec::new();
+    for ex in store.top_examples(f)?.into_iter().take(MAX_EXAMPLES) {
+        let rec = store.image(ex.image)?.with_context(|| {
+            format!("feature {f}: image {} has no record in the store", ex.image)
+        })?;
+        let layout: ImageLayout = serde_json::from_value(rec.layout.clone())
+            .with_context(|| format!("image {}: bad layout record", rec.index))?;
+        let acts: Vec<(u32, f32)> = ex
+            .tokens
+            .iter()
+            .map(|&(t, v)| (u32::from(t), v.to_f32()))
+            .collect();
+        let picture = picture(&root.join(&rec.path), rec.id.clone(), &layout, &acts, side);
+        examples.push(ExampleView {
+            image: ex.image,
+            score: ex.score,
+            max: ex.max,
+            picture,
+        });
+    }
+    Ok(FeatureDetail {
+        id: f,
+        stats,
+        examples,
+    })
+}
+
+/// A dataset image of the store: its file path and display id.
+pub fn dataset_image(store: &Store, index: u32) -> Result<(PathBuf, String)> {
+    let rec = store
+        .image(index)?
+        .with_context(|| format!("image {index} is not in the store"))?;
+    Ok((dataset_root(store.manifest()).join(&rec.path), rec.id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fit_keeps_aspect_and_never_enlarges() {
+        assert_eq!(fit(672, 336, 192), (192, 96));
+        assert_eq!(fit(100, 50, 192), (100, 50));
+        assert_eq!(fit(1, 5000, 100), (1, 100));
+    }
+
+    #[test]
+    fn field_at_thumb_size_matches_a_downscaled_full_field() {
+        let layout = ImageLayout::new((336, 672), &[(336, 672), (672, 336)], 336, 14).unwrap();
+        let acts = [(5u32, 2.0f32), (700, 1.0)];
+        let small = field_at(&layout, &acts, 96, 48);
+        assert_eq!((small.width, small.height), (96, 48));
+        let full = activation_field(&layout, &acts, Source::Combined, Upsample::Bilinear)
+            .downscale(96, 48);
+        let diff: f32 = small
+            .values
+            .iter()
+            .zip(&full.values)
+            .map(|(a, b)| (a - b).abs())
+            .sum::<f32>()
+            / (96.0 * 48.0);
+        assert!(small.max() > 0.5 && diff < 0.05, "mean diff {diff}");
+    }
+}

@@ -1,0 +1,84 @@
+//! Starting the workbench from the command line: pick the store, start the model actor (a failed
+//! load is an error before the terminal changes), then run the UI.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use crate::cli::ModelArgs;
+use crate::engine::{ModelHandle, SessionEngine};
+use crate::pipeline::cache::{CacheOptions, run_cache};
+use crate::pipeline::dataset::{Dataset, DatasetOptions};
+use crate::pipeline::session::Session;
+use crate::store::{FeatureFilter, RankRule, Store};
+
+/// Images in the sample store built on first use.
+pub const SAMPLE_IMAGES: usize = 16;
+
+/// Where the sample store lives: `<user cache dir>/glint/sample-store`.
+pub fn sample_store_dir() -> Result<PathBuf> {
+    let base = dirs::cache_dir()
+        .context("no user cache folder (set XDG_CACHE_HOME or pass --cache DIR)")?;
+    Ok(base.join("glint").join("sample-store"))
+}
+
+/// Open `dir`, or build the sample store (once) when no store is named.
+pub fn open_store(model: &ModelArgs, dir: Option<&Path>) -> Result<Store> {
+    if let Some(d) = dir {
+        return Store::open(d)
+            .with_context(|| format!("cannot open the store {} (--cache)", d.display()));
+    }
+    let dir = sample_store_dir()?;
+    if dir.is_dir()
+        && let Ok(store) = Store::open(&dir)
+        && store.progress()?.complete
+    {
+        return Ok(store);
+    }
+    eprintln!(
+        "building the sample store ({SAMPLE_IMAGES} images) in {} …",
+        dir.display()
+    );
+    let session = Session::open(model, None)?;
+    let spec = crate::sample::default_dataset();
+    let dataset = Dataset::open(
+        &spec,
+        &DatasetOptions {
+            limit: Some(SAMPLE_IMAGES),
+            shuffle_seed: None,
+        },
+    )?;
+    let opts = CacheOptions {
+        out: dir.clone(),
+        top_n: 16,
+        rank: RankRule::Max,
+        features: FeatureFilter::All,
+        shard: None,
+        commit_every: SAMPLE_IMAGES,
+        progress_bar: false,
+    };
+    run_cache(&session, &dataset, &opts)?;
+    Store::open(&dir)
+}
+
+/// `glint` without a subcommand.
+pub fn main(model: &ModelArgs, cache: Option<&Path>, graphics: &str, theme: &str) -> Result<()> {
+    let mode: super::GraphicsMode = graphics.parse().map_err(anyhow::Error::msg)?;
+    // Parse the config first: a bad user keymap or theme is reported before anything loads.
+    super::load_config(theme)?;
+    let store = open_store(model, cache)?;
+    let (args, layer) = (model.clone(), store.manifest().layer);
+    let handle =
+        ModelHandle::spawn(move || Ok(SessionEngine::new(Session::open(&args, Some(layer))?)))
+            .context("cannot start the model")?;
+    let stats = super::run(store, handle, mode, theme)?;
+    if std::env::var_os("GLINT_FRAME_STATS").is_some() {
+        eprintln!(
+            "frames {} · first frame {:.1} ms · slowest frame {:.1} ms",
+            stats.frames,
+            stats.first_frame.as_secs_f64() * 1e3,
+            stats.slowest.as_secs_f64() * 1e3
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,196 @@
+//! The feature screen: statistics, histogram and explanation on the left, the top examples as a
+//! grid of heatmaps on the right, and a full-size view of one example.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Clear, Paragraph, Sparkline, Wrap};
+
+use super::graphics::Graphics;
+use crate::store::{HIST_LEN, hist_edges};
+use crate::tui::app::App;
+use crate::tui::data::{ExampleView, FeatureDetail};
+
+/// Width of the left information column.
+const INFO_W: u16 = 34;
+/// Width of one grid cell, border included.
+const CELL_W: u16 = 22;
+/// Height of one grid cell, border included.
+const CELL_H: u16 = 11;
+
+/// Examples a row of the grid holds at terminal width `width`.
+pub fn grid_cols(width: u16) -> usize {
+    usize::from((width.saturating_sub(INFO_W + 2) / CELL_W).max(1))
+}
+
+/// Draw the feature screen into `area`.
+pub fn render(app: &App, frame: &mut Frame<'_>, area: Rect, gfx: &mut Graphics) {
+    let t = &app.theme;
+    let [info, grid] =
+        Layout::horizontal([Constraint::Length(INFO_W), Constraint::Min(10)]).areas(area);
+    let id = app.feature.id.map_or("-".to_string(), |f| f.to_string());
+    let Some(detail) = app
+        .feature
+        .detail
+        .as_ref()
+        .filter(|d| Some(d.id) == app.feature.id)
+    else {
+        let msg = Paragraph::new(format!("loading feature {id} …")).style(t.style("dim"));
+        frame.render_widget(
+            msg.block(Block::bordered().title(format!(" feature {id} "))),
+            area,
+        );
+        return;
+    };
+    render_info(app, detail, frame, info);
+    render_grid(app, detail, frame, grid, gfx);
+    if app.feature.full
+        && let Some(ex) = detail.examples.get(app.feature.sel)
+    {
+        render_full(app, ex, frame, area, gfx);
+    }
+}
+
+fn render_info(app: &App, d: &FeatureDetail, frame: &mut Frame<'_>, area: Rect) {
+    let t = &app.theme;
+    let row = app.row(d.id);
+    let [text, hist] = Layout::vertical([Constraint::Min(6), Constraint::Length(7)]).areas(area);
+    let kv = |k: &str, v: String| {
+        Line::from(vec![
+            Span::styled(format!("{k:<10}"), t.style("dim")),
+            Span::styled(v, t.style("text")),
+        ])
+    };
+    let mut lines = vec![];
+    if let Some(r) = row {
+        lines.push(kv("density", format!("{:.5}", r.density)));
+        lines.push(kv("max", format!("{:.3}", r.max)));
+        lines.push(kv("images", r.images.to_string()));
+    }
+    if let Some(s) = &d.stats {
+        lines.push(kv("mean", format!("{:.3}", s.mean_when_fired())));
+    }
+    lines.push(kv(
+        "heatmap",
+        if app.mask_style() {
+            "binary mask (m)".into()
+        } else {
+            "intensity (m)".into()
+        },
+    ));
+    lines.push(Line::default());
+    let expl = row
+        .and_then(|r| r.explanation.clone())
+        .unwrap_or_else(|| "no explanation yet".into());
+    lines.push(Line::from(Span::styled(expl, t.style("text"))));
+    if let Some(s) = row.and_then(|r| r.score) {
+        lines.push(kv("score", format!("{s:.3}")));
+    }
+    let block = Block::bordered()
+        .title(Span::styled(
+            format!(" feature {} ", d.id),
+            t.style("title"),
+        ))
+        .border_style(t.style("border"));
+    frame.render_widget(
+        Paragraph::new(lines).wrap(Wrap { trim: true }).block(block),
+        text,
+    );
+    render_hist(app, d, frame, hist);
+}
+
+fn render_hist(app: &App, d: &FeatureDetail, frame: &mut Frame<'_>, area: Rect) {
+    let t = &app.theme;
+    let block = Block::bordered()
+        .title(" activations (log bins) ")
+        .border_style(t.style("border"));
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let Some(s) = &d.stats else { return };
+    let first = s.hist.iter().position(|&c| c > 0).unwrap_or(0);
+    let last = s.hist.iter().rposition(|&c| c > 0).unwrap_or(HIST_LEN - 1);
+    let data: Vec<u64> = s.hist[first..=last].iter().map(|&c| u64::from(c)).collect();
+    let edges = hist_edges();
+    let edge = |b: usize| edges[b.saturating_sub(1).min(edges.len() - 1)];
+    let [bars, labels] = Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(inner);
+    frame.render_widget(Sparkline::default().data(&data).style(t.style("bar")), bars);
+    let label = format!("{:.3} … {:.3}", edge(first), edge(last + 1));
+    frame.render_widget(Paragraph::new(label).style(t.style("dim")), labels);
+}
+
+fn render_grid(
+    app: &App,
+    d: &FeatureDetail,
+    frame: &mut Frame<'_>,
+    area: Rect,
+    gfx: &mut Graphics,
+) {
+    let t = &app.theme;
+    let block = Block::bordered()
+        .title(Span::styled(
+            format!(" top {} examples ", d.examples.len()),
+            t.style("title"),
+        ))
+        .border_style(t.style("focus-border"));
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    if d.examples.is_empty() {
+        frame.render_widget(Paragraph::new("no examples").style(t.style("dim")), inner);
+        return;
+    }
+    let cols = grid_cols(app.size.0).min(usize::from((inner.width / CELL_W).max(1)));
+    let visible = usize::from((inner.height / CELL_H).max(1));
+    let sel_row = app.feature.sel / cols;
+    let first_row = sel_row.saturating_sub(visible - 1);
+    let scale = app.row(d.id).map(|r| r.max);
+    for (i, ex) in d
+        .examples
+        .iter()
+        .enumerate()
+        .skip(first_row * cols)
+        .take(visible * cols)
+    {
+        let (r, c) = ((i / cols - first_row) as u16, (i % cols) as u16);
+        let cell = Rect::new(inner.x + c * CELL_W, inner.y + r * CELL_H, CELL_W, CELL_H)
+            .intersection(inner);
+        let style = if i == app.feature.sel {
+            t.style("focus-border")
+        } else {
+            t.style("border")
+        };
+        let title = format!("#{} {}", i + 1, ex.picture.label);
+        let b = Block::bordered()
+            .title(title)
+            .title_bottom(format!("max {:.2}", ex.max))
+            .border_style(style);
+        let pic = b.inner(cell);
+        frame.render_widget(b, cell);
+        gfx.draw(
+            frame,
+            pic,
+            &ex.picture.overlay(&app.style, &app.theme.ramp, scale),
+        );
+    }
+}
+
+fn render_full(app: &App, ex: &ExampleView, frame: &mut Frame<'_>, area: Rect, gfx: &mut Graphics) {
+    let t = &app.theme;
+    frame.render_widget(Clear, area);
+    let title = format!(
+        " image {} · {} · max {:.3} · Esc closes ",
+        ex.image, ex.picture.label, ex.max
+    );
+    let block = Block::bordered()
+        .title(Span::styled(title, t.style("title")))
+        .border_style(t.style("focus-border"));
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    if let Some(m) = &ex.picture.missing {
+        frame.render_widget(Paragraph::new(m.clone()).style(t.style("error")), inner);
+    }
+    gfx.draw(
+        frame,
+        inner,
+        &ex.picture.overlay(&app.style, &app.theme.ramp, None),
+    );
+}

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# End-to-end check of the workbench in a real terminal (tmux): start glint on a small sample
+# store, open a feature by number, open a dataset image through the model actor, quit.
+# Usage: tests/e2e_tmux.sh [path/to/glint]   (default: target/debug/glint)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${1:-${GLINT_BIN:-target/debug/glint}}
+command -v tmux >/dev/null || { echo "e2e_tmux: tmux not installed; skipping"; exit 0; }
+[ -x "$BIN" ] || { echo "e2e_tmux: no binary at $BIN (cargo build first)"; exit 1; }
+TMP=$(mktemp -d)
+SESSION=glint-e2e-$$
+cleanup() { tmux kill-session -t "$SESSION" 2>/dev/null || true; rm -rf "$TMP"; }
+trap cleanup EXIT
+unset GLINT_MODEL GLINT_SAE GLINT_CACHE RANK WORLD_SIZE SLURM_PROCID SLURM_NTASKS
+"$BIN" --batch cache --limit 6 --top-n 6 --out "$TMP/store" >/dev/null
+# Keep user keymaps and themes out of the test.
+export XDG_CONFIG_HOME="$TMP/config"
+
+# Wait until the pane shows $1 (a fixed string), or fail after $2 seconds.
+wait_for() {
+  local deadline=$((SECONDS + ${2:-40}))
+  while ((SECONDS < deadline)); do
+    if tmux capture-pane -p -t "$SESSION" | grep -qF -- "$1"; then return 0; fi
+    sleep 0.2
+  done
+  echo "e2e_tmux: timed out waiting for: $1"; echo "--- screen ---"
+  tmux capture-pane -p -t "$SESSION"; exit 1
+}
+
+tmux new-session -d -s "$SESSION" -x 120 -y 40 \
+  "XDG_CONFIG_HOME=$TMP/config $BIN --cache $TMP/store --graphics auto; echo glint-exited-\$?; sleep 30"
+wait_for "features " 30
+wait_for "model: idle"
+wait_for "graphics: halfblocks"
+tmux send-keys -t "$SESSION" "s"               # sort by density
+wait_for "density ▼"
+tmux send-keys -t "$SESSION" ":" "1" "4" Enter  # jump to feature 14
+wait_for "feature 14"
+wait_for "top 6 examples"
+wait_for "activations (log bins)"
+tmux send-keys -t "$SESSION" "m"
+wait_for "binary mask (m)"
+tmux send-keys -t "$SESSION" "?"
+wait_for "Toggle heatmap"
+tmux send-keys -t "$SESSION" Escape
+sleep 0.3  # an Esc followed at once by a key reads as Alt+key
+tmux send-keys -t "$SESSION" "o" "2" Enter  # open dataset image 2 through the model actor
+wait_for "image 2 · feature"
+wait_for "features fire" 60
+tmux send-keys -t "$SESSION" Tab "j" "l"
+wait_for "cursor 1,1"
+tmux send-keys -t "$SESSION" "q"
+wait_for "glint-exited-0"
+echo "e2e_tmux: ok"
