@@ -218,13 +218,13 @@ impl LlavaNextConfig {
         let t = &self.text_config;
         let v = &self.vision_config;
         let fail = |msg: String| Err(anyhow::anyhow!("{origin}: {msg}"));
-        if t.hidden_size % t.num_attention_heads != 0 && t.head_dim.is_none() {
+        if !t.hidden_size.is_multiple_of(t.num_attention_heads) && t.head_dim.is_none() {
             return fail(format!(
                 "text hidden_size {} is not divisible by num_attention_heads {}",
                 t.hidden_size, t.num_attention_heads
             ));
         }
-        if t.num_attention_heads % t.kv_heads() != 0 {
+        if !t.num_attention_heads.is_multiple_of(t.kv_heads()) {
             return fail(format!(
                 "num_attention_heads {} is not a multiple of num_key_value_heads {}",
                 t.num_attention_heads,
@@ -238,13 +238,13 @@ impl LlavaNextConfig {
         if rope != "default" {
             return fail(format!("rope type {rope:?} is not supported (only the default rotary embedding)"));
         }
-        if v.image_size % v.patch_size != 0 {
+        if !v.image_size.is_multiple_of(v.patch_size) {
             return fail(format!(
                 "vision image_size {} is not a multiple of patch_size {}",
                 v.image_size, v.patch_size
             ));
         }
-        if v.hidden_size % v.num_attention_heads != 0 {
+        if !v.hidden_size.is_multiple_of(v.num_attention_heads) {
             return fail(format!(
                 "vision hidden_size {} is not divisible by num_attention_heads {}",
                 v.hidden_size, v.num_attention_heads
@@ -267,7 +267,8 @@ impl LlavaNextConfig {
             return fail("image_grid_pinpoints is empty".into());
         }
         for p in &self.image_grid_pinpoints {
-            if p[0] as usize % v.image_size != 0 || p[1] as usize % v.image_size != 0 || p[0] == 0 || p[1] == 0 {
+            let fits = |x: u32| x > 0 && (x as usize).is_multiple_of(v.image_size);
+            if !fits(p[0]) || !fits(p[1]) {
                 return fail(format!(
                     "pinpoint {p:?} is not a positive multiple of image_size {}",
                     v.image_size

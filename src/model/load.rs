@@ -100,10 +100,10 @@ pub fn resolve_repo(spec: &str, files: &[&str]) -> Result<PathBuf> {
     }
     let cache = hub_cache();
     let repo = cache.model(spec.to_string());
-    if let Some(found) = files.iter().find_map(|f| repo.get(f)) {
-        if let Some(dir) = snapshot_dir(&found, files) {
-            return Ok(dir);
-        }
+    if let Some(found) = files.iter().find_map(|f| repo.get(f))
+        && let Some(dir) = snapshot_dir(&found, files)
+    {
+        return Ok(dir);
     }
     if std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1") {
         bail!(

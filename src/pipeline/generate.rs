@@ -30,8 +30,8 @@ mod spec;
 mod tests;
 
 pub use cancel::{CancelToken, Cancellation};
-pub use sampling::Sampling;
 use sampling::Sampler;
+pub use sampling::Sampling;
 pub use spec::{FeatureStrength, Steering, StrengthUnit};
 
 /// Settings of one generation.

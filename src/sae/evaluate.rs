@@ -163,8 +163,8 @@ pub struct FeatureScore {
     pub feature: u32,
     /// Images (indices into the input) ranked by the feature's largest activation, active only.
     pub images: Vec<usize>,
-    /// Best region of each kind present in those images: `(kind, name, mean IOU)`.
-    pub best: Vec<(ConceptKind, String, f64)>,
+    /// Best region of each kind present in those images: `(kind, name, mean IOU, IOU per image)`.
+    pub best: Vec<(ConceptKind, String, f64, Vec<f64>)>,
 }
 
 impl FeatureScore {
@@ -172,11 +172,14 @@ impl FeatureScore {
     pub fn best_of(&self, kinds: &[ConceptKind]) -> Option<(ConceptKind, &str, f64)> {
         self.best
             .iter()
-            .filter(|(k, _, _)| kinds.contains(k))
+            .filter(|(k, ..)| kinds.contains(k))
             .max_by(|a, b| a.2.total_cmp(&b.2))
-            .map(|(k, n, v)| (*k, n.as_str(), *v))
+            .map(|(k, n, v, _)| (*k, n.as_str(), *v))
     }
 }
+
+/// One image where a feature fires: (image, `(cell, value)` pairs, largest value).
+type Hit = (usize, Vec<(u32, f32)>, f32);
 
 /// Score every feature that fires in the grid of some image; features that never do are left out.
 pub fn score_features(
@@ -191,7 +194,7 @@ pub fn score_features(
         })
         .collect::<Result<_>>()?;
     // Per feature: (image, grid activations as (cell, value), max).
-    let mut per_feature: BTreeMap<u32, Vec<(usize, Vec<(u32, f32)>, f32)>> = BTreeMap::new();
+    let mut per_feature: BTreeMap<u32, Vec<Hit>> = BTreeMap::new();
     for (i, (im, c)) in images.iter().zip(&cells).enumerate() {
         let mut by_latent: BTreeMap<u32, Vec<(u32, f32)>> = BTreeMap::new();
         for &(tok, latent, v) in &im.acts {
@@ -211,9 +214,9 @@ pub fn score_features(
     for (feature, mut hits) in per_feature {
         hits.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(&b.0)));
         hits.truncate(opts.top_images);
-        // Sum of IOUs per region name over the top images; absent regions add 0.
-        let mut sums: BTreeMap<(ConceptKind, String), f64> = BTreeMap::new();
-        for (i, acts, max) in &hits {
+        // IOUs per region name over the top images; absent regions count 0.
+        let mut ious: BTreeMap<(ConceptKind, String), Vec<f64>> = BTreeMap::new();
+        for (slot, (i, acts, max)) in hits.iter().enumerate() {
             let c = &cells[*i];
             let truth = &images[*i].truth;
             let (s_area, inter) = c.overlaps(truth, acts, opts.threshold * max, opts.upsample);
@@ -224,20 +227,26 @@ pub fn score_features(
                 } else {
                     inter[r] as f64 / union as f64
                 };
-                *sums.entry((*kind, name.clone())).or_default() += iou;
+                let row = ious
+                    .entry((*kind, name.clone()))
+                    .or_insert_with(|| vec![0.0; hits.len()]);
+                row[slot] = iou;
             }
         }
-        let mut best: BTreeMap<ConceptKind, (String, f64)> = BTreeMap::new();
-        for ((kind, name), sum) in sums {
-            let mean = sum / slots;
+        let mut best: BTreeMap<ConceptKind, (String, f64, Vec<f64>)> = BTreeMap::new();
+        for ((kind, name), row) in ious {
+            let mean = row.iter().sum::<f64>() / slots;
             if best.get(&kind).is_none_or(|b| mean > b.1) {
-                best.insert(kind, (name, mean));
+                best.insert(kind, (name, mean, row));
             }
         }
         out.push(FeatureScore {
             feature,
             images: hits.iter().map(|h| h.0).collect(),
-            best: best.into_iter().map(|(k, (n, v))| (k, n, v)).collect(),
+            best: best
+                .into_iter()
+                .map(|(k, (n, v, row))| (k, n, v, row))
+                .collect(),
         });
     }
     Ok(out)

@@ -71,8 +71,18 @@ pub fn main(model: &ModelArgs, cache: Option<&Path>, graphics: &str, theme: &str
     let handle =
         ModelHandle::spawn(move || Ok(SessionEngine::new(Session::open(&args, Some(layer))?)))
             .context("cannot start the model")?;
+    let bench = std::env::var_os("GLINT_FRAME_STATS").is_some();
+    let switch = if bench {
+        feature_switch_ms(&store)?
+    } else {
+        (0.0, 0.0)
+    };
     let stats = super::run(store, handle, mode, theme)?;
-    if std::env::var_os("GLINT_FRAME_STATS").is_some() {
+    if bench {
+        eprintln!(
+            "feature switch from the store: mean {:.1} ms · slowest {:.1} ms",
+            switch.0, switch.1
+        );
         eprintln!(
             "frames {} · first frame {:.1} ms · slowest frame {:.1} ms",
             stats.frames,
@@ -81,4 +91,22 @@ pub fn main(model: &ModelArgs, cache: Option<&Path>, graphics: &str, theme: &str
         );
     }
     Ok(())
+}
+
+/// Mean and slowest time to load a feature's detail (stats, examples, thumbnails), over up to 32.
+fn feature_switch_ms(store: &Store) -> Result<(f64, f64)> {
+    let ids: Vec<u32> = store
+        .features()
+        .take(32)
+        .map(|r| r.map(|(f, _)| f))
+        .collect::<Result<_>>()?;
+    let (mut sum, mut worst) = (0.0f64, 0.0f64);
+    for &f in &ids {
+        let t = std::time::Instant::now();
+        super::data::load_feature(store, f, super::data::THUMB_SIDE)?;
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        sum += ms;
+        worst = worst.max(ms);
+    }
+    Ok((sum / ids.len().max(1) as f64, worst))
 }

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::*;
-use crate::sae::intervene::{Mode, Phase, TokenScope};
 use crate::cli::ModelArgs;
 use crate::model::tap::TapSite;
+use crate::sae::intervene::{Mode, Phase, TokenScope};
 use crate::sae::{SparseCodes, topk_rows};
 
 fn session() -> Session {
@@ -169,11 +169,10 @@ fn clamping_a_silent_feature_to_its_own_value_changes_nothing() {
     let p = PreparedPrompt::new(&s, "Describe the picture.", None).unwrap();
     let mut rec = Recorder(&s.sae, BTreeSet::new());
     let cancel = CancelToken::never();
-    let plain =
-        generate_with_edit(&s, &p, Some(&mut rec), true, &opts(8), &cancel, &mut |_| {
-            ControlFlow::Continue(())
-        })
-        .unwrap();
+    let plain = generate_with_edit(&s, &p, Some(&mut rec), true, &opts(8), &cancel, &mut |_| {
+        ControlFlow::Continue(())
+    })
+    .unwrap();
     let silent = (0..s.sae.num_latents() as u32)
         .find(|f| !rec.1.contains(f))
         .expect("some feature never fires");

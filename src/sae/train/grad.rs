@@ -359,7 +359,7 @@ mod tests {
         for which in 0..4 {
             let t = p.tensors()[which].clone();
             let g = flat(grads.tensors()[which]);
-            for i in 0..g.len() {
+            for (i, &analytic) in g.iter().enumerate() {
                 let bump = |delta: f64| {
                     let mut arr = [
                         p.w_enc.clone(),
@@ -372,7 +372,7 @@ mod tests {
                 };
                 let fd = (bump(h) - bump(-h)) / (2.0 * h);
                 assert!(
-                    (fd - g[i]).abs() <= 1e-6 + 1e-5 * fd.abs(),
+                    (fd - analytic).abs() <= 1e-6 + 1e-5 * fd.abs(),
                     "{}[{i}]: analytic {} vs finite difference {fd}",
                     PARAM_NAMES[which],
                     g[i]

@@ -41,8 +41,8 @@ fn synthetic(d: usize, items: usize, seed: u64) -> VecSource {
                     rng.range_f64(0.5, 2.0) as f32,
                     rng.range_f64(0.0, 1.0) as f32,
                 );
-                for j in 0..d {
-                    out.push(1.0 + ma * dirs[a][j] + mb * dirs[b][j] + 0.01 * rng.normal() as f32);
+                for (da, db) in dirs[a].iter().zip(&dirs[b]) {
+                    out.push(1.0 + ma * da + mb * db + 0.01 * rng.normal() as f32);
                 }
             }
             out

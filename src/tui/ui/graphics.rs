@@ -115,12 +115,12 @@ impl Graphics {
                 if cache.len() > 64 {
                     cache.clear();
                 }
-                if !cache.contains_key(&key) {
+                if let std::collections::hash_map::Entry::Vacant(slot) = cache.entry(key) {
                     let dynimg = DynamicImage::ImageRgb8(img.clone());
                     let size = Size::new(area.width, area.height);
                     match picker.new_protocol(dynimg, size, Resize::Fit(None)) {
                         Ok(p) => {
-                            cache.insert(key, p);
+                            slot.insert(p);
                         }
                         Err(_) => return frame.render_widget(HalfBlocks(img), area),
                     }
