@@ -197,3 +197,61 @@ fn a_steer_that_does_nothing_says_so() {
     .unwrap();
     assert!(String::from_utf8_lossy(&bad.stderr).contains("selects nothing"));
 }
+
+#[test]
+fn max_units_read_the_cached_max_activation() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let mut cache = Command::new(env!("CARGO_BIN_EXE_glint"));
+    cache
+        .current_dir(root())
+        .env_remove("GLINT_MODEL")
+        .env_remove("GLINT_SAE")
+        .env_remove("RANK");
+    ok(cache
+        .args(["--batch", "cache", "--limit", "3", "--out"])
+        .arg(&store));
+    let (fired, max, silent) = {
+        let s = glint::store::Store::open(&store).unwrap();
+        let stats: Vec<(u32, f32)> = s
+            .features()
+            .map(|r| r.unwrap())
+            .map(|(f, st)| (f, st.max))
+            .collect();
+        let silent = (0..256)
+            .find(|f| stats.iter().all(|s| s.0 != *f))
+            .expect("a feature that never fired");
+        (stats[0].0, stats[0].1, silent)
+    };
+    let out = dir.path().join("m.jsonl");
+    let store_arg = store.display().to_string();
+    let args = |f: u32| {
+        let f = f.to_string();
+        let list = [
+            "--features",
+            &f,
+            "--unit",
+            "max",
+            "--strength",
+            "2",
+            "--store",
+            &store_arg,
+            "--mode",
+            "clamp",
+        ];
+        list.map(String::from)
+    };
+    ok(steer(&out, &[]).args(args(fired)));
+    let r = &rows(&out)[0];
+    assert_eq!(
+        (r["unit"].as_str(), r["strength"].as_f64()),
+        (Some("max"), Some(2.0))
+    );
+    assert_eq!(r["value"].as_f64().unwrap() as f32, 2.0 * max);
+    let bad = steer(&out, &[]).args(args(silent)).output().unwrap();
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        !bad.status.success() && err.contains("no cached max activation"),
+        "{err}"
+    );
+}

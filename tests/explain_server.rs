@@ -31,6 +31,34 @@ const FIRING: u32 = 8;
 struct Fixture {
     _tmp: tempfile::TempDir,
     store: PathBuf,
+    db: Option<Store>,
+}
+
+impl Fixture {
+    /// The open store (reopening right after closing races sled's flusher for the file lock).
+    fn open(&self) -> Store {
+        self.db.clone().expect("store still open")
+    }
+
+    /// Close the store so a child process can open it.
+    fn close(&mut self) {
+        self.db = None;
+        wait_unlocked(&self.store);
+    }
+}
+
+/// Wait until no handle holds the store's lock: sled's background flusher keeps the database
+/// file locked for a moment after the last handle is dropped.
+fn wait_unlocked(store: &Path) {
+    let file = std::fs::File::open(store.join("db")).unwrap();
+    for _ in 0..500 {
+        if file.try_lock().is_ok() {
+            file.unlock().unwrap();
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("store {} stayed locked", store.display());
 }
 
 fn fixture() -> Fixture {
@@ -99,6 +127,7 @@ fn fixture() -> Fixture {
     Fixture {
         _tmp: tmp,
         store: dir,
+        db: Some(store),
     }
 }
 
@@ -175,7 +204,7 @@ fn check_request(seen: &Seen, n_images: usize) {
 #[tokio::test]
 async fn normal_answers_are_stored_with_their_provenance() {
     let fx = fixture();
-    let store = Store::open(&fx.store).unwrap();
+    let store = fx.open();
     let server = MockServer::start(|s| {
         Reply::ok(&format!(
             "Looking…\n[EXPLANATION]: pattern {}",
@@ -270,7 +299,7 @@ async fn normal_answers_are_stored_with_their_provenance() {
 #[tokio::test]
 async fn rate_limits_and_server_errors_are_retried_then_stored() {
     let fx = fixture();
-    let store = Store::open(&fx.store).unwrap();
+    let store = fx.open();
     let server = MockServer::start(|s| match (s.tag.as_deref(), s.nth) {
         (Some("1"), 0) => {
             Reply::status(429, r#"{"error":"rate limited"}"#).header("Retry-After", "1")
@@ -308,7 +337,7 @@ async fn rate_limits_and_server_errors_are_retried_then_stored() {
 #[tokio::test]
 async fn timeouts_malformed_and_unparsed_answers_are_reported_by_feature() {
     let fx = fixture();
-    let store = Store::open(&fx.store).unwrap();
+    let store = fx.open();
     let server = MockServer::start(|s| match s.tag.as_deref() {
         Some("0") => Reply::Hang(Duration::from_secs(5)),
         Some("1") => Reply::status(200, r#"{"choices": [{"message": "#),
@@ -403,7 +432,7 @@ async fn timeouts_malformed_and_unparsed_answers_are_reported_by_feature() {
 #[tokio::test]
 async fn the_failure_budget_and_fatal_errors_stop_the_run() {
     let fx = fixture();
-    let store = Store::open(&fx.store).unwrap();
+    let store = fx.open();
     let down = MockServer::start(|_| Reply::status(503, "overloaded")).await;
     let ex = explainer(
         &store,
@@ -466,7 +495,8 @@ fn glint(store: &Path, url: &str) -> Command {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_batch_resumes_without_losing_or_repeating_answers() {
-    let fx = fixture();
+    let mut fx = fixture();
+    fx.close();
     let server = MockServer::start(|s| {
         Reply::ok(&format!(
             "[EXPLANATION]: f{}",
@@ -501,6 +531,7 @@ async fn a_killed_batch_resumes_without_losing_or_repeating_answers() {
     assert_eq!(seen_lines, 3);
 
     let before: Vec<_> = Store::open(&fx.store).unwrap().all_explanations().unwrap();
+    wait_unlocked(&fx.store);
     assert!(
         before.len() >= 3 && before.len() < 8,
         "killed after {} explanations",
@@ -546,7 +577,8 @@ async fn a_killed_batch_resumes_without_losing_or_repeating_answers() {
 // Multi-threaded: the CLI runs as a blocking child process while this runtime serves it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_json_round_trips_through_the_cli() {
-    let fx = fixture();
+    let mut fx = fixture();
+    fx.close();
     let server = MockServer::start(|s| {
         Reply::ok(&format!(
             "[EXPLANATION]: ünïcode {}",

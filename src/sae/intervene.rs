@@ -88,7 +88,7 @@ named_enum!(
     Phase, "phase" {
         /// Prompt positions only.
         Prefill => "prefill",
-        /// Generated positions only.
+        /// Generated positions only (the first new token comes from the prompt, so it is unsteered).
         Decode => "decode",
         /// Every position.
         Both => "both",

@@ -206,7 +206,16 @@ pub(super) fn write_report(work: &Path, report: &TrainReport) -> Result<()> {
 
 /// Human-readable summary of a report.
 pub fn format_report(r: &TrainReport) -> String {
-    let mut out = format!("SAE {} (step {})\n", r.sae_dir.display(), r.step);
+    let mut out = match &r.config {
+        Some(c) => format!(
+            "SAE {} (step {} of {}, {:.0} s of training)\n",
+            r.sae_dir.display(),
+            r.step,
+            c.total_steps,
+            r.train_seconds
+        ),
+        None => format!("SAE {} (evaluated as found)\n", r.sae_dir.display()),
+    };
     if let Some(h) = &r.heldout {
         out += &format!(
             "held-out: {} images, {} tokens, FVU {:.4}, L0 {:.2}\n",

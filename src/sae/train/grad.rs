@@ -373,9 +373,8 @@ mod tests {
                 let fd = (bump(h) - bump(-h)) / (2.0 * h);
                 assert!(
                     (fd - analytic).abs() <= 1e-6 + 1e-5 * fd.abs(),
-                    "{}[{i}]: analytic {} vs finite difference {fd}",
-                    PARAM_NAMES[which],
-                    g[i]
+                    "{}[{i}]: analytic {analytic} vs finite difference {fd}",
+                    PARAM_NAMES[which]
                 );
                 checked += 1;
             }
