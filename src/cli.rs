@@ -304,6 +304,8 @@ pub enum EvalGrid {
     Base,
     /// The high-resolution map.
     Highres,
+    /// Per feature, the grid holding more of its activation.
+    Auto,
 }
 
 /// How activation maps are upsampled to pixels in the feature evaluation.
@@ -453,7 +455,11 @@ pub struct ExplainArgs {
     #[arg(long, default_value = "all")]
     pub features: String,
     /// Server root (`http://host:port`), its `/v1`, or the full chat-completions URL.
-    #[arg(long, default_value = "http://localhost:12345", env = "GLINT_EXPLAIN_URL")]
+    #[arg(
+        long,
+        default_value = "http://localhost:12345",
+        env = "GLINT_EXPLAIN_URL"
+    )]
     pub base_url: String,
     /// Explainer model name [default: lmms-lab/llava-onevision-qwen2-72b-ov, the original's].
     #[arg(long)]

@@ -13,10 +13,16 @@ use crate::pipeline::dataset::{Dataset, DatasetOptions, Shard};
 use crate::pipeline::session::Session;
 use crate::sae::SaeConfig;
 use crate::sample;
-use crate::store::{FeatureFilter, GLINT_VERSION, ImageRecord, Manifest, RankRule, SCHEMA_VERSION, Store};
+use crate::store::{
+    FeatureFilter, GLINT_VERSION, ImageRecord, Manifest, RankRule, SCHEMA_VERSION, Store,
+};
 
 /// The feature filter named by `--features A..B` or `--filter file.json`.
-pub fn feature_filter(range: Option<&str>, file: Option<&Path>, hookpoint: &str) -> Result<FeatureFilter> {
+pub fn feature_filter(
+    range: Option<&str>,
+    file: Option<&Path>,
+    hookpoint: &str,
+) -> Result<FeatureFilter> {
     match (range, file) {
         (Some(r), _) => FeatureFilter::parse_range(r).with_context(|| format!("--features {r}")),
         (None, Some(f)) => {
@@ -33,14 +39,24 @@ pub fn feature_filter(range: Option<&str>, file: Option<&Path>, hookpoint: &str)
 pub fn cache(model: &ModelArgs, args: &CacheArgs) -> Result<()> {
     let session = Session::open(model, None)?;
     let spec = args.dataset.clone().unwrap_or_else(sample::default_dataset);
-    let opts = DatasetOptions { limit: args.limit, shuffle_seed: args.shuffle.then_some(args.seed) };
+    let opts = DatasetOptions {
+        limit: args.limit,
+        shuffle_seed: args.shuffle.then_some(args.seed),
+    };
     let dataset = Dataset::open(&spec, &opts)?;
     let shard = match &args.shard {
         Some(s) => Some(Shard::parse(s)?),
         None => Shard::from_env(|k| std::env::var(k).ok())?,
     };
-    let features = feature_filter(args.features.as_deref(), args.filter.as_deref(), session.sae.hookpoint())?;
-    let rank: RankRule = args.rank.parse().with_context(|| format!("--rank {}", args.rank))?;
+    let features = feature_filter(
+        args.features.as_deref(),
+        args.filter.as_deref(),
+        session.sae.hookpoint(),
+    )?;
+    let rank: RankRule = args
+        .rank
+        .parse()
+        .with_context(|| format!("--rank {}", args.rank))?;
     let opts = CacheOptions {
         out: args.out.clone(),
         top_n: args.top_n,
@@ -74,17 +90,26 @@ pub fn cache(model: &ModelArgs, args: &CacheArgs) -> Result<()> {
 pub fn merge(args: &MergeArgs) -> Result<()> {
     let store = crate::store::merge(&args.out, &args.shards)?;
     let p = store.progress()?;
-    println!("merged {} shards into {}: {} images", args.shards.len(), args.out.display(), p.images);
+    println!(
+        "merged {} shards into {}: {} images",
+        args.shards.len(),
+        args.out.display(),
+        p.images
+    );
     Ok(())
 }
 
 /// `glint --batch export`.
 pub fn export(args: &ExportArgs) -> Result<()> {
     if args.format != "seed" {
-        bail!("--format {}: only `seed` (the original system's layout) is supported", args.format);
+        bail!(
+            "--format {}: only `seed` (the original system's layout) is supported",
+            args.format
+        );
     }
     let store = Store::open(&args.store)?;
-    let files = crate::store::export_seed(&store, &args.out, args.n_splits, args.reproduce_split_bug)?;
+    let files =
+        crate::store::export_seed(&store, &args.out, args.n_splits, args.reproduce_split_bug)?;
     println!("wrote {} files under {}", files.len(), args.out.display());
     Ok(())
 }
@@ -92,19 +117,31 @@ pub fn export(args: &ExportArgs) -> Result<()> {
 /// `glint --batch import`: reads only the model's and SAE's configs, never their weights.
 pub fn import(model: &ModelArgs, args: &ImportArgs) -> Result<()> {
     if args.format != "seed" {
-        bail!("--format {}: only `seed` (the original system's layout) is supported", args.format);
+        bail!(
+            "--format {}: only `seed` (the original system's layout) is supported",
+            args.format
+        );
     }
-    let model_spec = model.model.clone().unwrap_or_else(|| sample::default_model().display().to_string());
+    let model_spec = model
+        .model
+        .clone()
+        .unwrap_or_else(|| sample::default_model().display().to_string());
     let model_dir = crate::model::load::resolve_repo(&model_spec, &["config.json"])?;
     let cfg_path = model_dir.join("config.json");
     let cfg_text = std::fs::read_to_string(&cfg_path)
         .with_context(|| format!("{}: cannot read", cfg_path.display()))?;
     let config = LlavaNextConfig::from_json(&cfg_text, &cfg_path.display().to_string())?;
-    let sae_spec = model.sae.clone().unwrap_or_else(|| sample::default_sae().display().to_string());
+    let sae_spec = model
+        .sae
+        .clone()
+        .unwrap_or_else(|| sample::default_sae().display().to_string());
     let (sae_cfg, hookpoint) = read_sae_config(Path::new(&sae_spec), model.hookpoint.as_deref())?;
     let spec = args.dataset.clone().unwrap_or_else(sample::default_dataset);
     let dataset = Dataset::open(&spec, &DatasetOptions::default())?;
-    let rank: RankRule = args.rank.parse().with_context(|| format!("--rank {}", args.rank))?;
+    let rank: RankRule = args
+        .rank
+        .parse()
+        .with_context(|| format!("--rank {}", args.rank))?;
     let layer = crate::sae::layer_of_hookpoint(&hookpoint)
         .with_context(|| format!("hookpoint {hookpoint} names no layer"))?;
     let manifest = Manifest {
@@ -113,7 +150,9 @@ pub fn import(model: &ModelArgs, args: &ImportArgs) -> Result<()> {
         model_id: model_spec,
         model_fingerprint: crate::util::hash::Fingerprint::new().field(&cfg_text).hex(),
         sae_id: sae_spec,
-        sae_fingerprint: crate::util::hash::Fingerprint::new().field(&sae_cfg.to_json()?).hex(),
+        sae_fingerprint: crate::util::hash::Fingerprint::new()
+            .field(&sae_cfg.to_json()?)
+            .hex(),
         hookpoint: hookpoint.clone(),
         layer,
         num_latents: sae_cfg.width(),
@@ -127,7 +166,10 @@ pub fn import(model: &ModelArgs, args: &ImportArgs) -> Result<()> {
         features: FeatureFilter::All,
     };
     let pins = config.pinpoints();
-    let (tile, patch) = (config.vision_config.image_size as u32, config.vision_config.patch_size as u32);
+    let (tile, patch) = (
+        config.vision_config.image_size as u32,
+        config.vision_config.patch_size as u32,
+    );
     let mut record = |i: u32| -> Result<ImageRecord> {
         let item = &dataset.items[i as usize];
         let path = dataset.path(item);
@@ -145,8 +187,18 @@ pub fn import(model: &ModelArgs, args: &ImportArgs) -> Result<()> {
             top_features: Vec::new(),
         })
     };
-    let store = crate::store::import_seed(&args.out, &args.from, &manifest, dataset.len() as u32, &mut record)?;
-    println!("imported {} images into {}", store.progress()?.images, args.out.display());
+    let store = crate::store::import_seed(
+        &args.out,
+        &args.from,
+        &manifest,
+        dataset.len() as u32,
+        &mut record,
+    )?;
+    println!(
+        "imported {} images into {}",
+        store.progress()?.images,
+        args.out.display()
+    );
     Ok(())
 }
 
@@ -166,14 +218,21 @@ fn read_sae_config(path: &Path, hookpoint: Option<&str>) -> Result<(SaeConfig, S
             .collect();
         match subs.as_slice() {
             [one] => one.path(),
-            _ => bail!("{}: expected one hookpoint folder with cfg.json; pass --hookpoint", dir.display()),
+            _ => bail!(
+                "{}: expected one hookpoint folder with cfg.json; pass --hookpoint",
+                dir.display()
+            ),
         }
     };
     let cfg_path = dir.join("cfg.json");
     let text = std::fs::read_to_string(&cfg_path)
         .with_context(|| format!("{}: cannot read", cfg_path.display()))?;
-    let cfg = SaeConfig::from_json(&text).with_context(|| format!("{}: bad SAE config", cfg_path.display()))?;
-    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let cfg = SaeConfig::from_json(&text)
+        .with_context(|| format!("{}: bad SAE config", cfg_path.display()))?;
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     Ok((cfg, name))
 }
 
@@ -181,23 +240,34 @@ fn read_sae_config(path: &Path, hookpoint: Option<&str>) -> Result<(SaeConfig, S
 pub fn bench(model: &ModelArgs, args: &BenchArgs) -> Result<()> {
     use crate::model::load::{parse_device, parse_dtype};
     use crate::pipeline::bench::{BenchOptions, run_bench};
-    let spec = args.config.clone().or_else(|| model.model.clone()).unwrap_or_else(|| {
-        sample::sample_root().join("configs/llama3-llava-next-8b.json").display().to_string()
-    });
+    let spec = args
+        .config
+        .clone()
+        .or_else(|| model.model.clone())
+        .unwrap_or_else(|| {
+            sample::sample_root()
+                .join("configs/llama3-llava-next-8b.json")
+                .display()
+                .to_string()
+        });
     let dtype = parse_dtype(&model.dtype)?;
     let sae_dtype = match &args.sae_dtype {
         Some(d) => parse_dtype(d)?,
         None => dtype,
     };
     // A bare config has no weights: random ones are implied.
-    let random = model.random_weights.or(spec.ends_with(".json").then_some(0));
+    let random = model
+        .random_weights
+        .or(spec.ends_with(".json").then_some(0));
     let text = if spec.ends_with(".json") {
         std::fs::read_to_string(&spec).with_context(|| format!("{spec}: cannot read"))?
     } else {
         std::fs::read_to_string(Path::new(&spec).join("config.json"))
             .with_context(|| format!("{spec}/config.json: cannot read"))?
     };
-    let layers = LlavaNextConfig::from_json(&text, &spec)?.text_config.num_hidden_layers;
+    let layers = LlavaNextConfig::from_json(&text, &spec)?
+        .text_config
+        .num_hidden_layers;
     let opts = BenchOptions {
         model: spec,
         random_weights: random,
@@ -213,11 +283,23 @@ pub fn bench(model: &ModelArgs, args: &BenchArgs) -> Result<()> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!("device {} · {} · {} image tokens, {} positions", report.device, report.dtype, report.image_tokens, report.seq_len);
+        println!(
+            "device {} · {} · {} image tokens, {} positions",
+            report.device, report.dtype, report.image_tokens, report.seq_len
+        );
         println!("load                   {:>10.2} s", report.load_s);
-        println!("forward to tap         {:>10.2} images/s   (baseline)", report.forward_to_tap_img_per_s);
-        println!("cache step             {:>10.2} images/s   ({:.2}x the forward's time)", report.cache_img_per_s, report.cache_overhead_ratio);
-        println!("SAE encode             {:>10.4} s/image", report.sae_encode_s);
+        println!(
+            "forward to tap         {:>10.2} images/s   (baseline)",
+            report.forward_to_tap_img_per_s
+        );
+        println!(
+            "cache step             {:>10.2} images/s   ({:.2}x the forward's time)",
+            report.cache_img_per_s, report.cache_overhead_ratio
+        );
+        println!(
+            "SAE encode             {:>10.4} s/image",
+            report.sae_encode_s
+        );
         println!("prefill (full model)   {:>10.4} s", report.prefill_s);
         if let Some(b) = report.peak_rss_bytes {
             println!("peak host memory       {:>10.2} GB", b as f64 / 1e9);

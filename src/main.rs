@@ -28,7 +28,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Cache(args)) => commands::cache(&cli.model, &args).map(|_| ExitCode::SUCCESS),
         Some(Command::Merge(args)) => commands::merge(&args).map(|_| ExitCode::SUCCESS),
         Some(Command::Export(args)) => commands::export(&args).map(|_| ExitCode::SUCCESS),
-        Some(Command::Import(args)) => commands::import(&cli.model, &args).map(|_| ExitCode::SUCCESS),
+        Some(Command::Import(args)) => {
+            commands::import(&cli.model, &args).map(|_| ExitCode::SUCCESS)
+        }
         Some(Command::Explain(args)) => glint::explain::command::run(&cli.model, &args),
         Some(Command::Bench(args)) => commands::bench(&cli.model, &args).map(|_| ExitCode::SUCCESS),
         Some(Command::Train(args)) => {
@@ -36,9 +38,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             print!("{}", glint::pipeline::train::format_report(&report));
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::Steer(args)) => glint::pipeline::steer::command(&cli.model, &args).map(|_| ExitCode::SUCCESS),
-        None => glint::tui::launch::main(&cli.model, cli.cache.as_deref(), &cli.graphics, &cli.theme)
-            .map(|_| ExitCode::SUCCESS),
+        Some(Command::Steer(args)) => {
+            glint::pipeline::steer::command(&cli.model, &args).map(|_| ExitCode::SUCCESS)
+        }
+        None => {
+            glint::tui::launch::main(&cli.model, cli.cache.as_deref(), &cli.graphics, &cli.theme)
+                .map(|_| ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -25,7 +25,11 @@ fn glint() -> Command {
 
 fn run_ok(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -51,9 +55,19 @@ fn digest(path: &Path) -> String {
 
 fn cache_cmd(out: &Path, extra: &[&str]) -> Command {
     let mut cmd = glint();
-    cmd.args(["--batch", "cache", "--limit", "6", "--top-n", "5", "--commit-every", "1", "--out"])
-        .arg(out)
-        .args(extra);
+    cmd.args([
+        "--batch",
+        "cache",
+        "--limit",
+        "6",
+        "--top-n",
+        "5",
+        "--commit-every",
+        "1",
+        "--out",
+    ])
+    .arg(out)
+    .args(extra);
     cmd
 }
 
@@ -64,7 +78,11 @@ fn killed_run_resumes_to_the_uninterrupted_result() {
     run_ok(&mut cache_cmd(&whole, &[]));
 
     let resumed = dir.path().join("resumed");
-    let mut child = cache_cmd(&resumed, &[]).stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+    let mut child = cache_cmd(&resumed, &[])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
     let stderr = BufReader::new(child.stderr.take().unwrap());
     for line in stderr.lines() {
         if line.unwrap().contains("2/6 images") {
@@ -74,7 +92,11 @@ fn killed_run_resumes_to_the_uninterrupted_result() {
     child.kill().unwrap(); // SIGKILL: no chance to clean up
     child.wait().unwrap();
     let partial = Store::open(&resumed).unwrap().progress().unwrap();
-    assert!(partial.images >= 2 && partial.images < 6, "killed after {} images", partial.images);
+    assert!(
+        partial.images >= 2 && partial.images < 6,
+        "killed after {} images",
+        partial.images
+    );
 
     let summary = run_ok(&mut cache_cmd(&resumed, &["--json"]));
     let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
@@ -93,7 +115,13 @@ fn merged_shards_equal_a_single_run() {
     // The second shard takes its rank from the launcher's environment, as under torchrun.
     run_ok(cache_cmd(&b, &[]).env("RANK", "1").env("WORLD_SIZE", "2"));
     let merged = dir.path().join("merged");
-    run_ok(glint().args(["--batch", "merge"]).arg(&merged).arg(&a).arg(&b));
+    run_ok(
+        glint()
+            .args(["--batch", "merge"])
+            .arg(&merged)
+            .arg(&a)
+            .arg(&b),
+    );
     assert_eq!(digest(&whole), digest(&merged));
 }
 
@@ -101,7 +129,11 @@ fn merged_shards_equal_a_single_run() {
 fn a_different_manifest_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("s");
-    run_ok(glint().args(["--batch", "cache", "--limit", "1", "--top-n", "5", "--out"]).arg(&out));
+    run_ok(
+        glint()
+            .args(["--batch", "cache", "--limit", "1", "--top-n", "5", "--out"])
+            .arg(&out),
+    );
     let res = glint()
         .args(["--batch", "cache", "--limit", "1", "--top-n", "7", "--out"])
         .arg(&out)
@@ -116,29 +148,65 @@ fn a_different_manifest_is_refused() {
 fn seed_export_then_import_keeps_the_top_examples() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
-    run_ok(glint().args(["--batch", "cache", "--limit", "4", "--top-n", "50", "--rank", "mean-base", "--out"]).arg(&store));
+    run_ok(
+        glint()
+            .args([
+                "--batch",
+                "cache",
+                "--limit",
+                "4",
+                "--top-n",
+                "50",
+                "--rank",
+                "mean-base",
+                "--out",
+            ])
+            .arg(&store),
+    );
     let seed = dir.path().join("seed");
-    run_ok(glint().args(["--batch", "export", "--format", "seed", "--n-splits", "4", "--store"]).arg(&store).arg("--out").arg(&seed));
-    let files: Vec<_> = std::fs::read_dir(seed.join("model.layers.2")).unwrap().flatten().collect();
+    run_ok(
+        glint()
+            .args([
+                "--batch",
+                "export",
+                "--format",
+                "seed",
+                "--n-splits",
+                "4",
+                "--store",
+            ])
+            .arg(&store)
+            .arg("--out")
+            .arg(&seed),
+    );
+    let files: Vec<_> = std::fs::read_dir(seed.join("model.layers.2"))
+        .unwrap()
+        .flatten()
+        .collect();
     assert_eq!(files.len(), 4);
     // A 4-image dataset in the same order as the cache.
     let manifest = dir.path().join("four.jsonl");
-    let lines: Vec<String> = std::fs::read_to_string(root().join("sample-data/shapes/manifest.jsonl"))
-        .unwrap()
-        .lines()
-        .take(4)
-        .map(|l| {
-            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            let p = root().join("sample-data/shapes").join(v["path"].as_str().unwrap());
-            v["path"] = serde_json::Value::String(p.display().to_string());
-            v.to_string()
-        })
-        .collect();
+    let lines: Vec<String> =
+        std::fs::read_to_string(root().join("sample-data/shapes/manifest.jsonl"))
+            .unwrap()
+            .lines()
+            .take(4)
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                let p = root()
+                    .join("sample-data/shapes")
+                    .join(v["path"].as_str().unwrap());
+                v["path"] = serde_json::Value::String(p.display().to_string());
+                v.to_string()
+            })
+            .collect();
     std::fs::write(&manifest, lines.join("\n")).unwrap();
     let imported = dir.path().join("imported");
     run_ok(
         glint()
-            .args(["--batch", "import", "--format", "seed", "--top-n", "50", "--from"])
+            .args([
+                "--batch", "import", "--format", "seed", "--top-n", "50", "--from",
+            ])
             .arg(&seed)
             .arg("--dataset")
             .arg(&manifest)
@@ -157,7 +225,10 @@ fn seed_export_then_import_keeps_the_top_examples() {
         assert_eq!(ia, ib, "feature {f}");
         for (x, y) in ea.iter().zip(&eb) {
             assert_eq!(x.tokens.len(), y.tokens.len(), "feature {f}");
-            assert!((x.score - y.score).abs() <= 1e-3 * x.score.abs().max(1.0), "feature {f}");
+            assert!(
+                (x.score - y.score).abs() <= 1e-3 * x.score.abs().max(1.0),
+                "feature {f}"
+            );
         }
         compared += 1;
     }
@@ -169,15 +240,29 @@ fn broken_images_are_skipped_with_a_reason() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir(&data).unwrap();
-    std::fs::copy(root().join("sample-data/shapes/images/shape-0000.png"), data.join("a.png")).unwrap();
+    std::fs::copy(
+        root().join("sample-data/shapes/images/shape-0000.png"),
+        data.join("a.png"),
+    )
+    .unwrap();
     std::fs::write(data.join("b.png"), b"\x89PNG\r\n\x1a\n truncated").unwrap();
     std::fs::write(data.join("c.jpg"), b"not an image at all").unwrap();
     let out = dir.path().join("s");
-    let summary = run_ok(glint().args(["--batch", "cache", "--json", "--dataset"]).arg(&data).arg("--out").arg(&out));
+    let summary = run_ok(
+        glint()
+            .args(["--batch", "cache", "--json", "--dataset"])
+            .arg(&data)
+            .arg("--out")
+            .arg(&out),
+    );
     let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
     assert_eq!(summary["images_done"], 1);
     let skipped = summary["skipped"].as_array().unwrap();
     assert_eq!(skipped.len(), 2);
-    assert!(skipped.iter().all(|s| !s["reason"].as_str().unwrap().is_empty()));
+    assert!(
+        skipped
+            .iter()
+            .all(|s| !s["reason"].as_str().unwrap().is_empty())
+    );
     assert_eq!(Store::open(&out).unwrap().progress().unwrap().images, 1);
 }

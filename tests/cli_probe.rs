@@ -12,7 +12,9 @@ fn root() -> PathBuf {
 
 fn glint() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_glint"));
-    cmd.current_dir(root()).env_remove("GLINT_MODEL").env_remove("GLINT_SAE");
+    cmd.current_dir(root())
+        .env_remove("GLINT_MODEL")
+        .env_remove("GLINT_SAE");
     cmd
 }
 
@@ -27,7 +29,11 @@ fn probe_json_covers_every_position() {
         .arg(sample_image("shape-0001.png"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let positions = report["positions"].as_u64().unwrap();
     let image_tokens = report["image_tokens"].as_u64().unwrap();
@@ -39,7 +45,10 @@ fn probe_json_covers_every_position() {
     let feats = report["image_features"].as_array().unwrap();
     assert!(!feats.is_empty() && feats.len() <= 4);
     let maxes: Vec<f64> = feats.iter().map(|f| f["max"].as_f64().unwrap()).collect();
-    assert!(maxes.windows(2).all(|w| w[0] >= w[1]), "sorted by max: {maxes:?}");
+    assert!(
+        maxes.windows(2).all(|w| w[0] >= w[1]),
+        "sorted by max: {maxes:?}"
+    );
 }
 
 #[test]
@@ -53,7 +62,11 @@ fn probe_dump_has_the_documented_tensors() {
         .arg(&dump)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let t = candle_core::safetensors::load(&dump, &Device::Cpu).unwrap();
     let n = t["input_ids"].dims()[0];
     assert_eq!(t["input_ids"].dtype(), DType::U32);
@@ -65,16 +78,30 @@ fn probe_dump_has_the_documented_tensors() {
     let mask = t["image_token_mask"].to_vec1::<u8>().unwrap();
     let ids = t["input_ids"].to_vec1::<u32>().unwrap();
     let image_tokens = mask.iter().filter(|&&m| m == 1).count();
-    assert!(image_tokens > 576 && image_tokens < n, "{image_tokens} of {n}");
+    assert!(
+        image_tokens > 576 && image_tokens < n,
+        "{image_tokens} of {n}"
+    );
     // The image tokens form one run of the image token id.
     let first_image = mask.iter().position(|&m| m == 1).unwrap();
-    assert!(mask[first_image..first_image + image_tokens].iter().all(|&m| m == 1));
-    assert!(ids[first_image..first_image + image_tokens].windows(2).all(|w| w[0] == w[1]));
+    assert!(
+        mask[first_image..first_image + image_tokens]
+            .iter()
+            .all(|&m| m == 1)
+    );
+    assert!(
+        ids[first_image..first_image + image_tokens]
+            .windows(2)
+            .all(|w| w[0] == w[1])
+    );
 }
 
 #[test]
 fn missing_image_is_named() {
-    let out = glint().args(["probe", "--image", "no/such/picture.png"]).output().unwrap();
+    let out = glint()
+        .args(["probe", "--image", "no/such/picture.png"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no/such/picture.png"), "{err}");
@@ -86,7 +113,10 @@ fn sae_width_mismatch_names_both_numbers() {
     let mut cfg = SaeConfig::new(32);
     cfg.num_latents = 16;
     cfg.k = 4;
-    Sae::random(cfg, "model.layers.2", 1, &Device::Cpu).unwrap().save(dir.path()).unwrap();
+    Sae::random(cfg, "model.layers.2", 1, &Device::Cpu)
+        .unwrap()
+        .save(dir.path())
+        .unwrap();
     let out = glint()
         .arg("--sae")
         .arg(dir.path())
@@ -108,5 +138,8 @@ fn tap_layer_out_of_range_is_an_error() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--layer 9") && err.contains("4 decoder layers"), "{err}");
+    assert!(
+        err.contains("--layer 9") && err.contains("4 decoder layers"),
+        "{err}"
+    );
 }

@@ -41,10 +41,19 @@ fn views_tensor(pngs: &[String]) -> Tensor {
 /// max |a - b| / max |b|.
 fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims(), "shapes differ");
-    let a = a.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let a = a
+        .to_dtype(DType::F32)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
     let b = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
-    a.iter().zip(&b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+    a.iter()
+        .zip(&b)
+        .fold(0f32, |m, (x, y)| m.max((x - y).abs()))
+        / scale
 }
 
 #[test]
@@ -61,7 +70,10 @@ fn forward_matches_transformers_on_every_case() {
     for case in cases["cases"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
         let get = |k: &str| reference[&format!("{name}.{k}")].clone();
-        let (h, w) = (case["height"].as_u64().unwrap() as u32, case["width"].as_u64().unwrap() as u32);
+        let (h, w) = (
+            case["height"].as_u64().unwrap() as u32,
+            case["width"].as_u64().unwrap() as u32,
+        );
         let layout = ImageLayout::new((h, w), &pins, 336, 14).unwrap();
         assert_eq!(
             layout.num_image_tokens() as u64,
@@ -77,7 +89,11 @@ fn forward_matches_transformers_on_every_case() {
         assert_eq!(pngs.len(), layout.num_views(), "{name}: view count");
         let px = views_tensor(&pngs);
 
-        let vision = model.vision_states(&px.narrow(0, 0, 1).unwrap()).unwrap().squeeze(0).unwrap();
+        let vision = model
+            .vision_states(&px.narrow(0, 0, 1).unwrap())
+            .unwrap()
+            .squeeze(0)
+            .unwrap();
         let e = rel_err(&vision, &get("vision_hidden"));
         assert!(e <= TOLERANCE, "{name}: vision states rel err {e}");
 
@@ -91,16 +107,27 @@ fn forward_matches_transformers_on_every_case() {
             .into_iter()
             .map(|v| v as u32)
             .collect();
-        let images = [ImageInput { pixel_values: &px, layout: &layout }];
+        let images = [ImageInput {
+            pixel_values: &px,
+            layout: &layout,
+        }];
         let (embeds, map) = model.embed_sequence(&ids, &images).unwrap();
-        assert_eq!(map.len() as u64, case["T"].as_u64().unwrap(), "{name}: sequence length");
+        assert_eq!(
+            map.len() as u64,
+            case["T"].as_u64().unwrap(),
+            "{name}: sequence length"
+        );
         let expanded: Vec<u32> = get("input_ids")
             .to_vec1::<i64>()
             .unwrap()
             .into_iter()
             .map(|v| v as u32)
             .collect();
-        assert_eq!(map.ids(loaded.config.image_token_index), expanded, "{name}: expanded ids");
+        assert_eq!(
+            map.ids(loaded.config.image_token_index),
+            expanded,
+            "{name}: expanded ids"
+        );
 
         let opts = ForwardOptions {
             tap: Some(Tap::read(2)),
@@ -116,9 +143,14 @@ fn forward_matches_transformers_on_every_case() {
         assert!(e <= TOLERANCE, "{name}: last logits rel err {e}");
 
         // Stopping at the tap gives the same residual without running later layers.
-        let early = model.forward(&embeds, 0, None, ForwardOptions::to_tap(2)).unwrap();
+        let early = model
+            .forward(&embeds, 0, None, ForwardOptions::to_tap(2))
+            .unwrap();
         assert!(early.logits.is_none());
-        let e = rel_err(&early.tapped.unwrap().squeeze(0).unwrap(), &get("tap_hidden"));
+        let e = rel_err(
+            &early.tapped.unwrap().squeeze(0).unwrap(),
+            &get("tap_hidden"),
+        );
         assert!(e <= TOLERANCE, "{name}: early-stopped residual rel err {e}");
     }
 }

@@ -28,12 +28,24 @@ fn a_bare_config_runs_with_seeded_random_weights() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = tiny_config(dir.path());
     let run = |seed| {
-        let opts = LoadOptions { device: Device::Cpu, dtype: DType::F32, random_weights: Some(seed) };
+        let opts = LoadOptions {
+            device: Device::Cpu,
+            dtype: DType::F32,
+            random_weights: Some(seed),
+        };
         let m = load_model(cfg.to_str().unwrap(), &opts).unwrap();
         assert!(m.tokenizer.is_none(), "a bare config has no tokenizer");
         let embeds = m.model.embed_ids(&[128000, 5, 17, 99]).unwrap();
-        let out = m.model.forward(&embeds, 0, None, ForwardOptions::last_logits(None)).unwrap();
-        out.logits.unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        let out = m
+            .model
+            .forward(&embeds, 0, None, ForwardOptions::last_logits(None))
+            .unwrap();
+        out.logits
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
     };
     let a = run(7);
     assert_eq!(a.len(), 128320);

@@ -4,7 +4,10 @@ use std::process::Command;
 
 #[test]
 fn tmux_drives_the_workbench() {
-    let has_tmux = Command::new("tmux").arg("-V").output().is_ok_and(|o| o.status.success());
+    let has_tmux = Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !has_tmux {
         eprintln!("tmux is not installed; skipping the end-to-end run (.ci/run installs it)");
         return;
@@ -18,6 +21,9 @@ fn tmux_drives_the_workbench() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "e2e failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        out.status.success(),
+        "e2e failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
     assert!(stdout.contains("e2e_tmux: ok"), "{stdout}");
 }

@@ -1,13 +1,13 @@
 //! Explaining features: activation heatmaps over images and the overlays shown to people and LMMs.
 
-pub mod heatmap;
-pub mod overlay;
 pub mod batch;
 pub mod client;
 pub mod command;
 pub mod explainer;
+pub mod heatmap;
 #[cfg(test)]
 pub(crate) mod mock_server;
+pub mod overlay;
 pub mod prompt;
 pub mod seed_json;
 pub mod select;

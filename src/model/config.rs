@@ -232,11 +232,16 @@ impl LlavaNextConfig {
             ));
         }
         if t.hidden_act != "silu" {
-            return fail(format!("text hidden_act {:?} is not supported (only silu)", t.hidden_act));
+            return fail(format!(
+                "text hidden_act {:?} is not supported (only silu)",
+                t.hidden_act
+            ));
         }
         let rope = t.rope_type();
         if rope != "default" {
-            return fail(format!("rope type {rope:?} is not supported (only the default rotary embedding)"));
+            return fail(format!(
+                "rope type {rope:?} is not supported (only the default rotary embedding)"
+            ));
         }
         if !v.image_size.is_multiple_of(v.patch_size) {
             return fail(format!(
@@ -257,7 +262,10 @@ impl LlavaNextConfig {
                 "vision_feature_layer {fl} is outside the tower's {layers} layers"
             ));
         }
-        if !matches!(self.vision_feature_select_strategy.as_str(), "default" | "full") {
+        if !matches!(
+            self.vision_feature_select_strategy.as_str(),
+            "default" | "full"
+        ) {
             return fail(format!(
                 "vision_feature_select_strategy {:?} is not supported (default or full)",
                 self.vision_feature_select_strategy
@@ -296,7 +304,10 @@ impl LlavaNextConfig {
 
     /// Pinpoints as `(height, width)` pairs.
     pub fn pinpoints(&self) -> Vec<(u32, u32)> {
-        self.image_grid_pinpoints.iter().map(|p| (p[0], p[1])).collect()
+        self.image_grid_pinpoints
+            .iter()
+            .map(|p| (p[0], p[1]))
+            .collect()
     }
 }
 
@@ -425,7 +436,12 @@ mod tests {
         .unwrap();
         assert_eq!(new.rope_base(), 250000.0);
         let scaled = r#"{"text_config": {"rope_scaling": {"rope_type": "llama3", "factor": 8.0}}}"#;
-        assert!(LlavaNextConfig::from_json(scaled, "c").unwrap_err().to_string().contains("llama3"));
+        assert!(
+            LlavaNextConfig::from_json(scaled, "c")
+                .unwrap_err()
+                .to_string()
+                .contains("llama3")
+        );
     }
 
     #[test]
@@ -439,12 +455,12 @@ mod tests {
 
     #[test]
     fn bad_feature_layer_is_named() {
-        let err = LlavaNextConfig::from_json(
-            r#"{"vision_feature_layer": -40}"#,
-            "m/config.json",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(err.contains("m/config.json") && err.contains("-40"), "{err}");
+        let err = LlavaNextConfig::from_json(r#"{"vision_feature_layer": -40}"#, "m/config.json")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("m/config.json") && err.contains("-40"),
+            "{err}"
+        );
     }
 }

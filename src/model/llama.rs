@@ -19,7 +19,10 @@ struct RmsNorm {
 
 impl RmsNorm {
     fn load(size: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
-        Ok(Self { weight: vb.get(size, "weight")?, eps })
+        Ok(Self {
+            weight: vb.get(size, "weight")?,
+            eps,
+        })
     }
 
     fn forward(&self, x: &Tensor, differentiable: bool) -> Result<Tensor> {
@@ -158,8 +161,16 @@ impl Attention {
         let split = |y: Tensor, n: usize| -> Result<Tensor> {
             y.reshape((b, t, n, self.head_dim))?.transpose(1, 2)
         };
-        let q = rotary.apply(&split(self.q.forward(x)?, self.heads)?, offset, differentiable)?;
-        let mut k = rotary.apply(&split(self.k.forward(x)?, self.kv_heads)?, offset, differentiable)?;
+        let q = rotary.apply(
+            &split(self.q.forward(x)?, self.heads)?,
+            offset,
+            differentiable,
+        )?;
+        let mut k = rotary.apply(
+            &split(self.k.forward(x)?, self.kv_heads)?,
+            offset,
+            differentiable,
+        )?;
         let mut v = split(self.v.forward(x)?, self.kv_heads)?.contiguous()?;
         if let Some(slot) = cache {
             if let Some((pk, pv)) = slot.as_ref() {
@@ -183,7 +194,9 @@ impl Attention {
             candle_nn::ops::softmax_last_dim(&scores)?
         };
         let ctx = probs.to_dtype(dtype)?.matmul(&v)?;
-        let ctx = ctx.transpose(1, 2)?.reshape((b, t, self.heads * self.head_dim))?;
+        let ctx = ctx
+            .transpose(1, 2)?
+            .reshape((b, t, self.heads * self.head_dim))?;
         self.o.forward(&ctx)
     }
 }
@@ -266,9 +279,14 @@ impl DecoderLayer {
         mask: Option<&Tensor>,
         diff: bool,
     ) -> Result<Tensor> {
-        let a = self
-            .attn
-            .forward(&self.input_norm.forward(x, diff)?, offset, rotary, cache, mask, diff)?;
+        let a = self.attn.forward(
+            &self.input_norm.forward(x, diff)?,
+            offset,
+            rotary,
+            cache,
+            mask,
+            diff,
+        )?;
         let x = (x + a)?;
         let m = self.mlp.forward(&self.post_norm.forward(&x, diff)?)?;
         x + m
@@ -332,12 +350,20 @@ impl Llama {
         mut cache: Option<&mut KvCache>,
         opts: ForwardOptions<'_>,
     ) -> Result<ForwardOutput> {
-        let ForwardOptions { tap, until, differentiable } = opts;
+        let ForwardOptions {
+            tap,
+            until,
+            differentiable,
+        } = opts;
         let n = self.layers.len();
         if let Some(tap) = &tap
             && tap.layer >= n
         {
-            candle_core::bail!("tap layer {} is out of range: the model has {n} layers (0..{})", tap.layer, n - 1);
+            candle_core::bail!(
+                "tap layer {} is out of range: the model has {n} layers (0..{})",
+                tap.layer,
+                n - 1
+            );
         }
         if matches!(until, Until::Tap) && tap.is_none() {
             candle_core::bail!("a forward that stops at the tap needs a tap");
@@ -349,25 +375,45 @@ impl Llama {
         }
         let t = embeds.dim(1)?;
         let past = cache.as_deref().map(|c| c.len()).unwrap_or(0);
-        let mask = if t > 1 { Some(causal_mask(t, past + t, embeds.device())?) } else { None };
+        let mask = if t > 1 {
+            Some(causal_mask(t, past + t, embeds.device())?)
+        } else {
+            None
+        };
         let mut tap = tap;
         let mut tapped = None;
         let mut x = embeds.clone();
         for (i, layer) in self.layers.iter().enumerate() {
             let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
-            x = layer.forward(&x, offset, &self.rotary, slot, mask.as_ref(), differentiable)?;
+            x = layer.forward(
+                &x,
+                offset,
+                &self.rotary,
+                slot,
+                mask.as_ref(),
+                differentiable,
+            )?;
             if let Some(tp) = tap.as_mut()
                 && tp.layer == i
             {
                 if let Some(edit) = tp.edit.as_deref_mut()
-                    && let Some(new) = edit.edit(&x, &TapSite { start: offset, len: t })?
+                    && let Some(new) = edit.edit(
+                        &x,
+                        &TapSite {
+                            start: offset,
+                            len: t,
+                        },
+                    )?
                 {
                     tapped = Some(std::mem::replace(&mut x, new));
                 } else {
                     tapped = Some(x.clone());
                 }
                 if matches!(until, Until::Tap) {
-                    return Ok(ForwardOutput { tapped, logits: None });
+                    return Ok(ForwardOutput {
+                        tapped,
+                        logits: None,
+                    });
                 }
             }
         }
@@ -379,8 +425,13 @@ impl Llama {
             LogitPositions::All => x,
         };
         let x = self.norm.forward(&x, differentiable)?;
-        let logits = x.broadcast_matmul(&self.lm_head.t()?)?.to_dtype(DType::F32)?;
-        Ok(ForwardOutput { tapped, logits: Some(logits) })
+        let logits = x
+            .broadcast_matmul(&self.lm_head.t()?)?
+            .to_dtype(DType::F32)?;
+        Ok(ForwardOutput {
+            tapped,
+            logits: Some(logits),
+        })
     }
 }
 
@@ -390,7 +441,10 @@ mod tests {
 
     #[test]
     fn causal_mask_allows_past_and_self_only() {
-        let m = causal_mask(2, 3, &Device::Cpu).unwrap().to_vec2::<f32>().unwrap();
+        let m = causal_mask(2, 3, &Device::Cpu)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
         assert_eq!(m[0], vec![0.0, 0.0, f32::NEG_INFINITY]);
         assert_eq!(m[1], vec![0.0, 0.0, 0.0]);
     }

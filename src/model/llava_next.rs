@@ -126,7 +126,9 @@ impl LlavaNext {
 
     /// Vision hidden states the projector reads, per view: `[views, g*g, vision hidden]`.
     pub fn vision_states(&self, pixel_values: &Tensor) -> Result<Tensor> {
-        let px = pixel_values.to_device(self.device())?.to_dtype(self.dtype())?;
+        let px = pixel_values
+            .to_device(self.device())?
+            .to_dtype(self.dtype())?;
         self.vision.forward(&px)
     }
 
@@ -171,7 +173,8 @@ impl LlavaNext {
             }
             self.push_text(&ids[cursor..*start], &mut pieces, &mut map)?;
             pieces.push(self.image_features(img.pixel_values, img.layout)?);
-            map.tokens.extend((0..n).map(|token| SeqToken::Image { image: i, token }));
+            map.tokens
+                .extend((0..n).map(|token| SeqToken::Image { image: i, token }));
             cursor = start + len;
         }
         self.push_text(&ids[cursor..], &mut pieces, &mut map)?;
@@ -181,7 +184,12 @@ impl LlavaNext {
         Ok((Tensor::cat(&pieces, 0)?.unsqueeze(0)?, map))
     }
 
-    fn push_text(&self, ids: &[u32], pieces: &mut Vec<Tensor>, map: &mut SequenceMap) -> Result<()> {
+    fn push_text(
+        &self,
+        ids: &[u32],
+        pieces: &mut Vec<Tensor>,
+        map: &mut SequenceMap,
+    ) -> Result<()> {
         if ids.is_empty() {
             return Ok(());
         }
@@ -190,7 +198,8 @@ impl LlavaNext {
             candle_core::bail!("token id {bad} is outside the vocabulary of {vocab}");
         }
         pieces.push(self.llm.embed_ids(ids)?);
-        map.tokens.extend(ids.iter().map(|&id| SeqToken::Text { id }));
+        map.tokens
+            .extend(ids.iter().map(|&id| SeqToken::Text { id }));
         Ok(())
     }
 
@@ -230,7 +239,11 @@ fn image_runs(ids: &[u32], image_id: u32) -> Vec<(usize, usize)> {
 }
 
 /// Base view first, then the stitched high-res map cropped by unpadding, a newline after each row.
-pub fn pack_image_features(views: &Tensor, layout: &ImageLayout, newline: &Tensor) -> Result<Tensor> {
+pub fn pack_image_features(
+    views: &Tensor,
+    layout: &ImageLayout,
+    newline: &Tensor,
+) -> Result<Tensor> {
     let (n_views, per_view, hidden) = views.dims3()?;
     let g = layout.grid_side as usize;
     let (nph, npw) = (layout.tiles.0 as usize, layout.tiles.1 as usize);
@@ -250,7 +263,9 @@ pub fn pack_image_features(views: &Tensor, layout: &ImageLayout, newline: &Tenso
     let (r0, r1) = layout.kept_rows;
     let (c0, c1) = layout.kept_cols;
     let (rows, cols) = ((r1 - r0) as usize, (c1 - c0) as usize);
-    let grid = grid.narrow(0, r0 as usize, rows)?.narrow(1, c0 as usize, cols)?;
+    let grid = grid
+        .narrow(0, r0 as usize, rows)?
+        .narrow(1, c0 as usize, cols)?;
     let nl = newline
         .to_dtype(grid.dtype())?
         .reshape((1, 1, hidden))?

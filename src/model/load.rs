@@ -27,7 +27,11 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        Self { device: Device::Cpu, dtype: DType::F32, random_weights: None }
+        Self {
+            device: Device::Cpu,
+            dtype: DType::F32,
+            random_weights: None,
+        }
     }
 }
 
@@ -53,7 +57,10 @@ impl LoadedModel {
     /// The tokenizer, or an error saying why a bare config has none.
     pub fn tokenizer(&self) -> Result<&PromptTokenizer> {
         self.tokenizer.as_ref().with_context(|| {
-            format!("model {}: no tokenizer.json next to the config; text prompts need one", self.id)
+            format!(
+                "model {}: no tokenizer.json next to the config; text prompts need one",
+                self.id
+            )
         })
     }
 }
@@ -65,12 +72,16 @@ pub fn parse_device(spec: &str) -> Result<Device> {
         "cpu" => return Ok(Device::Cpu),
         "cuda" | "gpu" => 0,
         s => match s.strip_prefix("cuda:") {
-            Some(n) => n.parse::<usize>().with_context(|| format!("--device {s}: bad GPU index"))?,
+            Some(n) => n
+                .parse::<usize>()
+                .with_context(|| format!("--device {s}: bad GPU index"))?,
             None => bail!("--device {spec}: expected cpu, cuda or cuda:N"),
         },
     };
     if !candle_core::utils::cuda_is_available() {
-        bail!("--device {spec}: this glint was built without CUDA; rebuild with `cargo build --release --features cuda`");
+        bail!(
+            "--device {spec}: this glint was built without CUDA; rebuild with `cargo build --release --features cuda`"
+        );
     }
     Device::new_cuda(ordinal).with_context(|| format!("--device {spec}: cannot open GPU {ordinal}"))
 }
@@ -170,8 +181,10 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
         let map = json["weight_map"]
             .as_object()
             .with_context(|| format!("{}: no weight_map", index.display()))?;
-        let mut shards: Vec<String> =
-            map.values().filter_map(|v| v.as_str().map(String::from)).collect();
+        let mut shards: Vec<String> = map
+            .values()
+            .filter_map(|v| v.as_str().map(String::from))
+            .collect();
         shards.sort();
         shards.dedup();
         return Ok(shards.into_iter().map(|s| dir.join(s)).collect());
@@ -195,10 +208,16 @@ fn on_disk_name(requested: &str, present: &HashSet<String>) -> String {
         return requested.to_string();
     }
     let candidates = [
-        requested.strip_prefix("language_model.model.").map(|r| format!("model.language_model.{r}")),
-        requested.strip_prefix("language_model.").map(|r| r.to_string()),
+        requested
+            .strip_prefix("language_model.model.")
+            .map(|r| format!("model.language_model.{r}")),
+        requested
+            .strip_prefix("language_model.")
+            .map(|r| r.to_string()),
         // transformers 5 saves the CLIP tower without its `vision_model.` segment.
-        requested.strip_prefix("vision_tower.vision_model.").map(|r| format!("vision_tower.{r}")),
+        requested
+            .strip_prefix("vision_tower.vision_model.")
+            .map(|r| format!("vision_tower.{r}")),
         Some(format!("model.{requested}")),
     ];
     candidates
@@ -244,14 +263,19 @@ pub fn load_model(spec: &str, opts: &LoadOptions) -> Result<LoadedModel> {
         Some(seed) => {
             fp.field(&format!("random:{seed}"));
             let backend = RandomWeights::new(seed);
-            (VarBuilder::from_backend(Box::new(backend), opts.dtype, opts.device.clone()), fp.hex())
+            (
+                VarBuilder::from_backend(Box::new(backend), opts.dtype, opts.device.clone()),
+                fp.hex(),
+            )
         }
         None => {
             let files = weight_files(&dir)?;
             // SAFETY: the files are memory-mapped read-only; glint never writes model files,
             // and a change by another process while loading would only corrupt this load.
             let st = unsafe { candle_core::safetensors::MmapedSafetensors::multi(&files) }
-                .with_context(|| format!("{}: cannot read the safetensors weights", dir.display()))?;
+                .with_context(|| {
+                    format!("{}: cannot read the safetensors weights", dir.display())
+                })?;
             let mut names: Vec<(String, String)> = st
                 .tensors()
                 .into_iter()
@@ -273,7 +297,15 @@ pub fn load_model(spec: &str, opts: &LoadOptions) -> Result<LoadedModel> {
             dir.display()
         )
     })?;
-    Ok(LoadedModel { model, config, tokenizer, processor, dir, id: spec.to_string(), fingerprint })
+    Ok(LoadedModel {
+        model,
+        config,
+        tokenizer,
+        processor,
+        dir,
+        id: spec.to_string(),
+        fingerprint,
+    })
 }
 
 fn load_processor(dir: &Path, config: &LlavaNextConfig) -> Result<ImageProcessorConfig> {
@@ -310,12 +342,21 @@ mod tests {
             on_disk_name("language_model.model.layers.0.mlp.up_proj.weight", &present),
             "model.language_model.layers.0.mlp.up_proj.weight"
         );
-        assert_eq!(on_disk_name("language_model.lm_head.weight", &present), "lm_head.weight");
         assert_eq!(
-            on_disk_name("vision_tower.vision_model.embeddings.class_embedding", &present),
+            on_disk_name("language_model.lm_head.weight", &present),
+            "lm_head.weight"
+        );
+        assert_eq!(
+            on_disk_name(
+                "vision_tower.vision_model.embeddings.class_embedding",
+                &present
+            ),
             "model.vision_tower.vision_model.embeddings.class_embedding"
         );
-        assert_eq!(on_disk_name("image_newline", &present), "model.image_newline");
+        assert_eq!(
+            on_disk_name("image_newline", &present),
+            "model.image_newline"
+        );
     }
 
     #[test]
@@ -323,7 +364,12 @@ mod tests {
         assert!(matches!(parse_device("cpu").unwrap(), Device::Cpu));
         assert!(parse_device("tpu").is_err());
         assert_eq!(parse_dtype("bf16").unwrap(), DType::BF16);
-        assert!(parse_dtype("f8").unwrap_err().to_string().contains("--dtype"));
+        assert!(
+            parse_dtype("f8")
+                .unwrap_err()
+                .to_string()
+                .contains("--dtype")
+        );
     }
 
     #[test]

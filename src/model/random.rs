@@ -25,7 +25,10 @@ pub struct RandomWeights {
 impl RandomWeights {
     /// A backend for `seed`.
     pub fn new(seed: u64) -> Self {
-        Self { seed, made: Arc::default() }
+        Self {
+            seed,
+            made: Arc::default(),
+        }
     }
 
     /// Every tensor handed out so far, by name.
@@ -64,7 +67,10 @@ impl SimpleBackend for RandomWeights {
     ) -> Result<Tensor> {
         if let Some(t) = self.made.lock().ok().and_then(|m| m.get(name).cloned()) {
             if t.shape() != &s {
-                candle_core::bail!("random weight {name} requested as {s:?} and as {:?}", t.shape());
+                candle_core::bail!(
+                    "random weight {name} requested as {s:?} and as {:?}",
+                    t.shape()
+                );
             }
             return t.to_dtype(dtype);
         }
@@ -73,7 +79,9 @@ impl SimpleBackend for RandomWeights {
             Init::One => Tensor::ones(&s, DType::F32, dev)?,
             Init::Normal(std) if dev.is_cpu() => {
                 let mut rng = SeededRng::for_name(self.seed, name);
-                let data: Vec<f32> = (0..s.elem_count()).map(|_| (rng.normal() * std) as f32).collect();
+                let data: Vec<f32> = (0..s.elem_count())
+                    .map(|_| (rng.normal() * std) as f32)
+                    .collect();
                 Tensor::from_vec(data, &s, dev)?
             }
             Init::Normal(std) => {
@@ -121,7 +129,11 @@ mod tests {
     fn norms_are_one_and_biases_zero() {
         let w = RandomWeights::new(0);
         let vb = VarBuilder::from_backend(Box::new(w), DType::F32, Device::Cpu);
-        let n = vb.get(3, "model.norm.weight").unwrap().to_vec1::<f32>().unwrap();
+        let n = vb
+            .get(3, "model.norm.weight")
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         let b = vb.get(3, "fc1.bias").unwrap().to_vec1::<f32>().unwrap();
         assert_eq!(n, vec![1.0; 3]);
         assert_eq!(b, vec![0.0; 3]);

@@ -40,7 +40,10 @@ impl<'a> Tap<'a> {
 
     /// A tap that edits the residual.
     pub fn edit(layer: usize, edit: &'a mut dyn TapEdit) -> Self {
-        Self { layer, edit: Some(edit) }
+        Self {
+            layer,
+            edit: Some(edit),
+        }
     }
 }
 
@@ -75,12 +78,20 @@ pub struct ForwardOptions<'a> {
 impl<'a> ForwardOptions<'a> {
     /// Run to the tap at `layer` and stop (caching, probing, training).
     pub fn to_tap(layer: usize) -> Self {
-        Self { tap: Some(Tap::read(layer)), until: Until::Tap, differentiable: false }
+        Self {
+            tap: Some(Tap::read(layer)),
+            until: Until::Tap,
+            differentiable: false,
+        }
     }
 
     /// Run to the head for the last position, with an optional tap.
     pub fn last_logits(tap: Option<Tap<'a>>) -> Self {
-        Self { tap, until: Until::Logits(LogitPositions::Last), differentiable: false }
+        Self {
+            tap,
+            until: Until::Logits(LogitPositions::Last),
+            differentiable: false,
+        }
     }
 }
 

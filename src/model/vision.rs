@@ -92,7 +92,9 @@ impl EncoderLayer {
         let (b, t, c) = x.dims3()?;
         let hd = c / self.heads;
         let split = |y: Tensor| -> Result<Tensor> {
-            y.reshape((b, t, self.heads, hd))?.transpose(1, 2)?.contiguous()
+            y.reshape((b, t, self.heads, hd))?
+                .transpose(1, 2)?
+                .contiguous()
         };
         let q = split((self.q.forward(x)? * (hd as f64).powf(-0.5))?)?;
         let k = split(self.k.forward(x)?)?;
@@ -134,7 +136,11 @@ impl VisionTower {
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             embeddings: VisionEmbeddings::load(v, vb.pp("embeddings"))?,
-            pre_norm: candle_nn::layer_norm(v.hidden_size, v.layer_norm_eps, vb.pp("pre_layrnorm"))?,
+            pre_norm: candle_nn::layer_norm(
+                v.hidden_size,
+                v.layer_norm_eps,
+                vb.pp("pre_layrnorm"),
+            )?,
             layers,
             keep_cls: cfg.vision_feature_select_strategy == "full",
         })

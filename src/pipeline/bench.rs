@@ -82,7 +82,14 @@ pub fn bench_image() -> image::DynamicImage {
 }
 
 /// A random SAE built directly on the device.
-pub fn random_sae_on_device(d: usize, n: usize, k: usize, layer: usize, dtype: DType, device: &Device) -> Result<Sae> {
+pub fn random_sae_on_device(
+    d: usize,
+    n: usize,
+    k: usize,
+    layer: usize,
+    dtype: DType,
+    device: &Device,
+) -> Result<Sae> {
     let mut cfg = SaeConfig::new(d);
     cfg.num_latents = n;
     cfg.k = k;
@@ -91,7 +98,14 @@ pub fn random_sae_on_device(d: usize, n: usize, k: usize, layer: usize, dtype: D
     let w_dec = w_enc.clone();
     let b_enc = Tensor::zeros(n, dtype, device)?;
     let b_dec = Tensor::zeros(d, dtype, device)?;
-    Sae::from_tensors(cfg, format!("model.layers.{layer}"), w_enc, b_enc, w_dec, b_dec)
+    Sae::from_tensors(
+        cfg,
+        format!("model.layers.{layer}"),
+        w_enc,
+        b_enc,
+        w_dec,
+        b_dec,
+    )
 }
 
 fn gpu_used_bytes(device: &Device) -> Option<u64> {
@@ -108,10 +122,21 @@ fn gpu_used_bytes(device: &Device) -> Option<u64> {
 /// Run the benchmark.
 pub fn run_bench(opts: &BenchOptions) -> Result<(BenchReport, LoadedModel)> {
     let t0 = Instant::now();
-    let lo = LoadOptions { device: opts.device.clone(), dtype: opts.dtype, random_weights: opts.random_weights };
+    let lo = LoadOptions {
+        device: opts.device.clone(),
+        dtype: opts.dtype,
+        random_weights: opts.random_weights,
+    };
     let loaded = load_model(&opts.model, &lo)?;
     let hidden = loaded.config.text_config.hidden_size;
-    let sae = random_sae_on_device(hidden, opts.latents, opts.k, opts.layer, opts.sae_dtype, &opts.device)?;
+    let sae = random_sae_on_device(
+        hidden,
+        opts.latents,
+        opts.k,
+        opts.layer,
+        opts.sae_dtype,
+        &opts.device,
+    )?;
     sync(&opts.device)?;
     let load_s = t0.elapsed().as_secs_f64();
     let mut peak_gpu = gpu_used_bytes(&opts.device);
@@ -123,13 +148,21 @@ pub fn run_bench(opts: &BenchOptions) -> Result<(BenchReport, LoadedModel)> {
 
     let img = bench_image();
     let cfg = &loaded.config;
-    let pre = preprocess(&img, &loaded.processor, &cfg.pinpoints(), cfg.vision_config.patch_size as u32)?;
+    let pre = preprocess(
+        &img,
+        &loaded.processor,
+        &cfg.pinpoints(),
+        cfg.vision_config.patch_size as u32,
+    )?;
     let bos = cfg.text_config.bos_token_id.unwrap_or(1);
     let ids = vec![bos, cfg.image_token_index];
     let model = &loaded.model;
     let layer = opts.layer;
     let forward = || -> Result<Tensor> {
-        let images = [ImageInput { pixel_values: &pre.pixel_values, layout: &pre.layout }];
+        let images = [ImageInput {
+            pixel_values: &pre.pixel_values,
+            layout: &pre.layout,
+        }];
         let (embeds, _) = model.embed_sequence(&ids, &images)?;
         let out = model.forward(&embeds, 0, None, ForwardOptions::to_tap(layer))?;
         Ok(out.tapped.context("no tapped residual")?.squeeze(0)?)
@@ -191,13 +224,20 @@ pub fn run_bench(opts: &BenchOptions) -> Result<(BenchReport, LoadedModel)> {
     let cache_s = t.elapsed().as_secs_f64() / opts.images as f64;
     note_gpu(&opts.device);
 
-    let images = [ImageInput { pixel_values: &pre.pixel_values, layout: &pre.layout }];
+    let images = [ImageInput {
+        pixel_values: &pre.pixel_values,
+        layout: &pre.layout,
+    }];
     let (embeds, map) = model.embed_sequence(&ids, &images)?;
     model.forward(&embeds, 0, None, ForwardOptions::last_logits(None))?;
     sync(&opts.device)?;
     let t = Instant::now();
     let out = model.forward(&embeds, 0, None, ForwardOptions::last_logits(None))?;
-    out.logits.context("no logits")?.to_dtype(DType::F32)?.sum_all()?.to_scalar::<f32>()?;
+    out.logits
+        .context("no logits")?
+        .to_dtype(DType::F32)?
+        .sum_all()?
+        .to_scalar::<f32>()?;
     let prefill_s = t.elapsed().as_secs_f64();
     note_gpu(&opts.device);
 

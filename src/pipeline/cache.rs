@@ -16,7 +16,10 @@ use super::dataset::{Dataset, DatasetItem, Shard};
 use super::session::Session;
 use crate::model::anyres::TokenKind;
 use crate::model::llava_next::SeqToken;
-use crate::store::{Aggregator, FeatureFilter, GLINT_VERSION, ImageRecord, Manifest, RankRule, SCHEMA_VERSION, Store};
+use crate::store::{
+    Aggregator, FeatureFilter, GLINT_VERSION, ImageRecord, Manifest, RankRule, SCHEMA_VERSION,
+    Store,
+};
 
 /// Settings of one cache run.
 #[derive(Debug, Clone)]
@@ -114,7 +117,11 @@ pub struct ImageActs {
 }
 
 /// Run one dataset image through the model and SAE.
-pub fn image_activations(session: &Session, dataset: &Dataset, item: &DatasetItem) -> Result<ImageActs> {
+pub fn image_activations(
+    session: &Session,
+    dataset: &Dataset,
+    item: &DatasetItem,
+) -> Result<ImageActs> {
     let path = dataset.path(item);
     let ids = session.prompt_ids(None, true)?;
     let run = session.run_to_tap(ids, Some(&path))?;
@@ -155,11 +162,20 @@ pub fn image_activations(session: &Session, dataset: &Dataset, item: &DatasetIte
         layout: serde_json::to_value(&layout)?,
         top_features: Vec::new(),
     };
-    Ok(ImageActs { record, acts, base_tokens: layout.base_tokens(), scored_tokens: tokens.len() })
+    Ok(ImageActs {
+        record,
+        acts,
+        base_tokens: layout.base_tokens(),
+        scored_tokens: tokens.len(),
+    })
 }
 
 /// Cache `dataset` into `opts.out`, resuming an earlier run of the same manifest.
-pub fn run_cache(session: &Session, dataset: &Dataset, opts: &CacheOptions) -> Result<CacheSummary> {
+pub fn run_cache(
+    session: &Session,
+    dataset: &Dataset,
+    opts: &CacheOptions,
+) -> Result<CacheSummary> {
     opts.features.check(session.sae.num_latents())?;
     let manifest = manifest_for(session, dataset, opts)?;
     let store = Store::open_or_create(&opts.out, &manifest)?;

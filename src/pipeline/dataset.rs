@@ -53,7 +53,10 @@ impl Dataset {
     pub fn open(spec: &Path, opts: &DatasetOptions) -> Result<Self> {
         let (root, mut items) = if spec.is_dir() {
             (spec.to_path_buf(), scan_folder(spec)?)
-        } else if spec.extension().is_some_and(|e| e == "jsonl" || e == "json") {
+        } else if spec
+            .extension()
+            .is_some_and(|e| e == "jsonl" || e == "json")
+        {
             let root = spec.parent().unwrap_or(Path::new(".")).to_path_buf();
             (root, read_jsonl(spec)?)
         } else if spec.extension().is_some_and(|e| e == "parquet") {
@@ -62,9 +65,15 @@ impl Dataset {
                 spec.display()
             );
         } else if !spec.exists() {
-            bail!("{}: no such dataset (expected a folder of images or a .jsonl manifest)", spec.display());
+            bail!(
+                "{}: no such dataset (expected a folder of images or a .jsonl manifest)",
+                spec.display()
+            );
         } else {
-            bail!("{}: expected a folder of images or a .jsonl manifest", spec.display());
+            bail!(
+                "{}: expected a folder of images or a .jsonl manifest",
+                spec.display()
+            );
         };
         if let Some(seed) = opts.shuffle_seed {
             SeededRng::new(seed).shuffle(&mut items);
@@ -82,7 +91,12 @@ impl Dataset {
             item.index = i as u32;
         }
         let options_key = format!("{:?}/{:?}", opts.shuffle_seed, opts.limit);
-        Ok(Self { root, source: spec.display().to_string(), items, options_key })
+        Ok(Self {
+            root,
+            source: spec.display().to_string(),
+            items,
+            options_key,
+        })
     }
 
     /// Absolute (or root-relative) path of an item.
@@ -137,7 +151,12 @@ fn scan_folder(root: &Path) -> Result<Vec<DatasetItem>> {
     rels.sort();
     Ok(rels
         .into_iter()
-        .map(|rel| DatasetItem { index: 0, id: rel.clone(), rel, labels: Vec::new() })
+        .map(|rel| DatasetItem {
+            index: 0,
+            id: rel.clone(),
+            rel,
+            labels: Vec::new(),
+        })
         .collect())
 }
 
@@ -157,12 +176,24 @@ fn read_jsonl(path: &Path) -> Result<Vec<DatasetItem>> {
             .or_else(|| v["image"].as_str())
             .with_context(|| format!("{}: no \"path\" field", at()))?
             .to_string();
-        let id = v["id"].as_str().map(String::from).unwrap_or_else(|| rel.clone());
+        let id = v["id"]
+            .as_str()
+            .map(String::from)
+            .unwrap_or_else(|| rel.clone());
         let labels = v["labels"]
             .as_array()
-            .map(|a| a.iter().filter_map(|l| l.as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|l| l.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default();
-        items.push(DatasetItem { index: 0, id, rel, labels });
+        items.push(DatasetItem {
+            index: 0,
+            id,
+            rel,
+            labels,
+        });
     }
     Ok(items)
 }
@@ -182,8 +213,14 @@ impl Shard {
         let (i, n) = text
             .split_once('/')
             .with_context(|| format!("--shard {text}: expected i/n, e.g. 0/4"))?;
-        let index = i.trim().parse().with_context(|| format!("--shard {text}: bad index"))?;
-        let count = n.trim().parse().with_context(|| format!("--shard {text}: bad count"))?;
+        let index = i
+            .trim()
+            .parse()
+            .with_context(|| format!("--shard {text}: bad index"))?;
+        let count = n
+            .trim()
+            .parse()
+            .with_context(|| format!("--shard {text}: bad count"))?;
         Self::new(index, count).with_context(|| format!("--shard {text}"))
     }
 
@@ -206,9 +243,17 @@ impl Shard {
         ];
         for (r, w) in pairs {
             if let (Some(rank), Some(world)) = (get(r), get(w)) {
-                let index = rank.trim().parse().with_context(|| format!("{r}={rank}: not a number"))?;
-                let count = world.trim().parse().with_context(|| format!("{w}={world}: not a number"))?;
-                return Self::new(index, count).map(Some).with_context(|| format!("{r}/{w}"));
+                let index = rank
+                    .trim()
+                    .parse()
+                    .with_context(|| format!("{r}={rank}: not a number"))?;
+                let count = world
+                    .trim()
+                    .parse()
+                    .with_context(|| format!("{w}={world}: not a number"))?;
+                return Self::new(index, count)
+                    .map(Some)
+                    .with_context(|| format!("{r}/{w}"));
             }
         }
         Ok(None)
@@ -230,7 +275,12 @@ mod tests {
         assert!(Shard::parse("4/4").is_err());
         assert!(Shard::parse("x").is_err());
         let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
         };
         let torch = Shard::from_env(env(&[("RANK", "1"), ("WORLD_SIZE", "2")])).unwrap();
         assert_eq!(torch, Some(Shard { index: 1, count: 2 }));
@@ -250,7 +300,10 @@ mod tests {
         let ds = Dataset::open(dir.path(), &DatasetOptions::default()).unwrap();
         let rels: Vec<&str> = ds.items.iter().map(|i| i.rel.as_str()).collect();
         assert_eq!(rels, ["a.jpg", "b.png", "sub/c.PNG"]);
-        let opts = DatasetOptions { limit: Some(2), shuffle_seed: Some(5) };
+        let opts = DatasetOptions {
+            limit: Some(2),
+            shuffle_seed: Some(5),
+        };
         let a = Dataset::open(dir.path(), &opts).unwrap();
         let b = Dataset::open(dir.path(), &opts).unwrap();
         assert_eq!(a.items, b.items);
@@ -263,7 +316,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.jsonl");
         std::fs::write(&path, "{\"path\": \"a.png\"}\n{\"id\": 3}\n").unwrap();
-        let err = Dataset::open(&path, &DatasetOptions::default()).unwrap_err().to_string();
+        let err = Dataset::open(&path, &DatasetOptions::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("m.jsonl:2"), "{err}");
     }
 }

@@ -92,7 +92,9 @@ pub fn probe(session: &Session, image: &Path, prompt: Option<&str>, top: usize) 
             SeqToken::Text { id } => ("text", tok.decode(&[*id], false).unwrap_or_default()),
             SeqToken::Image { token, .. } => {
                 image_tokens += 1;
-                let g = geometry.get(*token).context("image token without geometry")?;
+                let g = geometry
+                    .get(*token)
+                    .context("image token without geometry")?;
                 if g.kind != TokenKind::Newline {
                     for &(f, v) in &row {
                         let e = per_feature.entry(f).or_insert((0.0, 0.0, 0));
@@ -110,9 +112,18 @@ pub fn probe(session: &Session, image: &Path, prompt: Option<&str>, top: usize) 
             }
         };
         row.truncate(top);
-        tokens.push(TokenReport { position: pos, kind, label, top: row });
+        tokens.push(TokenReport {
+            position: pos,
+            kind,
+            label,
+            top: row,
+        });
     }
-    let cells = geometry.iter().filter(|g| g.kind != TokenKind::Newline).count().max(1);
+    let cells = geometry
+        .iter()
+        .filter(|g| g.kind != TokenKind::Newline)
+        .count()
+        .max(1);
     let mut image_features: Vec<FeatureSummary> = per_feature
         .into_iter()
         .map(|(feature, (max, sum, count))| FeatureSummary {
@@ -150,8 +161,14 @@ pub fn write_dump(probe: &Probe, path: &Path, image_token_id: u32) -> Result<()>
     let cpu = Device::Cpu;
     let tensors: HashMap<String, Tensor> = [
         ("input_ids", Tensor::from_vec(ids, n, &cpu)?),
-        ("residual", probe.run.residual.to_device(&cpu)?.to_dtype(DType::F32)?),
-        ("top_acts", probe.codes.values.to_device(&cpu)?.to_dtype(DType::F32)?),
+        (
+            "residual",
+            probe.run.residual.to_device(&cpu)?.to_dtype(DType::F32)?,
+        ),
+        (
+            "top_acts",
+            probe.codes.values.to_device(&cpu)?.to_dtype(DType::F32)?,
+        ),
         ("top_indices", probe.codes.indices.to_device(&cpu)?),
         ("image_token_mask", Tensor::from_vec(mask, n, &cpu)?),
     ]
@@ -172,16 +189,33 @@ pub fn format_report(r: &ProbeReport, top: usize) -> String {
         r.model, r.hookpoint, r.layer, r.positions, r.image_tokens
     );
     let _ = writeln!(s, "\nstrongest features over the image");
-    let _ = writeln!(s, "{:>8} {:>10} {:>10} {:>7}", "feature", "max", "mean", "tokens");
+    let _ = writeln!(
+        s,
+        "{:>8} {:>10} {:>10} {:>7}",
+        "feature", "max", "mean", "tokens"
+    );
     for f in &r.image_features {
-        let _ = writeln!(s, "{:>8} {:>10.4} {:>10.4} {:>7}", f.feature, f.max, f.mean, f.count);
+        let _ = writeln!(
+            s,
+            "{:>8} {:>10.4} {:>10.4} {:>7}",
+            f.feature, f.max, f.mean, f.count
+        );
     }
     let _ = writeln!(s, "\ntext tokens");
     for t in r.tokens.iter().filter(|t| t.kind == "text") {
-        let _ = writeln!(s, "{:>5} {:<18} {}", t.position, format!("{:?}", t.label), fmt_top(&t.top));
+        let _ = writeln!(
+            s,
+            "{:>5} {:<18} {}",
+            t.position,
+            format!("{:?}", t.label),
+            fmt_top(&t.top)
+        );
     }
-    let mut cells: Vec<&TokenReport> =
-        r.tokens.iter().filter(|t| t.kind == "base" || t.kind == "highres").collect();
+    let mut cells: Vec<&TokenReport> = r
+        .tokens
+        .iter()
+        .filter(|t| t.kind == "base" || t.kind == "highres")
+        .collect();
     cells.sort_by(|a, b| {
         let ma = a.top.first().map(|x| x.1).unwrap_or(0.0);
         let mb = b.top.first().map(|x| x.1).unwrap_or(0.0);
@@ -189,11 +223,22 @@ pub fn format_report(r: &ProbeReport, top: usize) -> String {
     });
     let _ = writeln!(s, "\nstrongest image cells (tile:row,col)");
     for t in cells.into_iter().take(top) {
-        let _ = writeln!(s, "{:>5} {:<8} {:<12} {}", t.position, t.kind, t.label, fmt_top(&t.top));
+        let _ = writeln!(
+            s,
+            "{:>5} {:<8} {:<12} {}",
+            t.position,
+            t.kind,
+            t.label,
+            fmt_top(&t.top)
+        );
     }
     s
 }
 
 fn fmt_top(top: &[(u32, f32)]) -> String {
-    top.iter().take(5).map(|(f, v)| format!("{f}:{v:.3}")).collect::<Vec<_>>().join("  ")
+    top.iter()
+        .take(5)
+        .map(|(f, v)| format!("{f}:{v:.3}"))
+        .collect::<Vec<_>>()
+        .join("  ")
 }

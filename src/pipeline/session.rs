@@ -49,7 +49,11 @@ impl Session {
             .model
             .clone()
             .unwrap_or_else(|| sample::default_model().display().to_string());
-        let opts = LoadOptions { device: device.clone(), dtype, random_weights: args.random_weights };
+        let opts = LoadOptions {
+            device: device.clone(),
+            dtype,
+            random_weights: args.random_weights,
+        };
         let model = load_model(&model_spec, &opts)
             .with_context(|| format!("loading model {model_spec}"))?;
         let sae_spec = args
@@ -78,7 +82,14 @@ impl Session {
             );
         }
         let sae_fingerprint = sae_fingerprint(&sae)?;
-        Ok(Self { model, sae, layer, max_pixels: args.max_pixels, sae_id: sae_spec, sae_fingerprint })
+        Ok(Self {
+            model,
+            sae,
+            layer,
+            max_pixels: args.max_pixels,
+            sae_id: sae_spec,
+            sae_fingerprint,
+        })
     }
 
     /// Token ids for an optional chat prompt around one image (the caching sequence without one).
@@ -99,14 +110,19 @@ impl Session {
                 let proc = &self.model.processor;
                 let pins = self.model.config.pinpoints();
                 let patch = self.model.config.vision_config.patch_size as u32;
-                Some(preprocess(&img, proc, &pins, patch)
-                    .with_context(|| format!("{}: preprocessing failed", path.display()))?)
+                Some(
+                    preprocess(&img, proc, &pins, patch)
+                        .with_context(|| format!("{}: preprocessing failed", path.display()))?,
+                )
             }
             None => None,
         };
         let images: Vec<ImageInput<'_>> = prepared
             .iter()
-            .map(|p| ImageInput { pixel_values: &p.pixel_values, layout: &p.layout })
+            .map(|p| ImageInput {
+                pixel_values: &p.pixel_values,
+                layout: &p.layout,
+            })
             .collect();
         let m = &self.model.model;
         let (embeds, map) = m.embed_sequence(&ids, &images)?;
@@ -116,7 +132,12 @@ impl Session {
             .context("the forward returned no tapped residual")?
             .squeeze(0)?
             .to_dtype(DType::F32)?;
-        Ok(TapRun { ids, map, layout: prepared.map(|p| p.layout), residual })
+        Ok(TapRun {
+            ids,
+            map,
+            layout: prepared.map(|p| p.layout),
+            residual,
+        })
     }
 }
 
@@ -127,7 +148,9 @@ fn resolve_sae(spec: &str, hookpoint: Option<&str>) -> Result<std::path::PathBuf
         return Ok(path.to_path_buf());
     }
     let hook = hookpoint.with_context(|| {
-        format!("SAE {spec}: no such folder; for a hub id also pass --hookpoint (e.g. model.layers.24)")
+        format!(
+            "SAE {spec}: no such folder; for a hub id also pass --hookpoint (e.g. model.layers.24)"
+        )
     })?;
     let cfg = format!("{hook}/cfg.json");
     let weights = format!("{hook}/sae.safetensors");
@@ -138,8 +161,15 @@ fn resolve_sae(spec: &str, hookpoint: Option<&str>) -> Result<std::path::PathBuf
 /// Config, hookpoint and a content sample (b_dec and the first encoder row) of an SAE.
 fn sae_fingerprint(sae: &Sae) -> Result<String> {
     let mut fp = crate::util::hash::Fingerprint::new();
-    fp.field(&serde_json::to_string(sae.cfg())?).field(sae.hookpoint());
-    let sample = Tensor::cat(&[sae.b_dec().to_dtype(DType::F32)?, sae.w_enc().get(0)?.to_dtype(DType::F32)?], 0)?;
+    fp.field(&serde_json::to_string(sae.cfg())?)
+        .field(sae.hookpoint());
+    let sample = Tensor::cat(
+        &[
+            sae.b_dec().to_dtype(DType::F32)?,
+            sae.w_enc().get(0)?.to_dtype(DType::F32)?,
+        ],
+        0,
+    )?;
     for v in sample.to_vec1::<f32>()? {
         fp.update(&v.to_le_bytes());
     }

@@ -119,6 +119,7 @@ pub fn run_train(model_args: &ModelArgs, args: &TrainArgs) -> Result<TrainReport
             grid: match args.eval_grid {
                 EvalGrid::Base => MapGrid::Base,
                 EvalGrid::Highres => MapGrid::HighRes,
+                EvalGrid::Auto => MapGrid::Auto,
             },
             top_images: args.eval_top,
             upsample: match args.eval_upsample {

@@ -25,6 +25,8 @@ pub enum MapGrid {
     Base,
     /// The unpadded high-resolution map (finer).
     HighRes,
+    /// Per feature, the grid holding more of its activation over the dataset.
+    Auto,
 }
 
 /// How a grid of cell activations becomes a pixel map.
@@ -161,6 +163,8 @@ pub struct ImageActivations {
 pub struct FeatureScore {
     /// Latent index.
     pub feature: u32,
+    /// Grid its maps were drawn on.
+    pub grid: MapGrid,
     /// Images (indices into the input) ranked by the feature's largest activation, active only.
     pub images: Vec<usize>,
     /// Best region of each kind present in those images: `(kind, name, mean IOU, IOU per image)`.
@@ -186,32 +190,59 @@ pub fn score_features(
     images: &[ImageActivations],
     opts: &EvalOptions,
 ) -> Result<Vec<FeatureScore>> {
-    let cells: Vec<ImageMaps> = images
+    let grids = match opts.grid {
+        MapGrid::Auto => vec![MapGrid::Base, MapGrid::HighRes],
+        g => vec![g],
+    };
+    let maps: Vec<Vec<ImageMaps>> = grids
         .iter()
-        .enumerate()
-        .map(|(i, im)| {
-            ImageMaps::new(&im.layout, &im.truth, opts.grid).with_context(|| format!("image {i}"))
+        .map(|&g| {
+            images
+                .iter()
+                .enumerate()
+                .map(|(i, im)| {
+                    ImageMaps::new(&im.layout, &im.truth, g).with_context(|| format!("image {i}"))
+                })
+                .collect::<Result<_>>()
         })
         .collect::<Result<_>>()?;
-    // Per feature: (image, grid activations as (cell, value), max).
-    let mut per_feature: BTreeMap<u32, Vec<Hit>> = BTreeMap::new();
-    for (i, (im, c)) in images.iter().zip(&cells).enumerate() {
-        let mut by_latent: BTreeMap<u32, Vec<(u32, f32)>> = BTreeMap::new();
-        for &(tok, latent, v) in &im.acts {
-            if let Some(Some(cell)) = c.of_token.get(tok as usize)
-                && v > 0.0
-            {
-                by_latent.entry(latent).or_default().push((*cell, v));
+    // Per feature and grid: the images it fires in, and its total activation.
+    let mut per_feature: BTreeMap<u32, Vec<(Vec<Hit>, f64)>> = BTreeMap::new();
+    for (gi, grid_maps) in maps.iter().enumerate() {
+        for (i, (im, c)) in images.iter().zip(grid_maps).enumerate() {
+            let mut by_latent: BTreeMap<u32, Vec<(u32, f32)>> = BTreeMap::new();
+            for &(tok, latent, v) in &im.acts {
+                if let Some(Some(cell)) = c.of_token.get(tok as usize)
+                    && v > 0.0
+                {
+                    by_latent.entry(latent).or_default().push((*cell, v));
+                }
             }
-        }
-        for (latent, acts) in by_latent {
-            let max = acts.iter().map(|a| a.1).fold(0.0f32, f32::max);
-            per_feature.entry(latent).or_default().push((i, acts, max));
+            for (latent, acts) in by_latent {
+                let max = acts.iter().map(|a| a.1).fold(0.0f32, f32::max);
+                let mass: f64 = acts.iter().map(|a| f64::from(a.1)).sum();
+                let slot = &mut per_feature
+                    .entry(latent)
+                    .or_insert_with(|| vec![(Vec::new(), 0.0); grids.len()])[gi];
+                slot.0.push((i, acts, max));
+                slot.1 += mass;
+            }
         }
     }
     let slots = opts.top_images.min(images.len()).max(1) as f64;
     let mut out = Vec::with_capacity(per_feature.len());
-    for (feature, mut hits) in per_feature {
+    for (feature, per_grid) in per_feature {
+        // The first grid with the most mass (ties keep the base view).
+        let gi = (0..per_grid.len())
+            .rev()
+            .max_by(|&a, &b| per_grid[a].1.total_cmp(&per_grid[b].1))
+            .unwrap_or(0);
+        let cells = &maps[gi];
+        let mut hits = per_grid
+            .into_iter()
+            .nth(gi)
+            .map(|g| g.0)
+            .unwrap_or_default();
         hits.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(&b.0)));
         hits.truncate(opts.top_images);
         // IOUs per region name over the top images; absent regions count 0.
@@ -242,6 +273,7 @@ pub fn score_features(
         }
         out.push(FeatureScore {
             feature,
+            grid: grids[gi],
             images: hits.iter().map(|h| h.0).collect(),
             best: best
                 .into_iter()
@@ -460,6 +492,36 @@ mod tests {
             assert!((got - want).abs() < 1e-12, "{grid:?}: {got} vs {want}");
             assert!(want > 0.05 && want < 0.95, "{want}");
         }
+    }
+
+    #[test]
+    fn auto_grid_follows_where_a_feature_fires() {
+        let l = layout();
+        // High-res tokens: 4, 5, newline 6, 7, 8, newline 9; the left column is 4 and 7.
+        assert_eq!(l.num_image_tokens(), 10);
+        let a = truth(&[("red", "square", mask(|x, _| x < 14))]);
+        let acts = vec![
+            (0, 0, 1.0),
+            (2, 0, 1.0),
+            (4, 7, 1.0),
+            (7, 7, 1.0),
+            (0, 7, 0.1),
+        ];
+        let im = ImageActivations {
+            layout: l,
+            truth: a,
+            acts,
+        };
+        let opts = EvalOptions {
+            grid: MapGrid::Auto,
+            top_images: 1,
+            upsample: Upsample::Nearest,
+            ..Default::default()
+        };
+        let scores = score_features(&[im], &opts).unwrap();
+        assert_eq!((scores[0].feature, scores[0].grid), (0, MapGrid::Base));
+        assert_eq!((scores[1].feature, scores[1].grid), (7, MapGrid::HighRes));
+        assert_eq!(best(&scores[1], ConceptKind::Object).1, 1.0);
     }
 
     /// One active base cell of a 2x2 grid (centres at 7 and 21 px): the bilinear map is

@@ -32,7 +32,10 @@ pub fn topk_rows_device(pre: &Tensor, k: usize) -> Result<(Tensor, Tensor)> {
     loop {
         let width = vals.dim(1)?;
         if width <= CHUNK {
-            let order = vals.arg_sort_last_dim(false)?.narrow(1, 0, k)?.contiguous()?;
+            let order = vals
+                .arg_sort_last_dim(false)?
+                .narrow(1, 0, k)?
+                .contiguous()?;
             let top = vals.gather(&order, D::Minus1)?;
             let ids = match &idx {
                 Some(g) => g.gather(&order, D::Minus1)?,
@@ -57,9 +60,16 @@ pub fn topk_rows_device(pre: &Tensor, k: usize) -> Result<(Tensor, Tensor)> {
             ids = Tensor::cat(&[&ids, &none], 1)?;
         }
         let blocks = vals.reshape((rows * chunks, CHUNK))?;
-        let order = blocks.arg_sort_last_dim(false)?.narrow(1, 0, k)?.contiguous()?;
-        vals = blocks.gather(&order, D::Minus1)?.reshape((rows, chunks * k))?;
-        let ids = ids.reshape((rows * chunks, CHUNK))?.gather(&order, D::Minus1)?;
+        let order = blocks
+            .arg_sort_last_dim(false)?
+            .narrow(1, 0, k)?
+            .contiguous()?;
+        vals = blocks
+            .gather(&order, D::Minus1)?
+            .reshape((rows, chunks * k))?;
+        let ids = ids
+            .reshape((rows * chunks, CHUNK))?
+            .gather(&order, D::Minus1)?;
         idx = Some(ids.reshape((rows, chunks * k))?);
     }
 }
@@ -87,7 +97,10 @@ mod tests {
     fn narrow_rows_take_one_sort_and_k_is_bounded() {
         let pre = Tensor::new(&[[0.1f32, 0.9, 0.5], [0.3, 0.2, 0.7]], &Device::Cpu).unwrap();
         let (v, i) = topk_rows_device(&pre, 2).unwrap();
-        assert_eq!(v.to_vec2::<f32>().unwrap(), vec![vec![0.9, 0.5], vec![0.7, 0.3]]);
+        assert_eq!(
+            v.to_vec2::<f32>().unwrap(),
+            vec![vec![0.9, 0.5], vec![0.7, 0.3]]
+        );
         assert_eq!(i.to_vec2::<u32>().unwrap(), vec![vec![1, 2], vec![2, 0]]);
         assert!(topk_rows_device(&pre, 4).is_err());
     }

@@ -96,7 +96,10 @@ pub fn write_sample_checkpoint(dir: &Path, seed: u64) -> Result<LlavaNextConfig>
     let config_text = serde_json::to_string_pretty(&config_json)?;
     let config = LlavaNextConfig::from_json(&config_text, "sample config")?;
     write_json(&dir.join("config.json"), &config_json)?;
-    write_json(&dir.join("preprocessor_config.json"), &sample_preprocessor())?;
+    write_json(
+        &dir.join("preprocessor_config.json"),
+        &sample_preprocessor(),
+    )?;
     write_json(
         &dir.join("generation_config.json"),
         &json!({"bos_token_id": tok.bos_id, "eos_token_id": [tok.eos_id, tok.eot_id], "pad_token_id": tok.pad_id}),
@@ -193,5 +196,8 @@ pub fn llama3_llava_next_8b_config() -> serde_json::Value {
 pub fn write_bench_configs(root: &Path) -> Result<()> {
     let dir = root.join("configs");
     std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
-    write_json(&dir.join("llama3-llava-next-8b.json"), &llama3_llava_next_8b_config())
+    write_json(
+        &dir.join("llama3-llava-next-8b.json"),
+        &llama3_llava_next_8b_config(),
+    )
 }

@@ -67,7 +67,10 @@ pub fn generate_sample_world(root: &Path, seed: u64, with_sae: bool) -> Result<S
     std::fs::create_dir_all(root).with_context(|| format!("{}: cannot create", root.display()))?;
     let shapes = shapes::generate_shapes(
         &root.join(SHAPES_DIR),
-        &shapes::ShapesSpec { seed, ..Default::default() },
+        &shapes::ShapesSpec {
+            seed,
+            ..Default::default()
+        },
     )?;
     let config = checkpoint::write_sample_checkpoint(&root.join(MODEL_DIR), seed)?;
     checkpoint::write_bench_configs(root)?;
@@ -78,11 +81,17 @@ pub fn generate_sample_world(root: &Path, seed: u64, with_sae: bool) -> Result<S
         let hook = format!("model.layers.{}", checkpoint::SAMPLE_TAP_LAYER);
         Sae::random(cfg, &hook, seed, &Device::Cpu)?.save(&root.join(SAE_DIR))?;
     }
-    Ok(SampleSummary { images: shapes.images, objects: shapes.objects, bytes: dir_size(root) })
+    Ok(SampleSummary {
+        images: shapes.images,
+        objects: shapes.objects,
+        bytes: dir_size(root),
+    })
 }
 
 fn dir_size(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
     entries
         .flatten()
         .map(|e| match e.file_type() {

@@ -1,4 +1,4 @@
 //! Small helpers shared by every layer of glint.
 
-pub mod rng;
 pub mod hash;
+pub mod rng;

@@ -63,6 +63,7 @@ impl ImageMaps {
         let want = match grid {
             MapGrid::Base => TokenKind::Base,
             MapGrid::HighRes => TokenKind::HighRes,
+            MapGrid::Auto => bail!("activation maps need a concrete grid (base or high-res)"),
         };
         let tokens = layout.tokens();
         let mut of_token = vec![None; tokens.len()];
@@ -82,7 +83,7 @@ impl ImageMaps {
                 let s = layout.grid_side as usize;
                 (s, s, 0.5 * ow / g, ow / g, 0.5 * oh / g, oh / g)
             }
-            MapGrid::HighRes => {
+            MapGrid::HighRes | MapGrid::Auto => {
                 let p = f64::from(layout.tile_px) / f64::from(layout.grid_side);
                 let sx = ow / f64::from(layout.resized.1);
                 let sy = oh / f64::from(layout.resized.0);
