@@ -317,6 +317,15 @@ pub enum EvalUpsample {
     Bilinear,
 }
 
+/// How a feature's top images are ranked in the feature evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EvalRank {
+    /// Mean activation over the map's cells (the original's ranking).
+    Mean,
+    /// Largest activation.
+    Max,
+}
+
 /// Arguments of `glint --batch train`.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
@@ -403,14 +412,17 @@ pub struct TrainArgs {
     #[arg(long)]
     pub no_eval: bool,
     /// Grid of the activation maps in the feature evaluation.
-    #[arg(long, value_enum, default_value_t = EvalGrid::Base)]
+    #[arg(long, value_enum, default_value_t = EvalGrid::Auto)]
     pub eval_grid: EvalGrid,
     /// Upsampling of the activation maps to pixels in the feature evaluation.
     #[arg(long, value_enum, default_value_t = EvalUpsample::Bilinear)]
     pub eval_upsample: EvalUpsample,
     /// A map pixel is active above this fraction of the image's maximum activation.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.5)]
     pub eval_threshold: f32,
+    /// Ranking of a feature's images in the feature evaluation.
+    #[arg(long, value_enum, default_value_t = EvalRank::Mean)]
+    pub eval_rank: EvalRank,
     /// Top images per feature in the feature evaluation.
     #[arg(long, default_value_t = 10)]
     pub eval_top: usize,
@@ -461,9 +473,10 @@ pub struct ExplainArgs {
         env = "GLINT_EXPLAIN_URL"
     )]
     pub base_url: String,
-    /// Explainer model name [default: lmms-lab/llava-onevision-qwen2-72b-ov, the original's].
-    #[arg(long)]
-    pub model: Option<String>,
+    /// Explainer model name sent to the server (`--model` is the global LLaVA model)
+    /// [default: lmms-lab/llava-onevision-qwen2-72b-ov, the original's].
+    #[arg(long, value_name = "NAME")]
+    pub explainer_model: Option<String>,
     /// Environment variable holding the API key (unset: no Authorization header).
     #[arg(long, default_value = "OPENAI_API_KEY")]
     pub api_key_env: String,
@@ -519,7 +532,7 @@ pub struct ExplainArgs {
     #[arg(long, value_name = "DIR", conflicts_with_all = ["export_seed", "import_seed"])]
     pub preview: Option<PathBuf>,
     /// Send nothing: write stored explanations as the original's JSON (a file, or a folder
-    /// that gets `<module>.json`); --model picks whose.
+    /// that gets `<module>.json`); --explainer-model picks whose.
     #[arg(long, value_name = "PATH", conflicts_with = "import_seed")]
     pub export_seed: Option<PathBuf>,
     /// Send nothing: read the original's explanation JSON (a file or a folder of them).

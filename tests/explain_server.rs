@@ -480,7 +480,7 @@ fn glint(store: &Path, url: &str) -> Command {
     cmd.args([
         "--batch",
         "explain",
-        "--model",
+        "--explainer-model",
         "llava-test",
         "--timeout",
         "5",
@@ -636,4 +636,13 @@ async fn seed_json_round_trips_through_the_cli() {
         ("published text", "llava-test")
     );
     assert_eq!(server.seen().len(), 3, "export and import send nothing");
+    // The global --model names the LLaVA model; it is refused rather than sent to the server.
+    let out = glint(&fx.store, &server.url)
+        .env_remove("GLINT_MODEL")
+        .args(["--model", "llava-test", "--redo"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--explainer-model"));
+    assert_eq!(server.seen().len(), 3);
 }

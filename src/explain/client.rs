@@ -362,7 +362,7 @@ impl ChatClient {
             let advice = match code {
                 401 | 403 => format!("; check the key in ${}", self.cfg.api_key_env),
                 404 => format!(
-                    "; check --base-url ({}) and --model ({})",
+                    "; check --base-url ({}) and --explainer-model ({})",
                     self.endpoint, self.cfg.model
                 ),
                 _ => String::new(),

@@ -92,7 +92,7 @@ pub fn explainer_config(model: &ModelArgs, args: &ExplainArgs) -> Result<Explain
     let client = ClientConfig {
         base_url: args.base_url.clone(),
         model: args
-            .model
+            .explainer_model
             .clone()
             .unwrap_or_else(|| SEED_EXPLAINER.to_string()),
         api_key_env: args.api_key_env.clone(),
@@ -132,10 +132,17 @@ pub fn explainer_config(model: &ModelArgs, args: &ExplainArgs) -> Result<Explain
 
 /// Run `glint --batch explain`.
 pub fn run(model: &ModelArgs, args: &ExplainArgs) -> Result<ExitCode> {
+    // `--model` is the global LLaVA flag; taking it for the explainer's name would send the
+    // wrong model to a paid server, so say so instead of ignoring it.
+    if model.model.is_some() && std::env::var_os("GLINT_MODEL").is_none() {
+        bail!(
+            "--model names the LLaVA model, which explain does not use; name the explainer with --explainer-model"
+        );
+    }
     let store = Store::open(&args.store)?;
     let filter = parse_features(&args.features, &store.manifest().hookpoint)?;
     if let Some(path) = &args.export_seed {
-        let (file, n) = export_seed_json(&store, path, args.model.as_deref(), &filter)?;
+        let (file, n) = export_seed_json(&store, path, args.explainer_model.as_deref(), &filter)?;
         print_or_json(
             args.json,
             &serde_json::json!({"file": file.display().to_string(), "explanations": n}),
@@ -144,7 +151,7 @@ pub fn run(model: &ModelArgs, args: &ExplainArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(path) = &args.import_seed {
-        let who = args.model.as_deref().unwrap_or(SEED_EXPLAINER);
+        let who = args.explainer_model.as_deref().unwrap_or(SEED_EXPLAINER);
         let s = import_seed_json(&store, path, who, &filter)?;
         print_or_json(args.json, &s, || {
             format!(

@@ -12,11 +12,11 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use candle_core::{DType, Device};
 
-use crate::cli::{EvalGrid, EvalUpsample, ModelArgs, TrainArgs, TrainTokens};
+use crate::cli::{EvalGrid, EvalRank, EvalUpsample, ModelArgs, TrainArgs, TrainTokens};
 use crate::model::load::{LoadOptions, load_model, parse_device, parse_dtype};
 use crate::pipeline::dataset::{Dataset, DatasetOptions};
 use crate::sae::Sae;
-use crate::sae::evaluate::{EvalOptions, MapGrid, Upsample};
+use crate::sae::evaluate::{EvalOptions, ImageRank, MapGrid, Upsample};
 use crate::sae::train::data::{Plan, RowSource};
 use crate::sae::train::{LOG_FILE, RunOptions, STATE_FILE, TrainConfig, heldout_metrics, train};
 use crate::util::hash::Fingerprint;
@@ -122,6 +122,10 @@ pub fn run_train(model_args: &ModelArgs, args: &TrainArgs) -> Result<TrainReport
                 EvalGrid::Auto => MapGrid::Auto,
             },
             top_images: args.eval_top,
+            rank: match args.eval_rank {
+                EvalRank::Mean => ImageRank::Mean,
+                EvalRank::Max => ImageRank::Max,
+            },
             upsample: match args.eval_upsample {
                 EvalUpsample::Nearest => Upsample::Nearest,
                 EvalUpsample::Bilinear => Upsample::Bilinear,
@@ -262,7 +266,8 @@ mod tests {
         }
     }
 
-    /// A few steps on four sample images, then the same SAE evaluated again with --eval-only.
+    /// A few steps on one sample image (another held out), then the same SAE evaluated again with
+    /// --eval-only.
     #[test]
     fn trains_on_sample_images_and_reevaluates() {
         let tmp = tempfile::tempdir().unwrap();
@@ -272,7 +277,7 @@ mod tests {
             "--dataset",
             dataset.to_str().unwrap(),
             "--limit",
-            "4",
+            "2",
             "--holdout",
             "1",
             "--latents",
@@ -297,7 +302,7 @@ mod tests {
         ];
         let (m, a) = parse(&[&common[..], &extra[..]].concat());
         let r = run_train(&m, &a).unwrap();
-        assert!(r.finished && r.step == 6 && r.train_images == 3, "{r:?}");
+        assert!(r.finished && r.step == 6 && r.train_images == 1, "{r:?}");
         assert_eq!(r.sae_dir, out.join("model.layers.2"));
         let h = r.heldout.clone().unwrap();
         assert!(
@@ -305,10 +310,10 @@ mod tests {
             "{h:?}"
         );
         let f = r.features.clone().unwrap();
-        assert_eq!(f.images, 4);
+        assert_eq!(f.images, 2);
         assert!(f.summary.scored > 0);
         let cached = std::fs::read_dir(work.join("activations")).unwrap().count();
-        assert_eq!(cached, 5, "four images and the cache key");
+        assert_eq!(cached, 3, "two images and the cache key");
         let text = std::fs::read_to_string(work.join(REPORT_FILE)).unwrap();
         assert!(text.contains("\"heldout\""), "{text}");
         assert!(format_report(&r).contains("held-out: 1 images"));

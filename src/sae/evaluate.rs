@@ -29,6 +29,15 @@ pub enum MapGrid {
     Auto,
 }
 
+/// How a feature's top images are chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ImageRank {
+    /// By the mean activation over the grid's cells, zeros included (the original's ranking).
+    Mean,
+    /// By the largest activation in the grid.
+    Max,
+}
+
 /// How a grid of cell activations becomes a pixel map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Upsample {
@@ -43,8 +52,10 @@ pub enum Upsample {
 pub struct EvalOptions {
     /// Grid of the activation map.
     pub grid: MapGrid,
-    /// Images per feature, ranked by the feature's largest activation in the grid.
+    /// Images per feature.
     pub top_images: usize,
+    /// How images are ranked for a feature.
+    pub rank: ImageRank,
     /// Upsampling of the grid to pixels.
     pub upsample: Upsample,
     /// A pixel is active when its value exceeds this fraction of the image's maximum.
@@ -56,10 +67,11 @@ pub struct EvalOptions {
 impl Default for EvalOptions {
     fn default() -> Self {
         Self {
-            grid: MapGrid::Base,
+            grid: MapGrid::Auto,
             top_images: 10,
+            rank: ImageRank::Mean,
             upsample: Upsample::Bilinear,
-            threshold: 0.0,
+            threshold: 0.5,
             pass_iou: 0.5,
         }
     }
@@ -165,7 +177,7 @@ pub struct FeatureScore {
     pub feature: u32,
     /// Grid its maps were drawn on.
     pub grid: MapGrid,
-    /// Images (indices into the input) ranked by the feature's largest activation, active only.
+    /// Its top images (indices into the input), best first; only images it fires in.
     pub images: Vec<usize>,
     /// Best region of each kind present in those images: `(kind, name, mean IOU, IOU per image)`.
     pub best: Vec<(ConceptKind, String, f64, Vec<f64>)>,
@@ -182,8 +194,9 @@ impl FeatureScore {
     }
 }
 
-/// One image where a feature fires: (image, `(cell, value)` pairs, largest value).
-type Hit = (usize, Vec<(u32, f32)>, f32);
+/// One image where a feature fires: (image, `(cell, value)` pairs, largest value, mean over the
+/// grid's cells).
+type Hit = (usize, Vec<(u32, f32)>, f32, f32);
 
 /// Score every feature that fires in the grid of some image; features that never do are left out.
 pub fn score_features(
@@ -221,10 +234,11 @@ pub fn score_features(
             for (latent, acts) in by_latent {
                 let max = acts.iter().map(|a| a.1).fold(0.0f32, f32::max);
                 let mass: f64 = acts.iter().map(|a| f64::from(a.1)).sum();
+                let mean = (mass / c.cells().max(1) as f64) as f32;
                 let slot = &mut per_feature
                     .entry(latent)
                     .or_insert_with(|| vec![(Vec::new(), 0.0); grids.len()])[gi];
-                slot.0.push((i, acts, max));
+                slot.0.push((i, acts, max, mean));
                 slot.1 += mass;
             }
         }
@@ -243,11 +257,15 @@ pub fn score_features(
             .nth(gi)
             .map(|g| g.0)
             .unwrap_or_default();
-        hits.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(&b.0)));
+        let key = |h: &Hit| match opts.rank {
+            ImageRank::Max => h.2,
+            ImageRank::Mean => h.3,
+        };
+        hits.sort_by(|a, b| key(b).total_cmp(&key(a)).then(a.0.cmp(&b.0)));
         hits.truncate(opts.top_images);
         // IOUs per region name over the top images; absent regions count 0.
         let mut ious: BTreeMap<(ConceptKind, String), Vec<f64>> = BTreeMap::new();
-        for (slot, (i, acts, max)) in hits.iter().enumerate() {
+        for (slot, (i, acts, max, _)) in hits.iter().enumerate() {
             let c = &cells[*i];
             let truth = &images[*i].truth;
             let (s_area, inter) = c.overlaps(truth, acts, opts.threshold * max, opts.upsample);
@@ -495,6 +513,35 @@ mod tests {
     }
 
     #[test]
+    fn images_rank_by_mean_or_max() {
+        // Feature 9: one strong cell in image 0, every cell moderately in image 1.
+        let t = truth(&[("red", "square", mask(|x, _| x < 14))]);
+        let images = vec![
+            ImageActivations {
+                layout: layout(),
+                truth: t.clone(),
+                acts: vec![(0, 9, 3.0)],
+            },
+            ImageActivations {
+                layout: layout(),
+                truth: t,
+                acts: (0..4).map(|c| (c, 9, 1.0)).collect(),
+            },
+        ];
+        for (rank, first) in [(ImageRank::Max, 0), (ImageRank::Mean, 1)] {
+            let opts = EvalOptions {
+                rank,
+                ..Default::default()
+            };
+            assert_eq!(
+                score_features(&images, &opts).unwrap()[0].images[0],
+                first,
+                "{rank:?}"
+            );
+        }
+    }
+
+    #[test]
     fn auto_grid_follows_where_a_feature_fires() {
         let l = layout();
         // High-res tokens: 4, 5, newline 6, 7, 8, newline 9; the left column is 4 and 7.
@@ -570,6 +617,7 @@ mod tests {
         };
         let opts = EvalOptions {
             top_images: 1,
+            threshold: 0.0,
             ..Default::default()
         };
         let got = best(

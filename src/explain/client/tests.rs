@@ -207,7 +207,7 @@ async fn client_errors_and_malformed_answers_are_not_retried() {
     assert!(e.is_fatal() && e.message.contains("$PATH"), "{e}");
     let e = client.complete(msgs(), Some("404")).await.unwrap_err();
     assert!(
-        e.is_fatal() && e.message.contains("--model (test-model)"),
+        e.is_fatal() && e.message.contains("--explainer-model (test-model)"),
         "{e}"
     );
     let e = client.complete(msgs(), Some("bad")).await.unwrap_err();

@@ -7,15 +7,20 @@ use serde_json::Value;
 
 use crate::store::TokenUsage;
 
-/// The error and its sources on one line (reqwest's own message hides the cause).
+/// The causes of an error on one line, without reqwest's outer "error sending request for url"
+/// (the caller names the URL), e.g. "client error (Connect): tcp connect error: Connection refused".
 pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
+    let mut parts = Vec::new();
     let mut src = e.source();
     while let Some(c) = src {
-        s += &format!(": {c}");
+        parts.push(c.to_string());
         src = c.source();
     }
-    s
+    if parts.is_empty() {
+        e.to_string()
+    } else {
+        parts.join(": ")
+    }
 }
 
 /// The start of a body, on one line, for error messages.

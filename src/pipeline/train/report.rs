@@ -11,8 +11,8 @@ use super::source::{ModelSource, RowTag};
 use crate::pipeline::dataset::Dataset;
 use crate::sae::Sae;
 use crate::sae::evaluate::{
-    EvalOptions, EvalSummary, FeatureScore, ImageActivations, ImageTruth, MapGrid, Upsample,
-    score_features, summarize,
+    EvalOptions, EvalSummary, FeatureScore, ImageActivations, ImageRank, ImageTruth, MapGrid,
+    Upsample, score_features, summarize,
 };
 use crate::sae::train::data::RowSource;
 use crate::sae::train::{LogRecord, TrainConfig};
@@ -47,6 +47,8 @@ pub struct FeatureReport {
     pub threshold: f32,
     /// Images per feature.
     pub top_images: usize,
+    /// How they were ranked.
+    pub rank: ImageRank,
     /// Mean IOU counted as a match.
     pub pass_iou: f64,
     /// Images evaluated.
@@ -182,6 +184,7 @@ pub(super) fn evaluate_features(
         upsample: opts.upsample,
         threshold: opts.threshold,
         top_images: opts.top_images,
+        rank: opts.rank,
         pass_iou: opts.pass_iou,
         images: images.len(),
         summary: summarize(&scores, opts.pass_iou),
@@ -231,10 +234,11 @@ pub fn format_report(r: &TrainReport) -> String {
     if let Some(f) = &r.features {
         let s = &f.summary;
         out += &format!(
-            "features matching a region at mean IOU >= {} over their top {} images ({:?} grid, {:?}, threshold {}):\n  \
+            "features matching a region at mean IOU >= {} over their top {} images by {:?} ({:?} grid, {:?}, threshold {}):\n  \
              object or colour {} (object {}, colour {}), shape {}, of {} scored\n",
             f.pass_iou,
             f.top_images,
+            f.rank,
             f.grid,
             f.upsample,
             f.threshold,

@@ -51,6 +51,11 @@ fn taps(pixels: u32, cells: usize, first: f64, pitch: f64) -> Vec<(u32, u32, f32
 }
 
 impl ImageMaps {
+    /// Number of grid cells.
+    pub fn cells(&self) -> usize {
+        self.cell_rc.len()
+    }
+
     /// Geometry of `grid` over `layout`'s image and its overlaps with `truth`'s regions.
     pub fn new(layout: &ImageLayout, truth: &ImageTruth, grid: MapGrid) -> Result<Self> {
         let (w, h) = (truth.width, truth.height);
