@@ -421,7 +421,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 0.5)]
     pub eval_threshold: f32,
     /// Ranking of a feature's images in the feature evaluation.
-    #[arg(long, value_enum, default_value_t = EvalRank::Mean)]
+    #[arg(long, value_enum, default_value_t = EvalRank::Max)]
     pub eval_rank: EvalRank,
     /// Top images per feature in the feature evaluation.
     #[arg(long, default_value_t = 10)]

@@ -34,8 +34,8 @@ wait_for "model: idle"
 wait_for "graphics: halfblocks"
 tmux send-keys -t "$SESSION" "s"               # sort by density
 wait_for "density ▼"
-tmux send-keys -t "$SESSION" ":" "1" "4" Enter  # jump to feature 14
-wait_for "feature 14"
+tmux send-keys -t "$SESSION" ":" "1" "2" "5" Enter  # jump to feature 125 (fires on all 6 images)
+wait_for "feature 125"
 wait_for "top 6 examples"
 wait_for "activations (log bins)"
 tmux send-keys -t "$SESSION" "m"

@@ -113,6 +113,7 @@ pub fn run_train(model_args: &ModelArgs, args: &TrainArgs) -> Result<TrainReport
             l0: h.l0,
         });
         report.silent_fraction = Some(silent(&h.fired));
+        report.silent_images = held.len();
     }
     if !args.no_eval && args.tokens != TrainTokens::Text {
         let opts = EvalOptions {
@@ -137,6 +138,7 @@ pub fn run_train(model_args: &ModelArgs, args: &TrainArgs) -> Result<TrainReport
             evaluate_features(&sae, &mut source, &dataset, &spec, &opts)?
         {
             report.silent_fraction = Some(silent(&fired));
+            report.silent_images = features.images;
             report.features = Some(features);
         }
     }

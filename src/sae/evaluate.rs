@@ -69,7 +69,7 @@ impl Default for EvalOptions {
         Self {
             grid: MapGrid::Auto,
             top_images: 10,
-            rank: ImageRank::Mean,
+            rank: ImageRank::Max,
             upsample: Upsample::Bilinear,
             threshold: 0.5,
             pass_iou: 0.5,

@@ -81,8 +81,11 @@ pub struct TrainReport {
     pub last_log: Option<LogRecord>,
     /// Latents past the dead threshold at the end of training.
     pub dead_fraction: Option<f64>,
-    /// Latents that fired on no token of the evaluated images.
+    /// Latents that fired on no token of the evaluated images (`silent_images` of them: the
+    /// held-out ones, or every image when features are scored).
     pub silent_fraction: Option<f64>,
+    /// Images behind `silent_fraction`.
+    pub silent_images: usize,
     /// Held-out FVU and L0 (with `--holdout`).
     pub heldout: Option<HeldOutReport>,
     /// Feature-region matches (for manifests with masks).
@@ -123,6 +126,7 @@ impl TrainReport {
             last_log: None,
             dead_fraction: None,
             silent_fraction: None,
+            silent_images: 0,
             heldout: None,
             features: None,
         }
@@ -229,7 +233,11 @@ pub fn format_report(r: &TrainReport) -> String {
         out += &format!("dead latents (training counter): {:.1}%\n", 100.0 * d);
     }
     if let Some(s) = r.silent_fraction {
-        out += &format!("latents firing on no evaluated token: {:.1}%\n", 100.0 * s);
+        out += &format!(
+            "latents firing on no token of the {} evaluated images: {:.1}%\n",
+            r.silent_images,
+            100.0 * s
+        );
     }
     if let Some(f) = &r.features {
         let s = &f.summary;
