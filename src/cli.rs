@@ -90,6 +90,10 @@ pub enum Command {
     Train(TrainArgs),
     /// Steer one prompt with each listed feature in turn; default vs steered text as JSONL (resumable).
     Steer(SteerArgs),
+    /// Score explanations by IOU, CLIP, detection or fuzzing (resumable).
+    Score(crate::score::command::ScoreArgs),
+    /// Attribute answers to SAE latents (one forward + one backward per item); optional filter file.
+    Attribute(crate::pipeline::attribute::AttributeArgs),
 }
 
 /// Arguments of `glint --batch steer`.
@@ -195,9 +199,13 @@ pub struct SampleDataArgs {
 /// Arguments of `glint --batch cache`.
 #[derive(Debug, Args)]
 pub struct CacheArgs {
-    /// Dataset: a folder of images (recursive) or a JSONL manifest. Defaults to the sample shapes.
+    /// Dataset: a folder of images (recursive), a JSONL manifest, or a .parquet file or folder of
+    /// them (Hugging Face layout). Defaults to the sample shapes.
     #[arg(long)]
     pub dataset: Option<PathBuf>,
+    /// Parquet datasets: read only the files of this split (`NAME-*.parquet`).
+    #[arg(long)]
+    pub split: Option<String>,
     /// Store folder; an existing store with the same manifest is resumed.
     #[arg(long, default_value = "glint-cache")]
     pub out: PathBuf,
@@ -246,13 +254,14 @@ pub struct MergeArgs {
 /// Arguments of `glint --batch export`.
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// Output format (seed: the original system's safetensors layout).
+    /// Output format (seed: the original system's safetensors layout; csv or json: features
+    /// with explanations and scores).
     #[arg(long, default_value = "seed")]
     pub format: String,
     /// Store folder to export.
     #[arg(long, default_value = "glint-cache")]
     pub store: PathBuf,
-    /// Output folder.
+    /// Output folder (seed), or file (csv, json; `-` for standard output).
     #[arg(long)]
     pub out: PathBuf,
     /// Number of latent-range files.
@@ -452,6 +461,9 @@ pub struct BenchArgs {
     /// Decode steps timed per generation (0 skips the decode benchmark).
     #[arg(long, default_value_t = 64)]
     pub decode_tokens: usize,
+    /// Optimizer steps of the SAE-training benchmark on synthetic rows (0 skips it).
+    #[arg(long, default_value_t = 0)]
+    pub train_steps: usize,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

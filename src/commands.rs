@@ -42,6 +42,7 @@ pub fn cache(model: &ModelArgs, args: &CacheArgs) -> Result<()> {
     let opts = DatasetOptions {
         limit: args.limit,
         shuffle_seed: args.shuffle.then_some(args.seed),
+        split: args.split.clone(),
     };
     let dataset = Dataset::open(&spec, &opts)?;
     let shard = match &args.shard {
@@ -71,13 +72,15 @@ pub fn cache(model: &ModelArgs, args: &CacheArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
         println!(
-            "cached {} images ({} resumed, {} skipped) into {} · {:.2} images/s · {:.0} tokens/s",
+            "cached {} images ({} resumed, {} skipped) into {} · {:.2} images/s · {:.0} tokens/s · store {:.1} MB, {:.0} KB/image",
             summary.images_done,
             summary.images_resumed,
             summary.skipped.len(),
             summary.store,
             summary.images_per_second,
-            summary.tokens_per_second
+            summary.tokens_per_second,
+            summary.store_bytes as f64 / 1e6,
+            summary.store_bytes_per_image / 1e3
         );
         for s in &summary.skipped {
             println!("  skipped {} ({}): {}", s.index, s.path, s.reason);
@@ -101,9 +104,12 @@ pub fn merge(args: &MergeArgs) -> Result<()> {
 
 /// `glint --batch export`.
 pub fn export(args: &ExportArgs) -> Result<()> {
+    if matches!(args.format.as_str(), "csv" | "json") {
+        return crate::score::export::run(args);
+    }
     if args.format != "seed" {
         bail!(
-            "--format {}: only `seed` (the original system's layout) is supported",
+            "--format {}: use seed (the original system's layout), csv or json",
             args.format
         );
     }
@@ -278,6 +284,8 @@ pub fn bench(model: &ModelArgs, args: &BenchArgs) -> Result<()> {
         k: args.k,
         layer: args.layer.unwrap_or(24.min(layers - 1)),
         images: args.images.max(1),
+        decode_tokens: args.decode_tokens,
+        train_steps: args.train_steps,
     };
     let (report, _loaded) = run_bench(&opts)?;
     if args.json {
@@ -300,7 +308,32 @@ pub fn bench(model: &ModelArgs, args: &BenchArgs) -> Result<()> {
             "SAE encode             {:>10.4} s/image",
             report.sae_encode_s
         );
+        println!(
+            "  vision + embedding   {:>10.4} s/image",
+            report.vision_embed_s
+        );
+        println!(
+            "  layers to the tap    {:>10.4} s/image",
+            report.layers_to_tap_s
+        );
         println!("prefill (full model)   {:>10.4} s", report.prefill_s);
+        if let (Some(p), Some(s)) = (report.decode_tok_per_s, report.decode_steered_tok_per_s) {
+            println!("decode                 {p:>10.2} tokens/s   steered {s:.2} tokens/s");
+        }
+        if let Some(t) = &report.train {
+            println!(
+                "SAE training           {:>10.0} tokens/s   ({} steps of {} rows)",
+                t.tokens_per_s, t.timed_steps, t.batch_rows
+            );
+        }
+        println!(
+            "fused kernels          {}",
+            if report.fused_kernels {
+                "on"
+            } else {
+                "off (GLINT_FUSED=0)"
+            }
+        );
         if let Some(b) = report.peak_rss_bytes {
             println!("peak host memory       {:>10.2} GB", b as f64 / 1e9);
         }

@@ -38,6 +38,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             print!("{}", glint::pipeline::train::format_report(&report));
             Ok(ExitCode::SUCCESS)
         }
+        Some(Command::Score(args)) => glint::score::command::run(&cli.model, &args),
+        Some(Command::Attribute(args)) => {
+            glint::pipeline::attribute::command(&cli.model, &args).map(|_| ExitCode::SUCCESS)
+        }
         Some(Command::Steer(args)) => {
             glint::pipeline::steer::command(&cli.model, &args).map(|_| ExitCode::SUCCESS)
         }

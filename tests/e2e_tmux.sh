@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end check of the workbench in a real terminal (tmux): start glint on a small sample
-# store, open a feature by number, open a dataset image through the model actor, quit.
+# store, open a feature by number and by mouse clicks, open a dataset image through the model
+# actor, move the patch cursor by keys and by a click, quit.
 # Usage: tests/e2e_tmux.sh [path/to/glint]   (default: target/debug/glint)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,7 +49,22 @@ tmux send-keys -t "$SESSION" "o" "2" Enter  # open dataset image 2 through the m
 wait_for "image 2 · feature"
 wait_for "features fire" 60
 tmux send-keys -t "$SESSION" Tab "j" "l"
-wait_for "cursor 1,1"
+wait_for "patch 1,1"
+wait_for "tile 1 · map 1,1"
+# Mouse: glint enables SGR mouse reporting; tmux passes these bytes to it as a click would.
+# G moves the patch cursor to the last cell; a click at column 25, row 3 (the top-left corner
+# of the picture) brings it back to the first tile.
+click() { tmux send-keys -t "$SESSION" -l $'\e[<0;'"$1;$2"'M'; }
+tmux send-keys -t "$SESSION" "G"
+sleep 0.5
+click 25 3
+wait_for "tile 1 · map "
+click 10 1                                      # the "1 features" tab
+wait_for "density ▼"
+click 10 5                                      # select the second row of the table …
+sleep 0.3
+click 10 5                                      # … and open it
+wait_for "activations (log bins)"
 tmux send-keys -t "$SESSION" "q"
 wait_for "glint-exited-0"
 echo "e2e_tmux: ok"

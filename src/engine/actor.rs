@@ -6,6 +6,10 @@
 //! answered `Superseded`), batch jobs keep their order. A shared generation counter cancels: a job
 //! carries the generation it was sent under and stops at the next step boundary once the counter
 //! has moved on. Nothing in the loop can panic on a job's input; engine errors become replies.
+//!
+//! Steering requests ([`ModelHandle::submit_steer`]) share the queue but stream events instead of
+//! one reply. Latest-wins holds per kind (a steering edit never supersedes an image analysis), and
+//! a newer steering request also stops the one running, within one decode step.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,7 +20,8 @@ use std::thread::JoinHandle;
 use anyhow::{Context, Result, anyhow};
 use tokio::sync::oneshot;
 
-use super::messages::{ActorStatus, Analysis, Job, Lane, ModelError};
+use super::messages::{ActorStatus, Analysis, Job, Lane, ModelError, SteerEvent, SteerRequest};
+use super::steer::SteerLatest;
 
 /// Capacity of the request channel; a full channel is reported, never blocks the UI.
 pub const QUEUE: usize = 64;
@@ -25,6 +30,20 @@ pub const QUEUE: usize = 64;
 pub trait Engine {
     /// Run one job, calling `ctl.step` between stages (it returns `Err(Cancelled)` when cancelled).
     fn run(&mut self, job: &Job, ctl: &mut Control<'_>) -> Result<Analysis, ModelError>;
+
+    /// Run a default-versus-steered generation, streaming through `emit` (engines without a
+    /// language model refuse).
+    fn steer(
+        &mut self,
+        req: &SteerRequest,
+        ctl: &Control<'_>,
+        emit: &mut dyn FnMut(SteerEvent),
+    ) -> Result<(), ModelError> {
+        let _ = (req, ctl, emit);
+        Err(ModelError::Failed(
+            "this engine cannot generate text".into(),
+        ))
+    }
 }
 
 /// Progress reporting and cancellation for the running job.
@@ -32,6 +51,8 @@ pub struct Control<'a> {
     generation: &'a AtomicU64,
     sent_under: u64,
     status: &'a Mutex<ActorStatus>,
+    /// Steering jobs: the newest request, this job's sequence number and prompt key.
+    steer: Option<(&'a SteerLatest, u64, u64)>,
 }
 
 impl Control<'_> {
@@ -41,7 +62,7 @@ impl Control<'_> {
     }
 
     /// Record that stage `stage` (step `done` of `total`) starts; fails when cancelled.
-    pub fn step(&mut self, stage: &str, done: u32, total: u32) -> Result<(), ModelError> {
+    pub fn step(&self, stage: &str, done: u32, total: u32) -> Result<(), ModelError> {
         if let Ok(mut s) = self.status.lock() {
             s.stage = stage.to_string();
             s.done = done;
@@ -53,14 +74,77 @@ impl Control<'_> {
             Ok(())
         }
     }
+
+    /// Whether a newer steering request has been sent since this one (false for other jobs).
+    pub fn superseded(&self) -> bool {
+        self.steer.is_some_and(|(l, seq, _)| !l.is_newest(seq))
+    }
+
+    /// Whether the newest steering request has this job's prompt (true for other jobs).
+    pub fn same_prompt(&self) -> bool {
+        self.steer.is_none_or(|(l, _, key)| l.prompt_is(key))
+    }
+}
+
+/// The work of a request and where its answer goes.
+enum Work {
+    /// An image analysis, answered once.
+    Analyze {
+        job: Job,
+        reply: oneshot::Sender<Result<Analysis, ModelError>>,
+    },
+    /// A steering generation, streamed; `seq` and `key` as recorded in [`SteerLatest`].
+    Steer {
+        req: SteerRequest,
+        seq: u64,
+        key: u64,
+        emit: Box<dyn FnMut(SteerEvent) + Send>,
+    },
 }
 
 /// A request with its reply channel.
 struct Envelope {
-    job: Job,
+    work: Work,
     lane: Lane,
     generation: u64,
-    reply: oneshot::Sender<Result<Analysis, ModelError>>,
+}
+
+impl Envelope {
+    /// Requests of the same kind supersede each other.
+    fn kind(&self) -> usize {
+        match self.work {
+            Work::Analyze { .. } => 0,
+            Work::Steer { .. } => 1,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match &self.work {
+            Work::Analyze { job, .. } => job.describe(),
+            Work::Steer { req, .. } => req.describe(),
+        }
+    }
+
+    /// Whether nobody waits for the answer any more.
+    fn abandoned(&self) -> bool {
+        match &self.work {
+            Work::Analyze { reply, .. } => reply.is_closed(),
+            Work::Steer { .. } => false,
+        }
+    }
+
+    /// Answer without running.
+    fn answer(self, err: ModelError) {
+        match self.work {
+            Work::Analyze { reply, .. } => {
+                let _ = reply.send(Err(err));
+            }
+            Work::Steer { req, mut emit, .. } => emit(SteerEvent::Ended {
+                ticket: req.ticket,
+                result: Err(err),
+            }),
+        }
+    }
 }
 
 /// Cheap handle to the model thread; dropping the last one ends the thread.
@@ -69,6 +153,7 @@ pub struct ModelHandle {
     tx: SyncSender<Envelope>,
     generation: Arc<AtomicU64>,
     status: Arc<Mutex<ActorStatus>>,
+    latest: Arc<SteerLatest>,
     _join: Arc<JoinGuard>,
 }
 
@@ -98,13 +183,14 @@ impl ModelHandle {
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
         let generation = Arc::new(AtomicU64::new(0));
         let status = Arc::new(Mutex::new(ActorStatus::default()));
-        let (g, s) = (generation.clone(), status.clone());
+        let latest = Arc::new(SteerLatest::default());
+        let (g, s, l) = (generation.clone(), status.clone(), latest.clone());
         let join = std::thread::Builder::new()
             .name("model".into())
             .spawn(move || match make() {
                 Ok(engine) => {
                     let _ = ready_tx.send(Ok(()));
-                    actor_loop(engine, &rx, &g, &s);
+                    actor_loop(engine, &rx, &g, &s, &l);
                 }
                 Err(e) => {
                     let _ = ready_tx.send(Err(format!("{e:#}")));
@@ -120,6 +206,7 @@ impl ModelHandle {
             tx,
             generation,
             status,
+            latest,
             _join: Arc::new(JoinGuard(Mutex::new(Some(join)))),
         })
     }
@@ -128,23 +215,42 @@ impl ModelHandle {
     pub fn submit(&self, job: Job, lane: Lane) -> oneshot::Receiver<Result<Analysis, ModelError>> {
         let (reply, rx) = oneshot::channel();
         let generation = self.generation.load(Ordering::SeqCst);
-        match self.tx.try_send(Envelope {
-            job,
+        self.send(Envelope {
+            work: Work::Analyze { job, reply },
             lane,
             generation,
-            reply,
-        }) {
+        });
+        rx
+    }
+
+    /// Queue a steering generation (interactive: it supersedes older steering requests and stops
+    /// the running one). Its events, ending with [`SteerEvent::Ended`], go to `emit` on the model
+    /// thread, so `emit` should only forward them.
+    pub fn submit_steer(&self, req: SteerRequest, emit: impl FnMut(SteerEvent) + Send + 'static) {
+        let key = req.prompt_key();
+        let seq = self.latest.bump(key);
+        let generation = self.generation.load(Ordering::SeqCst);
+        self.send(Envelope {
+            work: Work::Steer {
+                req,
+                seq,
+                key,
+                emit: Box::new(emit),
+            },
+            lane: Lane::Interactive,
+            generation,
+        });
+    }
+
+    /// Queue without blocking: a full queue or a stopped actor is an answer.
+    fn send(&self, env: Envelope) {
+        match self.tx.try_send(env) {
             Ok(()) => {}
             Err(TrySendError::Full(env)) => {
-                let _ = env
-                    .reply
-                    .send(Err(ModelError::Failed("the model queue is full".into())));
+                env.answer(ModelError::Failed("the model queue is full".into()))
             }
-            Err(TrySendError::Disconnected(env)) => {
-                let _ = env.reply.send(Err(ModelError::Stopped));
-            }
+            Err(TrySendError::Disconnected(env)) => env.answer(ModelError::Stopped),
         }
-        rx
     }
 
     /// Run a job and wait for it (batch callers).
@@ -166,15 +272,18 @@ impl ModelHandle {
     }
 }
 
-/// Keep only the newest interactive job; answer the older ones `Superseded`.
+/// Keep only the newest interactive job of each kind; answer the older ones `Superseded`.
 fn coalesce(queue: &mut VecDeque<Envelope>) {
-    let Some(newest) = queue.iter().rposition(|e| e.lane == Lane::Interactive) else {
-        return;
+    let newest = |kind: usize| {
+        queue
+            .iter()
+            .rposition(|e| e.lane == Lane::Interactive && e.kind() == kind)
     };
+    let keep = [newest(0), newest(1)];
     let mut kept = VecDeque::with_capacity(queue.len());
     for (i, env) in queue.drain(..).enumerate() {
-        if env.lane == Lane::Interactive && i != newest {
-            let _ = env.reply.send(Err(ModelError::Superseded));
+        if env.lane == Lane::Interactive && !keep.contains(&Some(i)) {
+            env.answer(ModelError::Superseded);
         } else {
             kept.push_back(env);
         }
@@ -187,6 +296,7 @@ fn actor_loop<E: Engine>(
     rx: &Receiver<Envelope>,
     generation: &AtomicU64,
     status: &Mutex<ActorStatus>,
+    latest: &SteerLatest,
 ) {
     let mut queue: VecDeque<Envelope> = VecDeque::new();
     loop {
@@ -203,16 +313,23 @@ fn actor_loop<E: Engine>(
         let Some(env) = queue.pop_front() else {
             continue;
         };
-        if env.reply.is_closed() {
+        if env.abandoned() {
             continue;
         }
         if generation.load(Ordering::SeqCst) != env.generation {
-            let _ = env.reply.send(Err(ModelError::Cancelled));
+            env.answer(ModelError::Cancelled);
             continue;
         }
+        if let Work::Steer { seq, .. } = &env.work
+            && !latest.is_newest(*seq)
+        {
+            env.answer(ModelError::Superseded);
+            continue;
+        }
+        let what = env.describe();
         if let Ok(mut s) = status.lock() {
             *s = ActorStatus {
-                busy: Some(env.job.describe()),
+                busy: Some(what.clone()),
                 queued: queue.len(),
                 ..Default::default()
             };
@@ -221,24 +338,47 @@ fn actor_loop<E: Engine>(
             generation,
             sent_under: env.generation,
             status,
+            steer: None,
         };
         // A panicking engine must not take the actor down: the UI would wait forever.
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            engine.run(&env.job, &mut ctl)
-        }))
-        .unwrap_or_else(|_| {
-            Err(ModelError::Failed(format!(
-                "{} crashed",
-                env.job.describe()
-            )))
-        });
-        if let Ok(mut s) = status.lock() {
-            *s = ActorStatus {
-                queued: queue.len(),
-                ..Default::default()
-            };
+        let crashed = || ModelError::Failed(format!("{what} crashed"));
+        match env.work {
+            Work::Analyze { job, reply } => {
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    engine.run(&job, &mut ctl)
+                }))
+                .unwrap_or_else(|_| Err(crashed()));
+                idle(status, queue.len());
+                let _ = reply.send(result);
+            }
+            Work::Steer {
+                req,
+                seq,
+                key,
+                mut emit,
+            } => {
+                ctl.steer = Some((latest, seq, key));
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    engine.steer(&req, &ctl, &mut *emit)
+                }))
+                .unwrap_or_else(|_| Err(crashed()));
+                idle(status, queue.len());
+                emit(SteerEvent::Ended {
+                    ticket: req.ticket,
+                    result,
+                });
+            }
         }
-        let _ = env.reply.send(result);
+    }
+}
+
+/// Mark the actor idle.
+fn idle(status: &Mutex<ActorStatus>, queued: usize) {
+    if let Ok(mut s) = status.lock() {
+        *s = ActorStatus {
+            queued,
+            ..Default::default()
+        };
     }
 }
 

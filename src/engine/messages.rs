@@ -123,3 +123,125 @@ pub struct ActorStatus {
     /// Jobs waiting in the queue (as of the last drain).
     pub queued: usize,
 }
+
+/// One steering row as the model thread takes it: the strength already resolved to a raw value.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SteerSpec {
+    /// Latent index.
+    pub feature: u32,
+    /// How the residual changes.
+    pub mode: crate::sae::intervene::Mode,
+    /// Raw value: the latent value for replace and clamp, α for add.
+    pub value: f32,
+    /// Decoder vector for `add`.
+    pub direction: crate::sae::intervene::Direction,
+    /// Positions edited.
+    pub scope: crate::sae::intervene::Scope,
+}
+
+/// A default-versus-steered generation for the steering panel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SteerRequest {
+    /// Request number chosen by the caller; every event of this request carries it.
+    pub ticket: u64,
+    /// The user prompt.
+    pub prompt: String,
+    /// Optional image shown with the prompt.
+    pub image: Option<PathBuf>,
+    /// Rows applied together; rows sharing mode, direction and scope form one intervention.
+    pub edits: Vec<SteerSpec>,
+    /// Most tokens generated per side.
+    pub max_new_tokens: usize,
+    /// Token choice (the same for both sides).
+    pub sampling: crate::pipeline::generate::Sampling,
+}
+
+impl SteerRequest {
+    /// A key for everything the default side depends on (prompt, image, limit, sampling).
+    pub fn prompt_key(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.prompt.hash(&mut h);
+        self.image.hash(&mut h);
+        self.max_new_tokens.hash(&mut h);
+        format!("{:?}", self.sampling).hash(&mut h);
+        h.finish()
+    }
+
+    /// A short human description for the status line.
+    pub fn describe(&self) -> String {
+        match self.edits.len() {
+            0 => "generating".into(),
+            1 => "steering 1 feature".into(),
+            n => format!("steering {n} features"),
+        }
+    }
+}
+
+/// Which of the two generations an event belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// The unsteered model.
+    Default,
+    /// The model with the request's edits.
+    Steered,
+}
+
+/// What a steering request streams back, in order; [`SteerEvent::Ended`] always comes last.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SteerEvent {
+    /// A side starts; its earlier text is void.
+    Started {
+        /// The request.
+        ticket: u64,
+        /// Which side.
+        side: Side,
+        /// Replayed from the previous run of the same prompt rather than generated again.
+        cached: bool,
+    },
+    /// One generated token of a side.
+    Token {
+        /// The request.
+        ticket: u64,
+        /// Which side.
+        side: Side,
+        /// Token id (what the difference highlighting compares).
+        id: u32,
+        /// Newly completed text; empty while a character is split across tokens.
+        text: String,
+    },
+    /// A side ended.
+    Finished {
+        /// The request.
+        ticket: u64,
+        /// Which side.
+        side: Side,
+        /// Why it ended.
+        stop: crate::pipeline::generate::StopReason,
+        /// Text held back for an incomplete character.
+        tail: String,
+        /// Decode steps per second (0 when replayed).
+        tokens_per_second: f64,
+        /// Steering that did nothing, or less than asked.
+        warnings: Vec<String>,
+    },
+    /// The request is over: `Ok` when both sides ran, else why not.
+    Ended {
+        /// The request.
+        ticket: u64,
+        /// Success, or superseded, cancelled, failed.
+        result: Result<(), ModelError>,
+    },
+}
+
+impl SteerEvent {
+    /// The request the event belongs to.
+    pub fn ticket(&self) -> u64 {
+        match self {
+            SteerEvent::Started { ticket, .. }
+            | SteerEvent::Token { ticket, .. }
+            | SteerEvent::Finished { ticket, .. }
+            | SteerEvent::Ended { ticket, .. } => *ticket,
+        }
+    }
+}

@@ -6,7 +6,10 @@
 pub mod actor;
 pub mod messages;
 pub mod session;
+pub mod steer;
 
 pub use actor::{Control, Engine, ModelHandle};
-pub use messages::{ActorStatus, Analysis, Job, Lane, ModelError};
+pub use messages::{
+    ActorStatus, Analysis, Job, Lane, ModelError, Side, SteerEvent, SteerRequest, SteerSpec,
+};
 pub use session::{SessionEngine, probe_image_acts};

@@ -4,7 +4,8 @@ use anyhow::{Context, Result};
 use candle_core::{DType, Tensor};
 
 use super::actor::{Control, Engine};
-use super::messages::{Analysis, Job, ModelError};
+use super::messages::{Analysis, Job, ModelError, SteerEvent, SteerRequest};
+use super::steer::{SteerCache, run_steer};
 use crate::model::anyres::TokenKind;
 use crate::model::llava_next::SeqToken;
 use crate::pipeline::session::Session;
@@ -12,12 +13,16 @@ use crate::pipeline::session::Session;
 /// An [`Engine`] over a loaded [`Session`].
 pub struct SessionEngine {
     session: Session,
+    steer: SteerCache,
 }
 
 impl SessionEngine {
     /// Wrap a session (load it on the model thread, inside [`super::ModelHandle::spawn`]).
     pub fn new(session: Session) -> Self {
-        Self { session }
+        Self {
+            session,
+            steer: SteerCache::default(),
+        }
     }
 
     fn analyze(
@@ -82,6 +87,15 @@ impl Engine for SessionEngine {
                 Err(e) => Err(ModelError::Failed(format!("{}: {e:#}", image.display()))),
             },
         }
+    }
+
+    fn steer(
+        &mut self,
+        req: &SteerRequest,
+        ctl: &Control<'_>,
+        emit: &mut dyn FnMut(SteerEvent),
+    ) -> Result<(), ModelError> {
+        run_steer(&self.session, &mut self.steer, req, ctl, emit)
     }
 }
 

@@ -145,6 +145,9 @@ pub fn dataset_root(
     override_path: Option<&Path>,
 ) -> Result<PathBuf> {
     let as_root = |p: &Path| -> PathBuf {
+        if let Some(root) = crate::pipeline::dataset::parquet_image_root(p) {
+            return root;
+        }
         let is_manifest = p.is_file() || p.extension().is_some_and(|e| e == "jsonl");
         if is_manifest {
             p.parent().unwrap_or(Path::new(".")).to_path_buf()

@@ -10,6 +10,7 @@ use candle_nn::{Linear, VarBuilder};
 
 use super::config::TextConfig;
 use super::tap::{ForwardOptions, ForwardOutput, LogitPositions, TapSite, Until};
+use crate::kernels::softmax::{KeyMask, key_alignment, masked_softmax, pad_keys};
 
 /// RMSNorm computed in f32, as transformers does, whatever the model dtype.
 struct RmsNorm {
@@ -154,7 +155,7 @@ impl Attention {
         offset: usize,
         rotary: &Rotary,
         cache: Option<&mut Option<(Tensor, Tensor)>>,
-        mask: Option<&Tensor>,
+        mask: &AttentionMask,
         differentiable: bool,
     ) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
@@ -180,20 +181,28 @@ impl Attention {
             *slot = Some((k.clone(), v.clone()));
         }
         let groups = self.heads / self.kv_heads;
-        let k = repeat_kv(&k, groups)?;
-        let v = repeat_kv(&v, groups)?;
         let dtype = q.dtype();
         let scale = (self.head_dim as f64).powf(-0.5);
-        let mut scores = (q.matmul(&k.t()?)? * scale)?.to_dtype(DType::F32)?;
-        if let Some(mask) = mask {
-            scores = scores.broadcast_add(mask)?;
-        }
-        let probs = if differentiable {
-            candle_nn::ops::softmax(&scores, D::Minus1)?
-        } else {
-            candle_nn::ops::softmax_last_dim(&scores)?
+        let ctx = match &mask.additive {
+            Some(additive) => {
+                let (k, v) = (repeat_kv(&k, groups)?, repeat_kv(&v, groups)?);
+                let scores = (q.matmul(&k.t()?)? * scale)?
+                    .to_dtype(DType::F32)?
+                    .broadcast_add(additive)?;
+                let probs = if differentiable {
+                    candle_nn::ops::softmax(&scores, D::Minus1)?
+                } else {
+                    candle_nn::ops::softmax_last_dim(&scores)?
+                };
+                probs.to_dtype(dtype)?.matmul(&v)?
+            }
+            None => {
+                let (k, v) = pad_keys(&k, &v, key_alignment(q.device()))?;
+                let (k, v) = (repeat_kv(&k, groups)?, repeat_kv(&v, groups)?);
+                let probs = masked_softmax(&q.matmul(&k.t()?)?, scale as f32, mask.keys)?;
+                probs.matmul(&v)?
+            }
         };
-        let ctx = probs.to_dtype(dtype)?.matmul(&v)?;
         let ctx = ctx
             .transpose(1, 2)?
             .reshape((b, t, self.heads * self.head_dim))?;
@@ -210,6 +219,29 @@ fn repeat_kv(x: &Tensor, n: usize) -> Result<Tensor> {
     x.unsqueeze(2)?
         .broadcast_as((b, h, n, t, d))?
         .reshape((b, h * n, t, d))
+}
+
+/// The causal mask of one forward: applied inside the fused softmax, or as an additive tensor
+/// on the composed path (differentiable forwards, or `GLINT_FUSED=0`).
+struct AttentionMask {
+    keys: KeyMask,
+    additive: Option<Tensor>,
+}
+
+impl AttentionMask {
+    fn new(t: usize, past: usize, composed: bool, device: &Device) -> Result<Self> {
+        let additive = if composed && t > 1 {
+            Some(causal_mask(t, past + t, device)?)
+        } else if composed {
+            Some(Tensor::zeros((1, past + t), DType::F32, device)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            keys: KeyMask::Causal { t_q: t, past },
+            additive,
+        })
+    }
 }
 
 /// Additive causal mask for `t` new queries against `kv_len` keys (the last `t` are the queries).
@@ -276,7 +308,7 @@ impl DecoderLayer {
         offset: usize,
         rotary: &Rotary,
         cache: Option<&mut Option<(Tensor, Tensor)>>,
-        mask: Option<&Tensor>,
+        mask: &AttentionMask,
         diff: bool,
     ) -> Result<Tensor> {
         let a = self.attn.forward(
@@ -375,24 +407,14 @@ impl Llama {
         }
         let t = embeds.dim(1)?;
         let past = cache.as_deref().map(|c| c.len()).unwrap_or(0);
-        let mask = if t > 1 {
-            Some(causal_mask(t, past + t, embeds.device())?)
-        } else {
-            None
-        };
+        let composed = differentiable || crate::kernels::fused_disabled();
+        let mask = AttentionMask::new(t, past, composed, embeds.device())?;
         let mut tap = tap;
         let mut tapped = None;
         let mut x = embeds.clone();
         for (i, layer) in self.layers.iter().enumerate() {
             let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
-            x = layer.forward(
-                &x,
-                offset,
-                &self.rotary,
-                slot,
-                mask.as_ref(),
-                differentiable,
-            )?;
+            x = layer.forward(&x, offset, &self.rotary, slot, &mask, differentiable)?;
             if let Some(tp) = tap.as_mut()
                 && tp.layer == i
             {

@@ -7,6 +7,7 @@ use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{LayerNorm, Linear, VarBuilder};
 
 use super::config::{LlavaNextConfig, VisionConfig};
+use crate::kernels::softmax::{KeyMask, key_alignment, masked_softmax, pad_keys};
 
 /// Patch, class and position embeddings of the CLIP vision transformer.
 struct VisionEmbeddings {
@@ -100,9 +101,16 @@ impl EncoderLayer {
         let k = split(self.k.forward(x)?)?;
         let v = split(self.v.forward(x)?)?;
         let dtype = q.dtype();
-        let scores = q.matmul(&k.t()?)?.to_dtype(DType::F32)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(dtype)?;
-        let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, c))?;
+        let ctx = if crate::kernels::fused_disabled() {
+            let scores = q.matmul(&k.t()?)?.to_dtype(DType::F32)?;
+            candle_nn::ops::softmax_last_dim(&scores)?
+                .to_dtype(dtype)?
+                .matmul(&v)?
+        } else {
+            let (k, v) = pad_keys(&k, &v, key_alignment(q.device()))?;
+            masked_softmax(&q.matmul(&k.t()?)?, 1.0, KeyMask::First(t))?.matmul(&v)?
+        };
+        let ctx = ctx.transpose(1, 2)?.reshape((b, t, c))?;
         self.out.forward(&ctx)
     }
 

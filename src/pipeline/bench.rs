@@ -16,6 +16,11 @@ use crate::model::tap::ForwardOptions;
 use crate::sae::{Sae, SaeConfig};
 use crate::store::{Aggregator, FeatureFilter, ImageRecord, RankRule};
 
+use super::generate::PreparedPrompt;
+use super::session::Session;
+
+pub mod train;
+
 /// What to measure.
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
@@ -37,6 +42,10 @@ pub struct BenchOptions {
     pub layer: usize,
     /// Timed images (after one warm-up).
     pub images: usize,
+    /// Decode steps timed per generation (0 skips the decode benchmark).
+    pub decode_tokens: usize,
+    /// Optimizer steps of the SAE-training benchmark (0 skips it).
+    pub train_steps: usize,
 }
 
 /// Measured figures.
@@ -60,8 +69,23 @@ pub struct BenchReport {
     pub cache_overhead_ratio: f64,
     /// SAE encode of the image tokens alone, seconds per image.
     pub sae_encode_s: f64,
+    /// Vision tower, projector and embedding of the sequence, seconds per image.
+    pub vision_embed_s: f64,
+    /// Decoder layers up to the tap, seconds per image.
+    pub layers_to_tap_s: f64,
+    /// Whether the fused kernels ran (`GLINT_FUSED=0` turns them off).
+    pub fused_kernels: bool,
+    /// The device top-k against the host top-k of the same pre-activations (accelerators only).
+    pub topk_check: Option<TopkCheck>,
     /// Prefill of the whole model to last-position logits, seconds.
     pub prefill_s: f64,
+    /// Greedy decode tokens/s with the image prompt, unsteered.
+    pub decode_tok_per_s: Option<f64>,
+    /// The same with the original's steering (SAE reconstruction replaces the tapped residual
+    /// at every position, one feature set).
+    pub decode_steered_tok_per_s: Option<f64>,
+    /// SAE training throughput on synthetic rows at the benchmark's SAE size.
+    pub train: Option<train::TrainBench>,
     /// Peak resident host memory, bytes.
     pub peak_rss_bytes: Option<u64>,
     /// Peak GPU memory used during the run, bytes (from nvidia-smi), if on a GPU.
@@ -70,6 +94,42 @@ pub struct BenchReport {
 
 fn sync(device: &Device) -> Result<()> {
     device.synchronize().context("device synchronise")
+}
+
+/// The device SAE encode against the host top-k of the same pre-activations.
+#[derive(Debug, Clone, Serialize)]
+pub struct TopkCheck {
+    /// Rows compared.
+    pub rows: usize,
+    /// Share of top-k indices the two agree on (as sets per row).
+    pub index_agreement: f64,
+    /// Largest difference between the sorted values.
+    pub max_value_diff: f32,
+}
+
+fn check_topk(sae: &Sae, rows: &Tensor) -> Result<TopkCheck> {
+    let device = sae.encode(rows)?;
+    let pre = sae.pre_acts(rows)?.to_device(&Device::Cpu)?;
+    let (hv, hi) = crate::sae::codes::topk_rows(&pre, sae.k())?;
+    let (dv, di) = (
+        device.values.to_vec2::<f32>()?,
+        device.indices.to_vec2::<u32>()?,
+    );
+    let (hv, hi) = (hv.to_vec2::<f32>()?, hi.to_vec2::<u32>()?);
+    let mut agree = 0usize;
+    let mut max_diff = 0f32;
+    for r in 0..hi.len() {
+        let host: std::collections::HashSet<u32> = hi[r].iter().copied().collect();
+        agree += di[r].iter().filter(|i| host.contains(i)).count();
+        for (a, b) in hv[r].iter().zip(&dv[r]) {
+            max_diff = max_diff.max((a - b).abs());
+        }
+    }
+    Ok(TopkCheck {
+        rows: hi.len(),
+        index_agreement: agree as f64 / (hi.len() * sae.k()).max(1) as f64,
+        max_value_diff: max_diff,
+    })
 }
 
 /// A deterministic 672x672 test image (gradients and blocks).
@@ -119,6 +179,16 @@ fn gpu_used_bytes(device: &Device) -> Option<u64> {
     Some(mib * 1024 * 1024)
 }
 
+/// The reference pipeline's prompt: BOS, 10 text tokens, the image, 20 text tokens.
+fn bench_ids(bos: u32, image: u32, vocab: usize) -> Vec<u32> {
+    let text = |r: std::ops::Range<u32>| r.map(move |i| i % vocab as u32);
+    std::iter::once(bos)
+        .chain(text(1000..1010))
+        .chain(std::iter::once(image))
+        .chain(text(2000..2020))
+        .collect()
+}
+
 /// Run the benchmark.
 pub fn run_bench(opts: &BenchOptions) -> Result<(BenchReport, LoadedModel)> {
     let t0 = Instant::now();
@@ -155,26 +225,35 @@ pub fn run_bench(opts: &BenchOptions) -> Result<(BenchReport, LoadedModel)> {
         cfg.vision_config.patch_size as u32,
     )?;
     let bos = cfg.text_config.bos_token_id.unwrap_or(1);
-    let ids = vec![bos, cfg.image_token_index];
+    let ids = bench_ids(bos, cfg.image_token_index, cfg.text_config.vocab_size);
     let model = &loaded.model;
     let layer = opts.layer;
+    let images = [ImageInput {
+        pixel_values: &pre.pixel_values,
+        layout: &pre.layout,
+    }];
     let forward = || -> Result<Tensor> {
-        let images = [ImageInput {
-            pixel_values: &pre.pixel_values,
-            layout: &pre.layout,
-        }];
         let (embeds, _) = model.embed_sequence(&ids, &images)?;
         let out = model.forward(&embeds, 0, None, ForwardOptions::to_tap(layer))?;
         Ok(out.tapped.context("no tapped residual")?.squeeze(0)?)
     };
-    // Image tokens other than newlines, as the cache scores them.
+    // Image tokens other than newlines, as the cache scores them, by sequence position.
     let geometry = pre.layout.tokens();
-    let keep: Vec<u32> = geometry
+    let (_, seq) = model.embed_sequence(&ids, &images)?;
+    let keep: Vec<u32> = seq
+        .tokens
         .iter()
         .enumerate()
-        .filter(|(_, t)| t.kind != crate::model::anyres::TokenKind::Newline)
-        .map(|(i, _)| i as u32 + 1)
+        .filter_map(|(p, t)| match t {
+            crate::model::llava_next::SeqToken::Image { token, .. }
+                if geometry[*token].kind != crate::model::anyres::TokenKind::Newline =>
+            {
+                Some(p as u32)
+            }
+            _ => None,
+        })
         .collect();
+    let first_image = seq.image_positions(0).first().copied().unwrap_or(0) as u32;
     let keep_t = Tensor::new(keep.as_slice(), &opts.device)?;
     let mut agg = Aggregator::new(opts.latents, 50, RankRule::Max, FeatureFilter::All)?;
 
@@ -183,6 +262,13 @@ pub fn run_bench(opts: &BenchOptions) -> Result<(BenchReport, LoadedModel)> {
     sae.encode(&h.index_select(&keep_t, 0)?)?;
     sync(&opts.device)?;
     note_gpu(&opts.device);
+    let topk_check = if opts.device.is_cpu() {
+        None
+    } else {
+        let rows = h.index_select(&keep_t, 0)?;
+        let rows = rows.narrow(0, 0, rows.dim(0)?.min(64))?;
+        Some(check_topk(&sae, &rows)?)
+    };
 
     let t = Instant::now();
     for _ in 0..opts.images {
@@ -192,9 +278,23 @@ pub fn run_bench(opts: &BenchOptions) -> Result<(BenchReport, LoadedModel)> {
     let fwd_s = t.elapsed().as_secs_f64() / opts.images as f64;
     note_gpu(&opts.device);
 
+    // The forward's two halves, each timed on its own.
+    let (mut vision_s, mut layers_s) = (0.0, 0.0);
+    for _ in 0..opts.images {
+        let t = Instant::now();
+        let (embeds, _) = model.embed_sequence(&ids, &images)?;
+        sync(&opts.device)?;
+        vision_s += t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        model.forward(&embeds, 0, None, ForwardOptions::to_tap(layer))?;
+        sync(&opts.device)?;
+        layers_s += t.elapsed().as_secs_f64();
+    }
+
     let (mut enc_total, t) = (0.0, Instant::now());
     for i in 0..opts.images {
         let h = forward()?;
+        sync(&opts.device)?;
         let te = Instant::now();
         let codes = sae.encode(&h.index_select(&keep_t, 0)?)?;
         let values = codes.values.to_vec2::<f32>()?;
@@ -204,7 +304,7 @@ pub fn run_bench(opts: &BenchOptions) -> Result<(BenchReport, LoadedModel)> {
         for (r, tok) in keep.iter().enumerate() {
             for (f, v) in indices[r].iter().zip(&values[r]) {
                 if *v > 1e-5 {
-                    acts.push(((*tok - 1) as u16, *f, *v));
+                    acts.push(((*tok - first_image) as u16, *f, *v));
                 }
             }
         }
@@ -224,36 +324,97 @@ pub fn run_bench(opts: &BenchOptions) -> Result<(BenchReport, LoadedModel)> {
     let cache_s = t.elapsed().as_secs_f64() / opts.images as f64;
     note_gpu(&opts.device);
 
-    let images = [ImageInput {
-        pixel_values: &pre.pixel_values,
-        layout: &pre.layout,
-    }];
-    let (embeds, map) = model.embed_sequence(&ids, &images)?;
-    model.forward(&embeds, 0, None, ForwardOptions::last_logits(None))?;
-    sync(&opts.device)?;
+    // Prefill as the reference times it: vision, embedding and every layer to the last logits.
+    let prefill = || -> Result<usize> {
+        let (embeds, map) = model.embed_sequence(&ids, &images)?;
+        let out = model.forward(&embeds, 0, None, ForwardOptions::last_logits(None))?;
+        out.logits
+            .context("no logits")?
+            .to_dtype(DType::F32)?
+            .sum_all()?
+            .to_scalar::<f32>()?;
+        Ok(map.len())
+    };
+    prefill()?;
     let t = Instant::now();
-    let out = model.forward(&embeds, 0, None, ForwardOptions::last_logits(None))?;
-    out.logits
-        .context("no logits")?
-        .to_dtype(DType::F32)?
-        .sum_all()?
-        .to_scalar::<f32>()?;
+    let seq_len = prefill()?;
     let prefill_s = t.elapsed().as_secs_f64();
+    note_gpu(&opts.device);
+
+    let session = Session {
+        model: loaded,
+        sae,
+        layer,
+        max_pixels: u64::MAX,
+        sae_id: "random".into(),
+        sae_fingerprint: String::new(),
+    };
+    let (decode, decode_steered) = if opts.decode_tokens > 0 {
+        let (plain, steered) = bench_decode(&session, &ids, opts.decode_tokens)?;
+        (Some(plain), Some(steered))
+    } else {
+        (None, None)
+    };
+    note_gpu(&opts.device);
+    let train = if opts.train_steps > 0 {
+        let d = session.model.config.text_config.hidden_size;
+        let spec = train::TrainBenchSpec {
+            d_in: d,
+            latents: opts.latents,
+            k: opts.k,
+            steps: opts.train_steps,
+        };
+        Some(train::run(&spec, &opts.device)?)
+    } else {
+        None
+    };
     note_gpu(&opts.device);
 
     let report = BenchReport {
         device: format!("{:?}", opts.device),
         dtype: format!("{:?}", opts.dtype),
         image_tokens: pre.layout.num_image_tokens(),
-        seq_len: map.len(),
+        seq_len,
         load_s,
         forward_to_tap_img_per_s: 1.0 / fwd_s,
         cache_img_per_s: 1.0 / cache_s,
         cache_overhead_ratio: cache_s / fwd_s,
         sae_encode_s: enc_total / opts.images as f64,
+        vision_embed_s: vision_s / opts.images as f64,
+        layers_to_tap_s: layers_s / opts.images as f64,
+        fused_kernels: !crate::kernels::fused_disabled(),
+        topk_check,
+        decode_tok_per_s: decode,
+        decode_steered_tok_per_s: decode_steered,
+        train,
         prefill_s,
         peak_rss_bytes: super::cache::peak_rss_bytes(),
         peak_gpu_bytes: peak_gpu,
     };
-    Ok((report, loaded))
+    Ok((report, session.model))
+}
+
+/// Decode tokens/s on the bench image's prompt, plain and with the original's steering
+/// (`replace`: feature 123, or 0 in small SAEs, set to 50, the layer output replaced by the
+/// SAE reconstruction at every position).
+fn bench_decode(session: &Session, ids: &[u32], tokens: usize) -> Result<(f64, f64)> {
+    let path = std::env::temp_dir().join(format!("glint-bench-{}.png", std::process::id()));
+    bench_image()
+        .save(&path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    let prompt = PreparedPrompt::from_ids(session, ids.to_vec(), Some(&path));
+    let _ = std::fs::remove_file(&path);
+    let feature = if session.sae.num_latents() > 123 {
+        123
+    } else {
+        0
+    };
+    super::steer::bench_decode_prompt(
+        session,
+        &prompt?,
+        tokens,
+        crate::sae::intervene::Mode::Replace,
+        feature,
+        50.0,
+    )
 }

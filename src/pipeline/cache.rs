@@ -16,10 +16,20 @@ use super::dataset::{Dataset, DatasetItem, Shard};
 use super::session::Session;
 use crate::model::anyres::TokenKind;
 use crate::model::llava_next::SeqToken;
+use crate::model::preprocess::PreprocessedImage;
 use crate::store::{
     Aggregator, FeatureFilter, GLINT_VERSION, ImageRecord, Manifest, RankRule, SCHEMA_VERSION,
     Store,
 };
+
+/// Images each preparation worker decodes ahead of the device.
+const PREFETCH: usize = 2;
+
+/// Threads decoding and preprocessing images: all cores but the one driving the model, at most 4.
+fn prep_workers() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cores.saturating_sub(1).clamp(1, 4)
+}
 
 /// Settings of one cache run.
 #[derive(Debug, Clone)]
@@ -72,6 +82,25 @@ pub struct CacheSummary {
     pub tokens_per_second: f64,
     /// Peak resident memory of the process, in bytes (Linux).
     pub peak_rss_bytes: Option<u64>,
+    /// Size of the store folder on disk at the end, in bytes.
+    pub store_bytes: u64,
+    /// `store_bytes` over every image the store holds (this run's and resumed ones).
+    pub store_bytes_per_image: f64,
+}
+
+/// Bytes of every file under `dir` (0 for what cannot be read).
+fn folder_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => folder_bytes(&e.path()),
+            Ok(_) => e.metadata().map_or(0, |m| m.len()),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 /// The manifest a run of `session` over `dataset` writes.
@@ -122,9 +151,18 @@ pub fn image_activations(
     dataset: &Dataset,
     item: &DatasetItem,
 ) -> Result<ImageActs> {
-    let path = dataset.path(item);
+    let prepared = session.image_prep().prepare(&dataset.path(item))?;
+    activations_of(session, item, prepared)
+}
+
+/// [`image_activations`] of an image already decoded and preprocessed.
+fn activations_of(
+    session: &Session,
+    item: &DatasetItem,
+    prepared: PreprocessedImage,
+) -> Result<ImageActs> {
     let ids = session.prompt_ids(None, true)?;
-    let run = session.run_to_tap(ids, Some(&path))?;
+    let run = session.run_prepared(ids, Some(prepared))?;
     let layout = run.layout.context("the cache sequence has no image")?;
     let geometry = layout.tokens();
     // Positions of scored image tokens, with their index among the image's tokens.
@@ -189,42 +227,85 @@ pub fn run_cache(
         .collect();
     let bar = progress(opts.progress_bar, todo.len());
     let started = Instant::now();
-    let (mut done, mut tokens, mut skipped) = (0usize, 0u64, Vec::new());
-    for (n, item) in todo.iter().enumerate() {
-        match image_activations(session, dataset, item) {
-            Ok(a) => {
-                tokens += a.scored_tokens as u64;
-                agg.add_image(a.record, &a.acts, a.base_tokens, a.scored_tokens)?;
-                done += 1;
+    let paths: Vec<PathBuf> = todo.iter().map(|it| dataset.path(it)).collect();
+    let prep = session.image_prep();
+    let workers = prep_workers();
+    // Three stages so the device never waits on the host: workers decode and preprocess images
+    // ahead (in dataset order, `PREFETCH` each), this thread runs the model and SAE, and one
+    // thread aggregates and commits.
+    let (done, tokens, skipped) = std::thread::scope(|scope| -> Result<_> {
+        let mut prepared = Vec::with_capacity(workers);
+        for w in 0..workers {
+            let (tx, rx) = std::sync::mpsc::sync_channel(PREFETCH);
+            prepared.push(rx);
+            let (prep, paths) = (prep.clone(), &paths);
+            scope.spawn(move || {
+                for path in paths.iter().skip(w).step_by(workers) {
+                    if tx.send(prep.prepare(path)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        let (to_agg, from_device) = std::sync::mpsc::sync_channel::<(usize, Result<ImageActs>)>(2);
+        let todo_ref = &todo;
+        let aggregation = scope.spawn(move || -> Result<(usize, u64, Vec<Skipped>)> {
+            let (mut done, mut tokens, mut skipped) = (0usize, 0u64, Vec::new());
+            for (n, result) in from_device {
+                let item = todo_ref[n];
+                match result {
+                    Ok(a) => {
+                        tokens += a.scored_tokens as u64;
+                        agg.add_image(a.record, &a.acts, a.base_tokens, a.scored_tokens)?;
+                        done += 1;
+                    }
+                    Err(e) => skipped.push(Skipped {
+                        index: item.index,
+                        path: item.rel.clone(),
+                        reason: format!("{e:#}"),
+                    }),
+                }
+                let committed = agg.pending_images() >= opts.commit_every.max(1);
+                if committed {
+                    agg.commit(&store)?;
+                }
+                let rate = (n + 1) as f64 / started.elapsed().as_secs_f64().max(1e-9);
+                match &bar {
+                    Some(b) => b.inc(1),
+                    // Without a terminal, one line per commit: logs show what a rerun resumes from.
+                    None if committed || n + 1 == todo_ref.len() => eprintln!(
+                        "cache: {}/{} images, {rate:.2} images/s{}",
+                        n + 1,
+                        todo_ref.len(),
+                        if committed { ", committed" } else { "" }
+                    ),
+                    None => {}
+                }
             }
-            Err(e) => skipped.push(Skipped {
-                index: item.index,
-                path: item.rel.clone(),
-                reason: format!("{e:#}"),
-            }),
+            agg.finish(&store)?;
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+            Ok((done, tokens, skipped))
+        });
+        for (n, item) in todo.iter().enumerate() {
+            let image = prepared[n % workers]
+                .recv()
+                .context("an image-preparation worker stopped early")?;
+            let result = image.and_then(|p| activations_of(session, item, p));
+            if to_agg.send((n, result)).is_err() {
+                break; // the aggregation failed; its error comes back from join
+            }
         }
-        let committed = agg.pending_images() >= opts.commit_every.max(1);
-        if committed {
-            agg.commit(&store)?;
-        }
-        let rate = (n + 1) as f64 / started.elapsed().as_secs_f64().max(1e-9);
-        match &bar {
-            Some(b) => b.inc(1),
-            // Without a terminal, one line per commit: logs show exactly what a rerun resumes from.
-            None if committed || n + 1 == todo.len() => eprintln!(
-                "cache: {}/{} images, {rate:.2} images/s{}",
-                n + 1,
-                todo.len(),
-                if committed { ", committed" } else { "" }
-            ),
-            None => {}
-        }
-    }
-    agg.finish(&store)?;
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
+        drop(to_agg);
+        // Unblock workers still waiting to hand over images nobody will take.
+        drop(prepared);
+        aggregation
+            .join()
+            .map_err(|_| anyhow::anyhow!("the aggregation thread panicked"))?
+    })?;
     let seconds = started.elapsed().as_secs_f64();
+    let store_bytes = folder_bytes(&opts.out);
     Ok(CacheSummary {
         store: opts.out.display().to_string(),
         images_done: done,
@@ -235,6 +316,8 @@ pub fn run_cache(
         images_per_second: done as f64 / seconds.max(1e-9),
         tokens_per_second: tokens as f64 / seconds.max(1e-9),
         peak_rss_bytes: peak_rss_bytes(),
+        store_bytes,
+        store_bytes_per_image: store_bytes as f64 / (done as f64 + resumed as f64).max(1.0),
     })
 }
 

@@ -1,4 +1,5 @@
-//! Image datasets: a folder of images (recursive) or a JSONL manifest, in a stable order.
+//! Image datasets: a folder of images (recursive), a JSONL manifest, or parquet shards with an
+//! image column (extracted to files once, see [`parquet`]), in a stable order.
 //!
 //! The position of an image in the final list is its index everywhere (store, explanations,
 //! exports), as the row index is in the original system; so the order is fixed by the input
@@ -10,6 +11,8 @@ use anyhow::{Context, Result, bail};
 
 use crate::util::hash::Fingerprint;
 use crate::util::rng::SeededRng;
+
+mod parquet;
 
 /// File extensions read as images.
 pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "gif", "bmp", "webp", "tif", "tiff"];
@@ -34,6 +37,8 @@ pub struct DatasetOptions {
     pub limit: Option<usize>,
     /// Shuffle with this seed before limiting.
     pub shuffle_seed: Option<u64>,
+    /// Parquet datasets only: read the files of this split (`NAME-*.parquet`), not all.
+    pub split: Option<String>,
 }
 
 /// An ordered list of images under a root folder.
@@ -49,9 +54,29 @@ pub struct Dataset {
 }
 
 impl Dataset {
-    /// Open a JSONL manifest or a folder of images.
+    /// Open a JSONL manifest, a folder of images, or a parquet file or folder of them.
     pub fn open(spec: &Path, opts: &DatasetOptions) -> Result<Self> {
-        let (root, mut items) = if spec.is_dir() {
+        Self::open_in(spec, opts, None)
+    }
+
+    /// [`Dataset::open`], extracting parquet images under `parquet_cache` when given.
+    fn open_in(spec: &Path, opts: &DatasetOptions, parquet_cache: Option<&Path>) -> Result<Self> {
+        let mut from_parquet = None;
+        let (root, mut items) = if parquet::is_parquet(spec) {
+            let base = match parquet_cache {
+                Some(base) => base.to_path_buf(),
+                None => parquet::cache_base()?,
+            };
+            let (source, items) = parquet::ParquetSource::open(spec, opts.split.as_deref(), &base)?;
+            let root = source.root().to_path_buf();
+            from_parquet = Some(source);
+            (root, items)
+        } else if let Some(split) = &opts.split {
+            bail!(
+                "--split {split}: {} is not a parquet dataset; only parquet datasets have splits",
+                spec.display()
+            );
+        } else if spec.is_dir() {
             (spec.to_path_buf(), scan_folder(spec)?)
         } else if spec
             .extension()
@@ -59,19 +84,14 @@ impl Dataset {
         {
             let root = spec.parent().unwrap_or(Path::new(".")).to_path_buf();
             (root, read_jsonl(spec)?)
-        } else if spec.extension().is_some_and(|e| e == "parquet") {
-            bail!(
-                "{}: parquet datasets are not supported yet; export the images to a folder or a JSONL manifest",
-                spec.display()
-            );
         } else if !spec.exists() {
             bail!(
-                "{}: no such dataset (expected a folder of images or a .jsonl manifest)",
+                "{}: no such dataset (expected a folder of images, a .jsonl manifest or .parquet files)",
                 spec.display()
             );
         } else {
             bail!(
-                "{}: expected a folder of images or a .jsonl manifest",
+                "{}: expected a folder of images, a .jsonl manifest or .parquet files",
                 spec.display()
             );
         };
@@ -87,10 +107,16 @@ impl Dataset {
         if items.len() > u32::MAX as usize {
             bail!("{}: more than 2^32 images", spec.display());
         }
+        if let Some(source) = &from_parquet {
+            source.extract(&mut items)?;
+        }
         for (i, item) in items.iter_mut().enumerate() {
             item.index = i as u32;
         }
-        let options_key = format!("{:?}/{:?}", opts.shuffle_seed, opts.limit);
+        let mut options_key = format!("{:?}/{:?}", opts.shuffle_seed, opts.limit);
+        if let Some(split) = &opts.split {
+            options_key += &format!("/split={split}");
+        }
         Ok(Self {
             root,
             source: spec.display().to_string(),
@@ -123,6 +149,16 @@ impl Dataset {
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
+}
+
+/// Folder that the images of the parquet dataset `source` were extracted to, or `None` when
+/// `source` is no parquet dataset (or is not found here). Readers of a store use it as the root
+/// of the image paths that a parquet dataset recorded.
+pub fn parquet_image_root(source: &Path) -> Option<PathBuf> {
+    if !parquet::is_parquet(source) {
+        return None;
+    }
+    parquet::extraction_root(source, &parquet::cache_base().ok()?).ok()
 }
 
 fn is_image(path: &Path) -> bool {
@@ -303,6 +339,7 @@ mod tests {
         let opts = DatasetOptions {
             limit: Some(2),
             shuffle_seed: Some(5),
+            split: None,
         };
         let a = Dataset::open(dir.path(), &opts).unwrap();
         let b = Dataset::open(dir.path(), &opts).unwrap();

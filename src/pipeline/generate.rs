@@ -243,11 +243,13 @@ pub fn generate_with_edit(
     on_event: &mut dyn FnMut(TokenEvent) -> ControlFlow<()>,
 ) -> Result<Generation> {
     let model = &session.model.model;
-    let tok = session.model.tokenizer()?;
+    // A bare config with random weights has no tokenizer: ids only, no text, no end tokens.
+    let tok = session.model.tokenizer.as_ref();
     let stop_ids = opts
         .stop_ids
         .clone()
-        .unwrap_or_else(|| tok.eos_ids().to_vec());
+        .or_else(|| tok.map(|t| t.eos_ids().to_vec()))
+        .unwrap_or_default();
     let max_pos = session.model.config.text_config.max_position_embeddings;
     let mut out = Generation {
         ids: Vec::new(),
@@ -305,7 +307,7 @@ pub fn generate_with_edit(
         seconds: out.prefill_seconds,
     });
     let mut sampler = Sampler::new(opts.sampling);
-    let mut stream = StreamDecoder::new(tok);
+    let mut stream = tok.map(StreamDecoder::new);
     let t1 = Instant::now();
     out.stop = loop {
         if out.ids.len() >= opts.max_new_tokens {
@@ -318,7 +320,10 @@ pub fn generate_with_edit(
             break StopReason::EndToken;
         }
         out.ids.push(id);
-        let text = stream.push(id)?.unwrap_or_default();
+        let text = match stream.as_mut() {
+            Some(s) => s.push(id)?.unwrap_or_default(),
+            None => String::new(),
+        };
         if on_event(TokenEvent::Token {
             index: out.ids.len() - 1,
             id,
@@ -349,8 +354,14 @@ pub fn generate_with_edit(
         out.decode_steps += 1;
     };
     out.decode_seconds = t1.elapsed().as_secs_f64();
-    out.text = tok.decode(&out.ids, true)?;
-    let tail = stream.finish()?.unwrap_or_default();
+    out.text = match tok {
+        Some(t) => t.decode(&out.ids, true)?,
+        None => String::new(),
+    };
+    let tail = match stream {
+        Some(s) => s.finish()?.unwrap_or_default(),
+        None => String::new(),
+    };
     let _ = on_event(TokenEvent::Finished {
         tail,
         stop: out.stop,

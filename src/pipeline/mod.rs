@@ -1,5 +1,6 @@
 //! Jobs shared by the command line and the TUI.
 
+pub mod attribute;
 pub mod bench;
 pub mod cache;
 pub mod dataset;

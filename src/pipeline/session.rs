@@ -1,15 +1,15 @@
 //! A loaded model + SAE pair and the layer it is tapped at, shared by every job.
 
 use anyhow::{Context, Result};
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Device, Tensor};
 
 use crate::cli::ModelArgs;
 use crate::model::anyres::ImageLayout;
 use crate::model::llava_next::{ImageInput, SequenceMap};
 use crate::model::load::{LoadOptions, LoadedModel, load_model, parse_device, parse_dtype};
-use crate::model::preprocess::{load_image, preprocess};
+use crate::model::preprocess::{PreprocessedImage, load_image, preprocess};
 use crate::model::tap::ForwardOptions;
-use crate::sae::Sae;
+use crate::sae::{Sae, SaeConfig};
 use crate::sample;
 
 /// Model, SAE and tap layer, checked against each other.
@@ -60,11 +60,22 @@ impl Session {
             .sae
             .clone()
             .unwrap_or_else(|| sample::default_sae().display().to_string());
-        let sae_path = resolve_sae(&sae_spec, args.hookpoint.as_deref())?;
-        // The SAE runs in f32 on the model's device, as the original does, unless the model is f32 anyway.
-        let sae = Sae::load(&sae_path, args.hookpoint.as_deref(), &device, DType::F32)
-            .with_context(|| format!("loading SAE {sae_spec}"))?;
         let text = &model.config.text_config;
+        let sae = if let Some(size) = sae_spec.strip_prefix("random:") {
+            let from_hookpoint = args
+                .hookpoint
+                .as_deref()
+                .and_then(|h| h.rsplit('.').next()?.parse().ok());
+            let layer = layer.or(from_hookpoint).context(
+                "a random SAE (--sae random:N:K) needs its layer: --hookpoint model.layers.L",
+            )?;
+            random_sae(size, text.hidden_size, layer, &device)?
+        } else {
+            let sae_path = resolve_sae(&sae_spec, args.hookpoint.as_deref())?;
+            // The SAE runs in f32 on the model's device, as the original does.
+            Sae::load(&sae_path, args.hookpoint.as_deref(), &device, DType::F32)
+                .with_context(|| format!("loading SAE {sae_spec}"))?
+        };
         sae.check_compatible(text.hidden_size, text.num_hidden_layers)?;
         let layer = match (layer, sae.hookpoint_layer()) {
             (Some(l), _) | (None, Some(l)) => l,
@@ -94,6 +105,14 @@ impl Session {
 
     /// Token ids for an optional chat prompt around one image (the caching sequence without one).
     pub fn prompt_ids(&self, prompt: Option<&str>, with_image: bool) -> Result<Vec<u32>> {
+        let cfg = &self.model.config;
+        if prompt.is_none() && with_image && self.model.tokenizer.is_none() {
+            // A bare config (random weights) caches `BOS <image>` without a tokenizer.
+            return Ok(vec![
+                cfg.text_config.bos_token_id.unwrap_or(1),
+                cfg.image_token_index,
+            ]);
+        }
         let tok = self.model.tokenizer()?;
         match prompt {
             Some(p) => tok.chat_prompt_ids(p, with_image),
@@ -105,18 +124,28 @@ impl Session {
     /// Run `ids` with an optional image file to the tap; the forward stops there.
     pub fn run_to_tap(&self, ids: Vec<u32>, image: Option<&std::path::Path>) -> Result<TapRun> {
         let prepared = match image {
-            Some(path) => {
-                let img = load_image(path, self.max_pixels)?;
-                let proc = &self.model.processor;
-                let pins = self.model.config.pinpoints();
-                let patch = self.model.config.vision_config.patch_size as u32;
-                Some(
-                    preprocess(&img, proc, &pins, patch)
-                        .with_context(|| format!("{}: preprocessing failed", path.display()))?,
-                )
-            }
+            Some(path) => Some(self.image_prep().prepare(path)?),
             None => None,
         };
+        self.run_prepared(ids, prepared)
+    }
+
+    /// What preparing an image needs, detached from the model so other threads can do it.
+    pub fn image_prep(&self) -> ImagePrep {
+        ImagePrep {
+            processor: self.model.processor.clone(),
+            pinpoints: self.model.config.pinpoints(),
+            patch: self.model.config.vision_config.patch_size as u32,
+            max_pixels: self.max_pixels,
+        }
+    }
+
+    /// [`Session::run_to_tap`] with the image already prepared (see [`ImagePrep`]).
+    pub fn run_prepared(
+        &self,
+        ids: Vec<u32>,
+        prepared: Option<PreprocessedImage>,
+    ) -> Result<TapRun> {
         let images: Vec<ImageInput<'_>> = prepared
             .iter()
             .map(|p| ImageInput {
@@ -141,6 +170,25 @@ impl Session {
     }
 }
 
+/// Image loading and preprocessing settings of a session: plain data, cheap to clone and send
+/// to worker threads, so images are decoded and resized while the device runs the model.
+#[derive(Debug, Clone)]
+pub struct ImagePrep {
+    processor: crate::model::preprocess::ImageProcessorConfig,
+    pinpoints: Vec<(u32, u32)>,
+    patch: u32,
+    max_pixels: u64,
+}
+
+impl ImagePrep {
+    /// Decode `path` and preprocess it for the model (anyres views and geometry).
+    pub fn prepare(&self, path: &std::path::Path) -> Result<PreprocessedImage> {
+        let img = load_image(path, self.max_pixels)?;
+        preprocess(&img, &self.processor, &self.pinpoints, self.patch)
+            .with_context(|| format!("{}: preprocessing failed", path.display()))
+    }
+}
+
 /// A local SAE path as is; a hub id through the Hugging Face cache (needs `--hookpoint`).
 fn resolve_sae(spec: &str, hookpoint: Option<&str>) -> Result<std::path::PathBuf> {
     let path = std::path::Path::new(spec);
@@ -156,6 +204,34 @@ fn resolve_sae(spec: &str, hookpoint: Option<&str>) -> Result<std::path::PathBuf
     let weights = format!("{hook}/sae.safetensors");
     let root = crate::model::load::resolve_repo(spec, &[&cfg, &weights])?;
     Ok(root.join(hook))
+}
+
+/// A seeded random SAE from `N:K[:SEED]` (benchmarks and multi-GPU checks on random models):
+/// the same spec gives the same weights in every process on the same kind of device.
+fn random_sae(size: &str, hidden: usize, layer: usize, device: &Device) -> Result<Sae> {
+    let parts: Vec<&str> = size.split(':').collect();
+    let num = |i: usize, what: &str| -> Result<u64> {
+        parts
+            .get(i)
+            .with_context(|| {
+                format!("--sae random:{size}: expected random:N:K[:SEED], {what} missing")
+            })?
+            .parse()
+            .with_context(|| format!("--sae random:{size}: {what} is not a number"))
+    };
+    let (n, k) = (num(0, "N")? as usize, num(1, "K")? as usize);
+    let seed = if parts.len() > 2 { num(2, "SEED")? } else { 0 };
+    if device.is_cpu() {
+        let mut cfg = SaeConfig::new(hidden);
+        cfg.num_latents = n;
+        cfg.k = k;
+        Sae::random(cfg, &format!("model.layers.{layer}"), seed, device)
+    } else {
+        device
+            .set_seed(seed)
+            .context("seeding the device generator")?;
+        crate::pipeline::bench::random_sae_on_device(hidden, n, k, layer, DType::F32, device)
+    }
 }
 
 /// Config, hookpoint and a content sample (b_dec and the first encoder row) of an SAE.

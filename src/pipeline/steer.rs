@@ -289,20 +289,33 @@ pub fn command(model: &ModelArgs, args: &SteerArgs) -> Result<()> {
 /// position (a text prompt, end tokens ignored; one warm-up run each).
 pub fn bench_decode(session: &Session, n_tokens: usize) -> Result<(f64, f64)> {
     let prompt = PreparedPrompt::new(session, "Tell me a story about Alice and Bob.", None)?;
+    bench_decode_prompt(session, &prompt, n_tokens, Mode::Clamp, 0, 10.0)
+}
+
+/// [`bench_decode`] on a prepared prompt, steering `feature` to `strength` with `mode` on every
+/// position of prefill and decode.
+pub fn bench_decode_prompt(
+    session: &Session,
+    prompt: &PreparedPrompt,
+    n_tokens: usize,
+    mode: Mode,
+    feature: u32,
+    strength: f32,
+) -> Result<(f64, f64)> {
     let opts = GenerateOptions {
         max_new_tokens: n_tokens.max(2),
         sampling: Sampling::Greedy,
         stop_ids: Some(Vec::new()),
     };
-    let mut steering = Steering::new(Mode::Clamp, &[(0, 10.0)]);
+    let mut steering = Steering::new(mode, &[(feature, strength)]);
     steering.scope.phase = Phase::Both;
     let iv = steering.resolve(&mut |_| Ok(None))?;
     let cancel = CancelToken::never();
     let rate = |iv: Option<&_>| -> Result<f64> {
-        generate(session, &prompt, iv, &opts, &cancel, &mut |_| {
+        generate(session, prompt, iv, &opts, &cancel, &mut |_| {
             ControlFlow::Continue(())
         })?;
-        let g = generate(session, &prompt, iv, &opts, &cancel, &mut |_| {
+        let g = generate(session, prompt, iv, &opts, &cancel, &mut |_| {
             ControlFlow::Continue(())
         })?;
         Ok(g.tokens_per_second())

@@ -39,6 +39,7 @@ pub fn run_train(model_args: &ModelArgs, args: &TrainArgs) -> Result<TrainReport
         &DatasetOptions {
             limit: args.limit,
             shuffle_seed: None,
+            split: None,
         },
     )?;
     let device = parse_device(&model_args.device)?;

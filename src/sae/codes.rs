@@ -47,6 +47,11 @@ impl Sae {
     ///
     /// `x` is `[rows, d_in]` in any float dtype; it is cast to the SAE dtype first.
     pub fn pre_acts(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.encoder_matmul(x)?.broadcast_add(self.b_enc())?.relu()
+    }
+
+    /// `W_enc (x - b_dec)` without the bias and ReLU: the fused device top-k applies those.
+    fn encoder_matmul(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let (_, cols) = x.dims2()?;
         if cols != self.d_in() {
             candle_core::bail!(
@@ -57,9 +62,7 @@ impl Sae {
         }
         x.to_dtype(self.dtype())?
             .broadcast_sub(self.b_dec())?
-            .matmul(&self.w_enc().t()?)?
-            .broadcast_add(self.b_enc())?
-            .relu()
+            .matmul(&self.w_enc().t()?)
     }
 
     /// Rows per encode block for this SAE (see [`PRE_ACTS_BUDGET_BYTES`]).
@@ -94,14 +97,21 @@ impl Sae {
         let mut indices = Vec::new();
         for start in (0..rows).step_by(block) {
             let len = block.min(rows - start);
-            let pre = self.pre_acts(&x.narrow(0, start, len)?).with_context(|| {
+            let rows_of_x = x.narrow(0, start, len)?;
+            let what = || {
                 format!(
                     "SAE `{}`: encoding rows {start}..{}",
                     self.hookpoint(),
                     start + len
                 )
-            })?;
-            let (v, i) = topk_rows(&pre, k)?;
+            };
+            let (v, i) = if self.fused_topk_applies() {
+                let pre = self.encoder_matmul(&rows_of_x).with_context(what)?;
+                self.fused_topk(&pre, k).with_context(what)?
+            } else {
+                let pre = self.pre_acts(&rows_of_x).with_context(what)?;
+                topk_rows(&pre, k)?
+            };
             values.push(v);
             indices.push(i);
         }
@@ -109,6 +119,24 @@ impl Sae {
             values: Tensor::cat(&values, 0)?,
             indices: Tensor::cat(&indices, 0)?,
         })
+    }
+
+    /// Whether encoding goes through the fused CUDA bias + ReLU + top-k kernel.
+    fn fused_topk_applies(&self) -> bool {
+        cfg!(feature = "cuda")
+            && self.device().is_cuda()
+            && !crate::kernels::fused_disabled()
+            && self.k() <= 1024
+    }
+
+    #[cfg(feature = "cuda")]
+    fn fused_topk(&self, pre: &Tensor, k: usize) -> Result<(Tensor, Tensor)> {
+        crate::kernels::topk::sae_topk(pre, self.b_enc(), k)
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    fn fused_topk(&self, _pre: &Tensor, _k: usize) -> Result<(Tensor, Tensor)> {
+        bail!("the fused SAE top-k needs a build with the `cuda` feature")
     }
 
     /// `Σ_j values[r,j] · W_dec[indices[r,j]] + b_dec` as a row gather, in the SAE dtype.

@@ -4,6 +4,7 @@
 //! fresh checkout runs end to end without downloads.
 
 pub mod checkpoint;
+pub mod clip;
 pub mod shapes;
 pub mod tokenizer_gen;
 
@@ -74,6 +75,7 @@ pub fn generate_sample_world(root: &Path, seed: u64, with_sae: bool) -> Result<S
     )?;
     let config = checkpoint::write_sample_checkpoint(&root.join(MODEL_DIR), seed)?;
     checkpoint::write_bench_configs(root)?;
+    clip::write_clip_tiny(&root.join(clip::CLIP_DIR), seed)?;
     if with_sae {
         let mut cfg = SaeConfig::new(config.text_config.hidden_size);
         cfg.num_latents = 256;

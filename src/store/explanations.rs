@@ -189,6 +189,94 @@ impl Store {
     }
 }
 
+/// Name of the sled tree holding human labels, one per feature (absent in older stores).
+pub const LABELS_TREE: &str = "labels";
+
+/// A label a person wrote for a feature, kept beside (never over) the machine explanations.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct HumanLabel {
+    text: String,
+    created_unix: u64,
+}
+
+impl Store {
+    /// Set feature `f`'s human label (`None` or blank removes it) and flush.
+    pub fn put_label(&self, f: u32, text: Option<&str>) -> Result<()> {
+        if f as usize >= self.manifest().num_latents {
+            bail!(
+                "feature {f} is outside this store's SAE ({} latents); label not stored",
+                self.manifest().num_latents
+            );
+        }
+        let tree = self.tree(LABELS_TREE)?;
+        let ctx = || {
+            format!(
+                "cannot write the label of feature {f} to store {}",
+                self.dir().display()
+            )
+        };
+        match text.map(str::trim).filter(|t| !t.is_empty()) {
+            Some(t) => {
+                let rec = HumanLabel {
+                    text: t.to_string(),
+                    created_unix: unix_now(),
+                };
+                tree.insert(f.to_be_bytes(), serde_json::to_vec(&rec)?)
+                    .with_context(ctx)?;
+            }
+            None => {
+                tree.remove(f.to_be_bytes()).with_context(ctx)?;
+            }
+        }
+        tree.flush().with_context(ctx)?;
+        Ok(())
+    }
+
+    /// Every human label in the store: `(feature, text)` by feature.
+    pub fn labels(&self) -> Result<Vec<(u32, String)>> {
+        let mut out = Vec::new();
+        for kv in self.tree(LABELS_TREE)?.iter() {
+            let (k, v) =
+                kv.with_context(|| format!("cannot scan store {}", self.dir().display()))?;
+            let (Ok(id), Ok(rec)) = (
+                <[u8; 4]>::try_from(k.as_ref()),
+                serde_json::from_slice::<HumanLabel>(&v),
+            ) else {
+                bail!(
+                    "label record {k:?} in store {} is damaged; set that feature's label again",
+                    self.dir().display()
+                );
+            };
+            out.push((u32::from_be_bytes(id), rec.text));
+        }
+        Ok(out)
+    }
+
+    /// Feature `f`'s human label, if a person wrote one.
+    pub fn label(&self, f: u32) -> Result<Option<String>> {
+        let got = self
+            .tree(LABELS_TREE)?
+            .get(f.to_be_bytes())
+            .with_context(|| {
+                format!(
+                    "cannot read the label of feature {f} from store {}",
+                    self.dir().display()
+                )
+            })?;
+        match got {
+            None => Ok(None),
+            Some(v) => serde_json::from_slice::<HumanLabel>(&v)
+                .map(|r| Some(r.text))
+                .with_context(|| {
+                    format!(
+                        "label of feature {f} in store {} is damaged; set it again",
+                        self.dir().display()
+                    )
+                }),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::RankRule;
@@ -250,6 +338,16 @@ mod tests {
             .map(|e| e.feature)
             .collect();
         assert_eq!(all, vec![7, 7, 256]);
+        // Human labels live beside the machine explanations and survive a reopen.
+        s.put_label(7, Some("  red circles ")).unwrap();
+        s.put_label(256, Some("stripes")).unwrap();
+        s.put_label(256, None).unwrap();
+        assert!(s.put_label(300, Some("x")).is_err());
+        drop(s);
+        let s = Store::open(&dir).unwrap();
+        assert_eq!(s.labels().unwrap(), vec![(7, "red circles".to_string())]);
+        assert_eq!(s.label(7).unwrap().as_deref(), Some("red circles"));
+        assert_eq!(s.explanations_of(7).unwrap().len(), 2);
         // The cache's records are untouched by the explanation tree.
         assert_eq!(s.progress().unwrap(), Default::default());
     }

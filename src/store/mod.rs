@@ -15,6 +15,7 @@
 //! | `h/<feature>` | the feature's top-N list, best first: N × (score f32, image u32) |
 //! | `e/<feature><image>` | [`Example`]: image u32, score f32, max f32, mean_base f32, count u32, count × (token u16, f16 bits u16) |
 //! | tree `explanations`: `<feature>/<fp>` | [`Explanation`] as JSON; `fp` = 16 hex digits of FNV(explainer model, prompt hash); written and flushed one at a time |
+//! | tree `scores`: `<feature>/<method>/<fp>` | [`Score`] as JSON; `fp` = 16 hex digits of FNV(scorer model, prompt hash); flushed one at a time |
 //!
 //! All numbers are little-endian. Features that never fired have no `s/`, `h/` or `e/` records.
 //! An `e/` record exists exactly for each (feature, image) pair in that feature's `h/` list.
@@ -37,6 +38,7 @@ mod explanations;
 mod manifest;
 mod merge;
 mod records;
+mod scores;
 mod seed;
 #[cfg(test)]
 mod testutil;
@@ -52,6 +54,7 @@ pub use records::{
     Example, FeatureStats, HIST_BINS, HIST_LEN, HIST_MAX, HIST_MIN, ImageRecord, Progress,
     hist_bin, hist_edges, rank_order,
 };
+pub use scores::{SCORES_TREE, Score};
 pub use seed::{export_seed, import_seed, seed_splits};
 
 /// Store failures that callers may want to tell apart.

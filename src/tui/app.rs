@@ -1,16 +1,26 @@
 //! The workbench state and the messages that change it. Changes happen only in [`App::update`]
-//! (see `update.rs`); rendering reads this state and nothing else.
+//! (see `update/`); rendering reads this state and records where it drew what ([`Hit`]), so
+//! mouse clicks land on what the user sees.
 
+use std::cell::RefCell;
 use std::path::PathBuf;
 
 use crossterm::event::{KeyEvent, MouseEvent};
 use image::RgbImage;
 
+use ratatui::layout::Rect;
+
 use super::data::{FeatureDetail, FeatureRow, Picture};
 use super::keymap::{Key, Keymap};
+use super::steer::{SteerEffect, SteerInput, SteerMsg, SteerState};
 use super::theme::Theme;
 use crate::engine::{ActorStatus, Analysis, ModelError};
 use crate::explain::overlay::OverlayStyle;
+use crate::store::Explanation;
+
+pub use super::state::{
+    Column, ExplainState, FeatureState, FeaturesState, ImageFocus, ImageState, TokenHere,
+};
 
 /// Everything that reaches the UI task.
 #[derive(Debug)]
@@ -44,6 +54,31 @@ pub enum Event {
         /// Its analysis.
         result: Result<Analysis, ModelError>,
     },
+    /// The full-resolution picture of a feature's example was read.
+    FullLoaded {
+        /// The feature.
+        id: u32,
+        /// Position of the example in the feature's list.
+        index: usize,
+        /// The picture, or why it could not be read.
+        result: Result<Picture, String>,
+    },
+    /// The explainer answered (the explanation is already in the store).
+    Explained {
+        /// The feature.
+        id: u32,
+        /// The explanation, or why there is none.
+        result: Result<Explanation, String>,
+    },
+    /// A human label was written to the store (or could not be).
+    LabelSaved {
+        /// The feature.
+        id: u32,
+        /// Why it could not be written, if it could not.
+        result: Result<(), String>,
+    },
+    /// A result for the steering screen (generation events, preset files).
+    Steer(SteerMsg),
 }
 
 /// Work `update` asks the runner to do.
@@ -62,6 +97,26 @@ pub enum Effect {
     },
     /// Cancel the model actor's work.
     CancelModel,
+    /// Read one example of a feature at full resolution.
+    LoadFull {
+        /// The feature.
+        id: u32,
+        /// Position of the example in the feature's list.
+        index: usize,
+    },
+    /// Load these features' details into the runner's cache (the neighbours of the one shown).
+    Prefetch(Vec<u32>),
+    /// Ask the explainer about a feature, in the background.
+    Explain(u32),
+    /// Store (or, with `None`, remove) a feature's human label.
+    SaveLabel {
+        /// The feature.
+        id: u32,
+        /// The label.
+        text: Option<String>,
+    },
+    /// Steering work: a generation request or a preset file.
+    Steer(SteerEffect),
 }
 
 /// An image to open on the image screen.
@@ -73,7 +128,7 @@ pub enum ImageSource {
     Path(PathBuf),
 }
 
-/// The three screens.
+/// The four screens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Screen {
     /// All cached features.
@@ -82,6 +137,8 @@ pub enum Screen {
     Feature,
     /// One image analysed live.
     Image,
+    /// Default and steered generations side by side.
+    Steer,
 }
 
 impl Screen {
@@ -91,47 +148,7 @@ impl Screen {
             Screen::Features => "features",
             Screen::Feature => "feature",
             Screen::Image => "image",
-        }
-    }
-}
-
-/// Columns of the features table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Column {
-    /// Feature id.
-    Id,
-    /// Density.
-    Density,
-    /// Max activation.
-    Max,
-    /// Images fired.
-    Images,
-    /// Explanation score.
-    Score,
-    /// Explanation text.
-    Explanation,
-}
-
-impl Column {
-    /// Every column, in table order.
-    pub const ALL: [Column; 6] = [
-        Column::Id,
-        Column::Density,
-        Column::Max,
-        Column::Images,
-        Column::Score,
-        Column::Explanation,
-    ];
-
-    /// Header text.
-    pub fn title(self) -> &'static str {
-        match self {
-            Column::Id => "id",
-            Column::Density => "density",
-            Column::Max => "max",
-            Column::Images => "images",
-            Column::Score => "score",
-            Column::Explanation => "explanation",
+            Screen::Steer => "steer",
         }
     }
 }
@@ -147,6 +164,10 @@ pub enum Prompt {
     Jump,
     /// Dataset image index or file path.
     OpenImage,
+    /// A human label for a feature.
+    Label(u32),
+    /// A line typed on the steering screen.
+    Steer(SteerInput),
 }
 
 impl Prompt {
@@ -157,73 +178,31 @@ impl Prompt {
             Prompt::Density => "density range (e.g. 0.001..0.1, empty clears): ",
             Prompt::Jump => "feature #: ",
             Prompt::OpenImage => "image (dataset index or file path): ",
+            Prompt::Label(_) => "label (Enter saves, empty removes, C-u clears): ",
+            Prompt::Steer(input) => input.label(),
         }
     }
 }
 
-/// The features table: all rows plus the sorted, filtered view.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct FeaturesState {
-    /// Every feature of the store.
-    pub rows: Vec<FeatureRow>,
-    /// Indices into `rows` shown, in order.
-    pub view: Vec<usize>,
-    /// Selected position in `view`.
-    pub sel: usize,
-    /// Sort column index into [`Column::ALL`] and direction.
-    pub sort: (usize, bool),
-    /// Search text (matches id or explanation).
-    pub search: String,
-    /// Density range kept.
-    pub density: Option<(f64, f64)>,
-}
-
-/// The feature screen.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct FeatureState {
-    /// Feature shown (or being loaded).
-    pub id: Option<u32>,
-    /// Its loaded detail.
-    pub detail: Option<FeatureDetail>,
-    /// Selected example.
-    pub sel: usize,
-    /// Full-size view of the selected example open.
-    pub full: bool,
-}
-
-/// Which part of the image screen takes the arrows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ImageFocus {
-    /// The feature list.
-    #[default]
-    List,
-    /// The patch cursor.
-    Grid,
-}
-
-/// The image screen.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ImageState {
-    /// Latest request.
-    pub ticket: u64,
-    /// Caption (dataset id or file name).
-    pub label: String,
-    /// The image, once read.
-    pub rgb: Option<RgbImage>,
-    /// The actor's analysis, once done.
-    pub analysis: Option<Analysis>,
-    /// Features firing on the image: (feature, max, tokens).
-    pub features: Vec<(u32, f32, usize)>,
-    /// Selected feature in `features`.
-    pub sel: usize,
-    /// Patch cursor (row, col) in the base grid.
-    pub cursor: (u16, u16),
-    /// Focused pane.
-    pub focus: ImageFocus,
-    /// The selected feature's heatmap on this image.
-    pub picture: Option<Picture>,
-    /// Waiting for the actor.
-    pub pending: bool,
+/// What a drawn region of the screen stands for, for mouse clicks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hit {
+    /// A screen's tab in the title bar.
+    Tab(Screen),
+    /// A column header of the features table (index into [`Column::ALL`]).
+    Header(usize),
+    /// A row of the features table (position in the view).
+    FeatureRow(usize),
+    /// An example of the feature screen's grid (position in the list).
+    Example(usize),
+    /// The full-size example view.
+    Full,
+    /// The image screen's picture, exactly the rect it was drawn in.
+    Picture,
+    /// A row of the image screen's feature list.
+    ImageFeature(usize),
+    /// The help overlay.
+    Help,
 }
 
 /// The whole workbench state.
@@ -237,6 +216,8 @@ pub struct App {
     pub feature: FeatureState,
     /// Image screen.
     pub image: ImageState,
+    /// Steering screen.
+    pub steer: SteerState,
     /// Heatmap style (intensity or the original's binary mask).
     pub style: OverlayStyle,
     /// Active keymap.
@@ -261,6 +242,10 @@ pub struct App {
     pub ticks: u64,
     /// Something changed since the last draw.
     pub dirty: bool,
+    /// Explanation requests.
+    pub explain: ExplainState,
+    /// Regions of the last frame, topmost last (written while drawing).
+    pub hits: RefCell<Vec<(Rect, Hit)>>,
 }
 
 impl App {
@@ -275,6 +260,7 @@ impl App {
             },
             feature: FeatureState::default(),
             image: ImageState::default(),
+            steer: SteerState::default(),
             style: OverlayStyle::default(),
             keymap,
             theme,
@@ -287,6 +273,8 @@ impl App {
             size: (80, 24),
             ticks: 0,
             dirty: true,
+            explain: ExplainState::default(),
+            hits: RefCell::new(Vec::new()),
         };
         app.refresh_view();
         app
@@ -310,46 +298,21 @@ impl App {
         self.features.rows.iter().find(|r| r.id == id)
     }
 
-    /// Rebuild the sorted, filtered view, keeping the selected feature where possible.
-    pub fn refresh_view(&mut self) {
-        let keep = self.selected_row().map(|r| r.id);
-        let fs = &mut self.features;
-        let q = fs.search.trim().to_lowercase();
-        let mut view: Vec<usize> = (0..fs.rows.len())
-            .filter(|&i| {
-                let r = &fs.rows[i];
-                let text_ok = q.is_empty()
-                    || r.id.to_string().contains(&q)
-                    || r.explanation
-                        .as_ref()
-                        .is_some_and(|e| e.to_lowercase().contains(&q));
-                let dens_ok = fs
-                    .density
-                    .is_none_or(|(lo, hi)| r.density >= lo && r.density <= hi);
-                text_ok && dens_ok
-            })
-            .collect();
-        let (col, desc) = fs.sort;
-        let rows = &fs.rows;
-        view.sort_by(|&a, &b| {
-            let (x, y) = (&rows[a], &rows[b]);
-            let o = match Column::ALL[col] {
-                Column::Id => x.id.cmp(&y.id),
-                Column::Density => x.density.total_cmp(&y.density),
-                Column::Max => x.max.total_cmp(&y.max),
-                Column::Images => x.images.cmp(&y.images),
-                Column::Score => x
-                    .score
-                    .unwrap_or(f32::NEG_INFINITY)
-                    .total_cmp(&y.score.unwrap_or(f32::NEG_INFINITY)),
-                Column::Explanation => x.explanation.cmp(&y.explanation),
-            };
-            let o = if desc { o.reverse() } else { o };
-            o.then(x.id.cmp(&y.id))
-        });
-        fs.sel = keep
-            .and_then(|id| view.iter().position(|&i| rows[i].id == id))
-            .unwrap_or(0);
-        fs.view = view;
+    /// Record that `hit` was drawn at `area` (called by the panes while rendering).
+    pub fn hit(&self, area: Rect, hit: Hit) {
+        if area.width > 0 && area.height > 0 {
+            self.hits.borrow_mut().push((area, hit));
+        }
+    }
+
+    /// The topmost region drawn at cell (x, y) in the last frame.
+    pub fn hit_at(&self, x: u16, y: u16) -> Option<(Rect, Hit)> {
+        let pos = ratatui::layout::Position::new(x, y);
+        self.hits
+            .borrow()
+            .iter()
+            .rev()
+            .find(|(r, _)| r.contains(pos))
+            .copied()
     }
 }

@@ -3,7 +3,9 @@
 //! Loading happens off the UI task (the effect runner calls these in `spawn_blocking`); the
 //! results travel back as events, so `update` and rendering stay free of I/O.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use image::RgbImage;
@@ -11,12 +13,16 @@ use image::RgbImage;
 use crate::explain::heatmap::{ActivationField, Source, Upsample, activation_field};
 use crate::explain::overlay::{OverlayStyle, Ramp, render_overlay};
 use crate::model::anyres::ImageLayout;
-use crate::store::{FeatureStats, Manifest, Store};
+use crate::store::{Explanation, FeatureStats, Manifest, Score, Store};
 
 /// Longest side of a grid thumbnail, in pixels.
 pub const THUMB_SIDE: u32 = 192;
-/// Longest side of the image screen's picture and the full-size example view.
+/// Longest side of the image screen's picture.
 pub const LARGE_SIDE: u32 = 512;
+/// Longest side of the full-size example view (never more than the image itself).
+pub const FULL_SIDE: u32 = 1344;
+/// Decoded images the [`ImageCache`] keeps before it starts over.
+pub const IMAGE_CACHE_LEN: usize = 512;
 /// Examples loaded per feature (the grid shows as many as fit).
 pub const MAX_EXAMPLES: usize = 16;
 
@@ -31,15 +37,46 @@ pub struct FeatureRow {
     pub max: f32,
     /// Images where it fired.
     pub images: u64,
-    /// Explanation text, when one has been written.
+    /// The newest machine explanation, when one has been written.
     pub explanation: Option<String>,
-    /// Explanation score, when scored.
+    /// A label a person wrote, shown instead of the explanation when present.
+    pub label: Option<String>,
+    /// The newest explanation score, when scored.
     pub score: Option<f32>,
 }
 
-/// Every feature of the store, by id.
+impl FeatureRow {
+    /// What the table shows: the human label (marked) or the machine explanation.
+    pub fn shown_text(&self) -> Option<String> {
+        match (&self.label, &self.explanation) {
+            (Some(l), _) => Some(format!("{HUMAN_MARK}{l}")),
+            (None, e) => e.clone(),
+        }
+    }
+}
+
+/// Mark before a human label, telling it from a machine explanation.
+pub const HUMAN_MARK: &str = "✎ ";
+
+/// Every feature of the store, by id, with its newest explanation, label and score.
 pub fn feature_rows(store: &Store) -> Result<Vec<FeatureRow>> {
     let total = store.progress()?.tokens;
+    let mut expl: HashMap<u32, (u64, String)> = HashMap::new();
+    for e in store.all_explanations()? {
+        let slot = expl.entry(e.feature).or_insert((0, String::new()));
+        if e.created_unix >= slot.0 {
+            *slot = (e.created_unix, e.text);
+        }
+    }
+    let mut scores: HashMap<u32, (u64, f32)> = HashMap::new();
+    for s in store.all_scores()? {
+        let Some(v) = s.value else { continue };
+        let slot = scores.entry(s.feature).or_insert((0, 0.0));
+        if s.created_unix >= slot.0 {
+            *slot = (s.created_unix, v as f32);
+        }
+    }
+    let labels: HashMap<u32, String> = store.labels()?.into_iter().collect();
     store
         .features()
         .map(|r| {
@@ -49,16 +86,49 @@ pub fn feature_rows(store: &Store) -> Result<Vec<FeatureRow>> {
                 density: s.density(total),
                 max: s.max,
                 images: s.fired_images,
-                explanation: None,
-                score: None,
+                explanation: expl.remove(&id).map(|e| e.1),
+                label: labels.get(&id).cloned(),
+                score: scores.get(&id).map(|s| s.1),
             })
         })
         .collect()
 }
 
+/// Shrunk images by (file, longest side).
+type ImageMap = HashMap<(PathBuf, u32), Arc<RgbImage>>;
+
+/// Decoded, shrunk images shared by every feature load (most images are examples of many
+/// features), so switching features rarely decodes a file again.
+#[derive(Debug, Clone, Default)]
+pub struct ImageCache {
+    map: Arc<Mutex<ImageMap>>,
+}
+
+impl ImageCache {
+    /// `path` shrunk to fit `side`, read once.
+    pub fn get(&self, path: &Path, side: u32) -> Result<Arc<RgbImage>> {
+        let key = (path.to_path_buf(), side);
+        if let Some(img) = self.map.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            return Ok(img);
+        }
+        let img = Arc::new(read_image(path, side)?);
+        if let Ok(mut m) = self.map.lock() {
+            // A plain reset keeps the bound without bookkeeping; a screenful reloads quickly.
+            if m.len() >= IMAGE_CACHE_LEN {
+                m.clear();
+            }
+            m.insert(key, img.clone());
+        }
+        Ok(img)
+    }
+}
+
 /// Folder that image paths in the store are relative to.
 pub fn dataset_root(manifest: &Manifest) -> PathBuf {
     let d = PathBuf::from(&manifest.dataset);
+    if let Some(root) = crate::pipeline::dataset::parquet_image_root(&d) {
+        return root;
+    }
     if d.extension().is_some_and(|e| e == "jsonl") {
         d.parent().map(Path::to_path_buf).unwrap_or_default()
     } else {
@@ -106,12 +176,12 @@ pub fn field_at(layout: &ImageLayout, acts: &[(u32, f32)], w: u32, h: u32) -> Ac
 pub fn read_image(path: &Path, side: u32) -> Result<RgbImage> {
     let img = image::open(path).with_context(|| format!("cannot read image {}", path.display()))?;
     let (w, h) = fit(img.width(), img.height(), side);
-    Ok(image::imageops::resize(
-        &img.to_rgb8(),
-        w,
-        h,
-        image::imageops::FilterType::Triangle,
-    ))
+    let rgb = img.into_rgb8();
+    if (w, h) == rgb.dimensions() {
+        return Ok(rgb);
+    }
+    // Box-filter shrinking: as sharp as a triangle filter when shrinking, several times faster.
+    Ok(image::imageops::thumbnail(&rgb, w, h))
 }
 
 /// A picture of `path` (shown as `label`) with `acts` over it, fitted into `side`.
@@ -122,11 +192,23 @@ pub fn picture(
     acts: &[(u32, f32)],
     side: u32,
 ) -> Picture {
+    picture_cached(path, label, layout, acts, side, &ImageCache::default())
+}
+
+/// [`picture`] reading the image through `cache`.
+pub fn picture_cached(
+    path: &Path,
+    label: String,
+    layout: &ImageLayout,
+    acts: &[(u32, f32)],
+    side: u32,
+    cache: &ImageCache,
+) -> Picture {
     let (w, h) = fit(layout.original.1, layout.original.0, side);
-    let (rgb, missing) = match read_image(path, side) {
-        Ok(img) if img.dimensions() == (w, h) => (img, None),
+    let (rgb, missing) = match cache.get(path, side) {
+        Ok(img) if img.dimensions() == (w, h) => (RgbImage::clone(&img), None),
         Ok(img) => (
-            image::imageops::resize(&img, w, h, image::imageops::FilterType::Triangle),
+            image::imageops::resize(img.as_ref(), w, h, image::imageops::FilterType::Triangle),
             None,
         ),
         Err(e) => (RgbImage::new(w, h), Some(format!("{e:#}"))),
@@ -161,10 +243,24 @@ pub struct FeatureDetail {
     pub stats: Option<FeatureStats>,
     /// Top examples, best first.
     pub examples: Vec<ExampleView>,
+    /// Its machine explanations, newest first.
+    pub explanations: Vec<Explanation>,
+    /// Its scores, newest first.
+    pub scores: Vec<Score>,
 }
 
 /// Load a feature's statistics and top examples with their thumbnails.
 pub fn load_feature(store: &Store, f: u32, side: u32) -> Result<FeatureDetail> {
+    load_feature_cached(store, f, side, &ImageCache::default())
+}
+
+/// [`load_feature`] reading images through `cache`.
+pub fn load_feature_cached(
+    store: &Store,
+    f: u32,
+    side: u32,
+    cache: &ImageCache,
+) -> Result<FeatureDetail> {
     let root = dataset_root(store.manifest());
     let stats = store.feature_stats(f)?;
     let mut examples = Vec::new();
@@ -179,7 +275,8 @@ pub fn load_feature(store: &Store, f: u32, side: u32) -> Result<FeatureDetail> {
             .iter()
             .map(|&(t, v)| (u32::from(t), v.to_f32()))
             .collect();
-        let picture = picture(&root.join(&rec.path), rec.id.clone(), &layout, &acts, side);
+        let path = root.join(&rec.path);
+        let picture = picture_cached(&path, rec.id.clone(), &layout, &acts, side, cache);
         examples.push(ExampleView {
             image: ex.image,
             score: ex.score,
@@ -191,7 +288,30 @@ pub fn load_feature(store: &Store, f: u32, side: u32) -> Result<FeatureDetail> {
         id: f,
         stats,
         examples,
+        explanations: store.explanations_of(f)?,
+        scores: store.scores_of(f)?,
     })
+}
+
+/// Example `index` of feature `f` as a picture of up to `side` pixels (the full-size view).
+pub fn load_example(store: &Store, f: u32, index: usize, side: u32) -> Result<Picture> {
+    let ex = store
+        .top_examples(f)?
+        .into_iter()
+        .nth(index)
+        .with_context(|| format!("feature {f} has no example #{}", index + 1))?;
+    let rec = store
+        .image(ex.image)?
+        .with_context(|| format!("feature {f}: image {} has no record in the store", ex.image))?;
+    let layout: ImageLayout = serde_json::from_value(rec.layout.clone())
+        .with_context(|| format!("image {}: bad layout record", rec.index))?;
+    let acts: Vec<(u32, f32)> = ex
+        .tokens
+        .iter()
+        .map(|&(t, v)| (u32::from(t), v.to_f32()))
+        .collect();
+    let path = dataset_root(store.manifest()).join(&rec.path);
+    Ok(picture(&path, rec.id, &layout, &acts, side))
 }
 
 /// A dataset image of the store: its file path and display id.

@@ -43,7 +43,7 @@ macro_rules! actions {
 actions! {
     Quit = "quit": "Quit glint",
     Help = "help": "Show or hide this help",
-    Back = "back": "Close, cancel the model job, or go back",
+    Back = "back": "Close, cancel the model job, go back",
     Up = "up": "Move up",
     Down = "down": "Move down",
     Left = "left": "Move left",
@@ -55,19 +55,43 @@ actions! {
     Open = "open": "Open the selection",
     SortNext = "sort-next": "Sort by the next column",
     SortReverse = "sort-reverse": "Reverse the sort order",
-    Search = "search": "Search by id or explanation text",
-    FilterDensity = "filter-density": "Filter by density range (min..max)",
+    Search = "search": "Search ids, explanations, labels",
+    FilterDensity = "filter-density": "Filter by density (min..max)",
     Jump = "jump": "Jump to a feature by number",
-    ToggleStyle = "toggle-style": "Toggle heatmap: intensity / binary mask",
-    OpenImage = "open-image": "Open a dataset image (index) or a file path",
+    ToggleStyle = "toggle-style": "Toggle heatmap: intensity / mask",
+    OpenImage = "open-image": "Open an image (index or file path)",
     FocusNext = "focus-next": "Switch focus between panes",
     Features = "features": "Go to the features screen",
     Feature = "feature": "Go to the feature screen",
     Image = "image": "Go to the image screen",
+    NextFeature = "next-feature": "Next feature, in the table's order",
+    PrevFeature = "prev-feature": "Previous feature, table order",
+    Explain = "explain": "Ask the explainer (in background)",
+    Label = "label": "Write or edit the human label",
+    Steer = "steer": "Go to the steering screen",
+    SteerAdd = "steer-add": "Add this feature to the steering rows",
+    AddRow = "add-row": "Add a steering row by typing it (12, 12 add 40, 7 replace 3x)",
+    DeleteRow = "delete-row": "Delete the selected steering row",
+    StrengthUp = "strength-up": "Raise the strength a fine step (0.1×max or 1 raw)",
+    StrengthDown = "strength-down": "Lower the strength a fine step (0.1×max or 1 raw)",
+    StrengthUpCoarse = "strength-up-coarse": "Raise the strength a coarse step (1×max or 10 raw)",
+    StrengthDownCoarse = "strength-down-coarse": "Lower the strength a coarse step (1×max or 10 raw)",
+    TypeStrength = "type-strength": "Type the strength (2.5x = × cached max, a plain number = raw)",
+    CycleMode = "cycle-mode": "Next steering mode: replace, clamp, add",
+    CycleUnit = "cycle-unit": "Switch the strength unit: × cached max / raw (same raw value)",
+    CyclePhase = "cycle-phase": "Next phase edited: prefill, decode, both",
+    CycleTokens = "cycle-tokens": "Next tokens edited: all, image, text",
+    CycleDirection = "cycle-direction": "add: use the raw or the unit decoder direction",
+    EditPrompt = "edit-prompt": "Edit the steering prompt",
+    EditImage = "edit-image": "Set the steering image (file or dataset index; empty: none)",
+    MaxTokens = "max-tokens": "Set the tokens generated per side",
+    Regenerate = "regenerate": "Run the default and steered generations again",
+    SavePreset = "save-preset": "Save prompt, image and rows to a .toml or .json preset",
+    LoadPreset = "load-preset": "Load a .toml or .json steering preset",
 }
 
 /// Where keys are looked up: the screen's own table, then `global`.
-pub const MODES: &[&str] = &["global", "features", "feature", "image"];
+pub const MODES: &[&str] = &["global", "features", "feature", "image", "steer"];
 
 /// One key press, normalised (shifted letters carry no SHIFT flag).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -3,28 +3,33 @@
 //! [`run`] owns the terminal. One UI loop waits for an event, drains the rest, applies them with
 //! [`App::update`] and draws once if anything changed; the effects `update` returns are carried out
 //! by [`Runner`], the only place that spawns work (store loads on blocking threads, model jobs on
-//! the actor), and every result comes back as an [`Event`].
+//! the actor, explainer requests on the runtime), and every result comes back as an [`Event`].
 
 pub mod app;
 pub mod data;
+pub mod explainer;
 pub mod keymap;
 pub mod launch;
+pub mod runner;
 pub mod show;
+pub mod state;
+pub mod steer;
 pub mod theme;
 pub mod ui;
 mod update;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 pub use app::{App, Effect, Event, Screen};
+pub use runner::Runner;
 pub use ui::GraphicsMode;
 pub use update::parse_range;
 
-use crate::engine::{Job, Lane, ModelHandle};
+use crate::engine::ModelHandle;
+use crate::explain::ExplainerConfig;
 use crate::store::Store;
 use keymap::Keymap;
 use theme::Theme;
@@ -62,77 +67,6 @@ pub fn store_title(store: &Store) -> String {
     )
 }
 
-/// Carries out effects; results come back on `tx`.
-pub struct Runner {
-    store: Store,
-    model: ModelHandle,
-    tx: UnboundedSender<Event>,
-}
-
-impl Runner {
-    /// A runner over the store and model, posting results to `tx`.
-    pub fn new(store: Store, model: ModelHandle, tx: UnboundedSender<Event>) -> Runner {
-        Runner { store, model, tx }
-    }
-
-    /// Start one effect; returns `false` on [`Effect::Quit`].
-    pub fn run(&self, effect: Effect) -> bool {
-        match effect {
-            Effect::Quit => return false,
-            Effect::CancelModel => self.model.cancel(),
-            Effect::LoadFeature(id) => {
-                let (store, tx) = (self.store.clone(), self.tx.clone());
-                tokio::task::spawn_blocking(move || {
-                    let result = data::load_feature(&store, id, data::THUMB_SIDE)
-                        .map_err(|e| format!("{e:#}"));
-                    let _ = tx.send(Event::FeatureLoaded { id, result });
-                });
-            }
-            Effect::Analyze { ticket, source } => {
-                let path = match source {
-                    app::ImageSource::Path(p) => Ok(p),
-                    app::ImageSource::Dataset(i) => {
-                        data::dataset_image(&self.store, i).map(|(p, _)| p)
-                    }
-                };
-                let path: PathBuf = match path {
-                    Ok(p) => p,
-                    Err(e) => {
-                        let _ = self.tx.send(Event::ImageLoaded {
-                            ticket,
-                            result: Err(format!("{e:#}")),
-                        });
-                        let result = Err(crate::engine::ModelError::Failed(format!("{e:#}")));
-                        let _ = self.tx.send(Event::Analyzed { ticket, result });
-                        return true;
-                    }
-                };
-                let (tx, p) = (self.tx.clone(), path.clone());
-                tokio::task::spawn_blocking(move || {
-                    let result =
-                        data::read_image(&p, data::LARGE_SIDE).map_err(|e| format!("{e:#}"));
-                    let _ = tx.send(Event::ImageLoaded { ticket, result });
-                });
-                let reply = self.model.submit(
-                    Job::Analyze {
-                        image: path,
-                        prompt: None,
-                    },
-                    Lane::Interactive,
-                );
-                let tx = self.tx.clone();
-                tokio::spawn(async move {
-                    let result = reply
-                        .await
-                        .unwrap_or(Err(crate::engine::ModelError::Stopped));
-                    let _ = tx.send(Event::Analyzed { ticket, result });
-                });
-            }
-        }
-        true
-    }
-}
-
 /// Read terminal events on a plain thread (crossterm's reader blocks) and forward them.
 fn spawn_input(tx: UnboundedSender<Event>) {
     std::thread::spawn(move || {
@@ -161,12 +95,14 @@ pub struct FrameStats {
     pub frames: u64,
 }
 
-/// Open the workbench on `store` with `model`; returns when the user quits.
+/// Open the workbench on `store` with `model`; returns when the user quits. `explain` holds the
+/// explainer settings for the explain key.
 pub fn run(
     store: Store,
     model: ModelHandle,
     graphics: GraphicsMode,
     theme_name: &str,
+    explain: Option<ExplainerConfig>,
 ) -> Result<FrameStats> {
     let start = Instant::now();
     let (keymap, theme) = load_config(theme_name)?;
@@ -176,10 +112,22 @@ pub fn run(
         .worker_threads(2)
         .enable_all()
         .build()?;
+    // ratatui::init installs a panic hook that restores the screen; chain one that also ends
+    // mouse capture, so a panic leaves a usable terminal.
     let mut terminal = ratatui::init();
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableMouseCapture);
+        hook(info);
+    }));
     crossterm::execute!(std::io::stdout(), crossterm::event::EnableMouseCapture)?;
     let gfx = Graphics::detect(graphics);
-    let result = rt.block_on(ui_loop(&mut app, &mut terminal, gfx, store, model, start));
+    let (tx, rx) = unbounded_channel();
+    let mut runner = Runner::new(store, model, tx);
+    if let Some(cfg) = explain {
+        runner = runner.with_explainer(cfg);
+    }
+    let result = rt.block_on(ui_loop(&mut app, &mut terminal, gfx, runner, rx, start));
     let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableMouseCapture);
     ratatui::restore();
     result
@@ -189,19 +137,20 @@ async fn ui_loop(
     app: &mut App,
     terminal: &mut ratatui::DefaultTerminal,
     mut gfx: Graphics,
-    store: Store,
-    model: ModelHandle,
+    runner: Runner,
+    mut rx: UnboundedReceiver<Event>,
     start: Instant,
 ) -> Result<FrameStats> {
-    let (tx, mut rx): (UnboundedSender<Event>, UnboundedReceiver<Event>) = unbounded_channel();
+    let tx = runner.sender();
     let size = terminal.size()?;
     app.size = (size.width, size.height);
     app.message = Some((format!("graphics: {}", gfx.name()), false));
     spawn_input(tx.clone());
     let ticker = tx.clone();
-    let status_model = model.clone();
+    let status_model = runner.model().clone();
     tokio::spawn(async move {
-        let mut iv = tokio::time::interval(Duration::from_millis(120));
+        let period = 1000 / update::TICKS_PER_SECOND;
+        let mut iv = tokio::time::interval(Duration::from_millis(period));
         loop {
             iv.tick().await;
             if ticker.send(Event::Tick(status_model.status())).is_err() {
@@ -209,7 +158,6 @@ async fn ui_loop(
             }
         }
     });
-    let runner = Runner::new(store, model, tx);
     let mut stats = FrameStats::default();
     loop {
         let t0 = Instant::now();

@@ -28,6 +28,7 @@ pub const STYLES: &[&str] = &[
     "key",
     "bar",
     "cursor",
+    "diff",
 ];
 
 /// Named styles plus the heatmap ramp.

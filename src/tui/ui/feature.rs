@@ -8,8 +8,9 @@ use ratatui::widgets::{Block, Clear, Paragraph, Sparkline, Wrap};
 
 use super::graphics::Graphics;
 use crate::store::{HIST_LEN, hist_edges};
-use crate::tui::app::App;
-use crate::tui::data::{ExampleView, FeatureDetail};
+use crate::tui::app::{App, Hit};
+use crate::tui::data::{ExampleView, FeatureDetail, HUMAN_MARK};
+use crate::tui::keymap::Action;
 
 /// Width of the left information column.
 const INFO_W: u16 = 34;
@@ -79,13 +80,7 @@ fn render_info(app: &App, d: &FeatureDetail, frame: &mut Frame<'_>, area: Rect) 
         },
     ));
     lines.push(Line::default());
-    let expl = row
-        .and_then(|r| r.explanation.clone())
-        .unwrap_or_else(|| "no explanation yet".into());
-    lines.push(Line::from(Span::styled(expl, t.style("text"))));
-    if let Some(s) = row.and_then(|r| r.score) {
-        lines.push(kv("score", format!("{s:.3}")));
-    }
+    lines.extend(explanation_lines(app, d));
     let block = Block::bordered()
         .title(Span::styled(
             format!(" feature {} ", d.id),
@@ -97,6 +92,66 @@ fn render_info(app: &App, d: &FeatureDetail, frame: &mut Frame<'_>, area: Rect) 
         text,
     );
     render_hist(app, d, frame, hist);
+}
+
+/// The human label (marked), the newest machine explanation with its model, scores, and what
+/// the explainer is doing.
+fn explanation_lines(app: &App, d: &FeatureDetail) -> Vec<Line<'static>> {
+    let t = &app.theme;
+    let row = app.row(d.id);
+    let mut lines = vec![];
+    if let Some(l) = row.and_then(|r| r.label.clone()) {
+        lines.push(Line::from(vec![
+            Span::styled(HUMAN_MARK, t.style("key")),
+            Span::styled(l, t.style("text")),
+        ]));
+    }
+    let machine = row.and_then(|r| r.explanation.clone());
+    match (machine, d.explanations.first()) {
+        (Some(text), first) => {
+            let by = first.map_or(String::new(), |e| format!("  ({})", e.explainer_model));
+            lines.push(Line::from(vec![
+                Span::styled(text, t.style("text")),
+                Span::styled(by, t.style("dim")),
+            ]));
+        }
+        (None, _) => lines.push(Line::from(Span::styled(
+            format!(
+                "no explanation yet: {} asks the explainer, {} writes a label",
+                app.key_for(Action::Explain),
+                app.key_for(Action::Label)
+            ),
+            t.style("dim"),
+        ))),
+    }
+    if let Some(secs) = app.explain_elapsed(d.id) {
+        lines.push(Line::from(Span::styled(
+            format!("explaining … {secs} s"),
+            t.style("busy"),
+        )));
+    }
+    let mut seen = Vec::new();
+    for s in &d.scores {
+        // Newest first: one line per method.
+        if seen.contains(&s.method) {
+            continue;
+        }
+        seen.push(s.method.clone());
+        let v = s.value.map_or("-".to_string(), |v| format!("{v:.3}"));
+        lines.push(Line::from(vec![
+            Span::styled(format!("{:<10}", s.method), t.style("dim")),
+            Span::styled(format!("{v} (n {})", s.n), t.style("text")),
+        ]));
+    }
+    if d.scores.is_empty()
+        && let Some(s) = row.and_then(|r| r.score)
+    {
+        lines.push(Line::from(vec![
+            Span::styled(format!("{:<10}", "score"), t.style("dim")),
+            Span::styled(format!("{s:.3}"), t.style("text")),
+        ]));
+    }
+    lines
 }
 
 fn render_hist(app: &App, d: &FeatureDetail, frame: &mut Frame<'_>, area: Rect) {
@@ -165,6 +220,7 @@ fn render_grid(
             .border_style(style);
         let pic = b.inner(cell);
         frame.render_widget(b, cell);
+        app.hit(cell, Hit::Example(i));
         gfx.draw(
             frame,
             pic,
@@ -176,21 +232,38 @@ fn render_grid(
 fn render_full(app: &App, ex: &ExampleView, frame: &mut Frame<'_>, area: Rect, gfx: &mut Graphics) {
     let t = &app.theme;
     frame.render_widget(Clear, area);
+    // The thumbnail stands in until the full-resolution picture has been read.
+    let full = app
+        .feature
+        .full_picture
+        .as_ref()
+        .filter(|(i, _)| *i == app.feature.sel)
+        .map(|(_, p)| p);
+    let pic = full.unwrap_or(&ex.picture);
+    let size = if full.is_some() {
+        format!("{}x{}", pic.rgb.width(), pic.rgb.height())
+    } else {
+        "loading full size …".into()
+    };
     let title = format!(
-        " image {} · {} · max {:.3} · Esc closes ",
-        ex.image, ex.picture.label, ex.max
+        " #{} image {} · {} · max {:.3} · {size} · Esc closes ",
+        app.feature.sel + 1,
+        ex.image,
+        ex.picture.label,
+        ex.max
     );
     let block = Block::bordered()
         .title(Span::styled(title, t.style("title")))
         .border_style(t.style("focus-border"));
     let inner = block.inner(area);
     frame.render_widget(block, area);
-    if let Some(m) = &ex.picture.missing {
+    app.hit(area, Hit::Full);
+    if let Some(m) = &pic.missing {
         frame.render_widget(Paragraph::new(m.clone()).style(t.style("error")), inner);
     }
     gfx.draw(
         frame,
         inner,
-        &ex.picture.overlay(&app.style, &app.theme.ramp, None),
+        &pic.overlay(&app.style, &app.theme.ramp, None),
     );
 }

@@ -14,7 +14,7 @@ use ratatui_image::picker::{Picker, ProtocolType};
 use ratatui_image::protocol::Protocol;
 use ratatui_image::{Image, Resize};
 
-use super::heatmap::HalfBlocks;
+use super::heatmap::{HalfBlocks, fitted_rect};
 
 /// Requested graphics mode (`--graphics`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,10 +103,13 @@ impl Graphics {
         }
     }
 
-    /// Draw `img` fitted into `area`.
-    pub fn draw(&mut self, frame: &mut Frame<'_>, area: Rect, img: &RgbImage) {
+    /// Draw `img` fitted into `area`; returns the rect the picture took.
+    pub fn draw(&mut self, frame: &mut Frame<'_>, area: Rect, img: &RgbImage) -> Rect {
         match self {
-            Graphics::HalfBlocks => frame.render_widget(HalfBlocks(img), area),
+            Graphics::HalfBlocks => {
+                frame.render_widget(HalfBlocks(img), area);
+                fitted_rect(img.width(), img.height(), area)
+            }
             Graphics::Protocol { picker, cache } => {
                 let mut h = DefaultHasher::new();
                 img.as_raw().hash(&mut h);
@@ -122,11 +125,20 @@ impl Graphics {
                         Ok(p) => {
                             slot.insert(p);
                         }
-                        Err(_) => return frame.render_widget(HalfBlocks(img), area),
+                        Err(_) => {
+                            frame.render_widget(HalfBlocks(img), area);
+                            return fitted_rect(img.width(), img.height(), area);
+                        }
                     }
                 }
-                if let Some(p) = cache.get(&key) {
-                    frame.render_widget(Image::new(p), area);
+                match cache.get(&key) {
+                    Some(p) => {
+                        frame.render_widget(Image::new(p), area);
+                        // Protocol images are drawn from the area's top-left corner.
+                        let s = p.size();
+                        Rect::new(area.x, area.y, s.width, s.height).intersection(area)
+                    }
+                    None => area,
                 }
             }
         }

@@ -12,7 +12,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
-use super::app::{App, Screen};
+use super::app::{App, Hit, Screen};
 pub use graphics::{Graphics, GraphicsMode};
 
 const SPINNER: [&str; 4] = ["|", "/", "-", "\\"];
@@ -25,11 +25,13 @@ pub fn render(app: &App, frame: &mut Frame<'_>, gfx: &mut Graphics) {
         Constraint::Length(1),
     ])
     .areas(frame.area());
+    app.hits.borrow_mut().clear();
     render_title(app, frame, title);
     match app.screen {
         Screen::Features => features::render(app, frame, body),
         Screen::Feature => feature::render(app, frame, body, gfx),
         Screen::Image => image::render(app, frame, body, gfx),
+        Screen::Steer => crate::tui::steer::ui::render(app, frame, body),
     }
     render_status(app, frame, status);
     if app.help {
@@ -37,28 +39,51 @@ pub fn render(app: &App, frame: &mut Frame<'_>, gfx: &mut Graphics) {
     }
 }
 
+/// The screens' tabs in the title bar, in order.
+const TABS: [(Screen, &str); 4] = [
+    (Screen::Features, "1 features"),
+    (Screen::Feature, "2 feature"),
+    (Screen::Image, "3 image"),
+    (Screen::Steer, "4 steer"),
+];
+
 fn render_title(app: &App, frame: &mut Frame<'_>, area: Rect) {
     let t = &app.theme;
-    let tab = |s: Screen, name: &str| {
+    let mut spans = vec![Span::styled(" glint ", t.style("title"))];
+    let mut x = area.x + 7;
+    for (s, name) in TABS {
         let style = if app.screen == s {
             t.style("selected")
         } else {
             t.style("dim")
         };
-        Span::styled(format!(" {name} "), style)
-    };
-    let line = Line::from(vec![
-        Span::styled(" glint ", t.style("title")),
-        tab(Screen::Features, "1 features"),
-        tab(Screen::Feature, "2 feature"),
-        tab(Screen::Image, "3 image"),
-        Span::styled(format!("  {}", app.title), t.style("dim")),
-    ]);
-    frame.render_widget(Paragraph::new(line), area);
+        let w = name.chars().count() as u16 + 2;
+        app.hit(Rect::new(x, area.y, w, 1).intersection(area), Hit::Tab(s));
+        x += w;
+        spans.push(Span::styled(format!(" {name} "), style));
+    }
+    spans.push(Span::styled(format!("  {}", app.title), t.style("dim")));
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
-/// The actor's state in words.
+/// The actor's state (and the explainer's, while it works) in words.
 pub fn actor_text(app: &App) -> String {
+    let model = model_text(app);
+    let running = &app.explain.running;
+    let Some(&first) = running.keys().next() else {
+        return model;
+    };
+    let spin = SPINNER[(app.ticks % 4) as usize];
+    let secs = app.explain_elapsed(first).unwrap_or(0);
+    let more = if running.len() > 1 {
+        format!(" (+{} more)", running.len() - 1)
+    } else {
+        String::new()
+    };
+    format!("{spin} explaining feature {first}{more} · {secs} s │ {model}")
+}
+
+fn model_text(app: &App) -> String {
     let a = &app.actor;
     match &a.busy {
         None if app.image.pending => "model: queued".into(),
@@ -89,7 +114,7 @@ fn render_status(app: &App, frame: &mut Frame<'_>, area: Rect) {
         return;
     }
     let actor = actor_text(app);
-    let busy = app.actor.busy.is_some() || app.image.pending;
+    let busy = app.actor.busy.is_some() || app.image.pending || !app.explain.running.is_empty();
     let [left, right] = Layout::horizontal([
         Constraint::Min(1),
         Constraint::Length(actor.chars().count() as u16 + 1),

@@ -1,0 +1,246 @@
+// glint's own CUDA kernels, compiled to PTX by build.rs when the `cuda` feature is on.
+//
+// masked_softmax_*: scale + causal mask + softmax in one pass over attention scores, so the
+//   [heads, t, t] score block is read once and written once (instead of the five passes of
+//   scale, cast to f32, mask add, softmax and cast back).
+// sae_topk_*: bias + ReLU + exact top-k of each row of SAE pre-activations by radix select,
+//   one thread block per row, results sorted by value (descending), ties by lower index.
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <stdint.h>
+
+template <typename T> __device__ __forceinline__ float to_f(T x);
+template <> __device__ __forceinline__ float to_f<float>(float x) { return x; }
+template <> __device__ __forceinline__ float to_f<__nv_bfloat16>(__nv_bfloat16 x) {
+    return __bfloat162float(x);
+}
+template <> __device__ __forceinline__ float to_f<__half>(__half x) { return __half2float(x); }
+
+template <typename T> __device__ __forceinline__ T from_f(float x);
+template <> __device__ __forceinline__ float from_f<float>(float x) { return x; }
+template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float x) {
+    return __float2bfloat16(x);
+}
+template <> __device__ __forceinline__ __half from_f<__half>(float x) { return __float2half(x); }
+
+// ---------------------------------------------------------------------------------------------
+// Masked softmax: one warp per row of `cols` scores. Row r is query (r % t_q), at absolute
+// position past + (r % t_q); with `causal`, keys after that position get probability 0.
+
+#define SOFTMAX_WARPS 4
+
+template <typename T>
+__device__ void masked_softmax(const T *__restrict__ x, T *__restrict__ y, int rows, int cols,
+                               int t_q, int past, int causal, float scale) {
+    const int row = blockIdx.x * SOFTMAX_WARPS + threadIdx.x / 32;
+    const int lane = threadIdx.x % 32;
+    if (row >= rows) return;
+    const T *xr = x + (size_t)row * cols;
+    T *yr = y + (size_t)row * cols;
+    const int limit = causal ? min(cols, past + (row % t_q) + 1) : cols;
+
+    // Online max and sum: one read of the row for both.
+    float m = -INFINITY, l = 0.f;
+    for (int c = lane; c < limit; c += 32) {
+        const float v = to_f(xr[c]) * scale;
+        if (v > m) {
+            l = l * expf(m - v) + 1.f;
+            m = v;
+        } else {
+            l += expf(v - m);
+        }
+    }
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) {
+        const float m2 = __shfl_xor_sync(0xffffffff, m, off);
+        const float l2 = __shfl_xor_sync(0xffffffff, l, off);
+        const float mn = fmaxf(m, m2);
+        const float a = (m == -INFINITY) ? 0.f : l * expf(m - mn);
+        const float b = (m2 == -INFINITY) ? 0.f : l2 * expf(m2 - mn);
+        m = mn;
+        l = a + b;
+    }
+    const float inv = l > 0.f ? 1.f / l : 0.f;
+    for (int c = lane; c < cols; c += 32) {
+        const float p = c < limit ? expf(to_f(xr[c]) * scale - m) * inv : 0.f;
+        yr[c] = from_f<T>(p);
+    }
+}
+
+#define SOFTMAX_OP(T, NAME)                                                                       \
+    extern "C" __global__ void NAME(const T *x, T *y, int rows, int cols, int t_q, int past,     \
+                                    int causal, float scale) {                                   \
+        masked_softmax<T>(x, y, rows, cols, t_q, past, causal, scale);                           \
+    }
+
+SOFTMAX_OP(float, masked_softmax_f32)
+SOFTMAX_OP(__nv_bfloat16, masked_softmax_bf16)
+SOFTMAX_OP(__half, masked_softmax_f16)
+
+// ---------------------------------------------------------------------------------------------
+// SAE top-k. Keys are the f32 bits of relu(pre + bias) rounded to T (as the unfused add does):
+// non-negative floats order as their bit patterns, so the k-th largest value is found a byte at
+// a time from the top (a radix select); bf16 needs 2 byte passes, f16 3, f32 4.
+
+#define TOPK_THREADS 512
+#define TOPK_WARPS (TOPK_THREADS / 32)
+#define TOPK_MAX_K 1024
+
+template <typename T> __device__ __forceinline__ uint32_t topk_key(T raw, T bias) {
+    const float v = to_f(from_f<T>(to_f(raw) + to_f(bias)));
+    return __float_as_uint(v > 0.f ? v : 0.f);
+}
+
+__device__ __forceinline__ uint32_t warp_inclusive_scan(uint32_t v, int lane) {
+#pragma unroll
+    for (int off = 1; off < 32; off <<= 1) {
+        const uint32_t n = __shfl_up_sync(0xffffffff, v, off);
+        if (lane >= off) v += n;
+    }
+    return v;
+}
+
+template <typename T, int PASSES>
+__device__ void sae_topk(const T *__restrict__ pre, const T *__restrict__ bias,
+                         float *__restrict__ out_vals, uint32_t *__restrict__ out_idx, int n,
+                         int k) {
+    __shared__ uint32_t hist[TOPK_WARPS][256];
+    __shared__ uint32_t warp_tot[TOPK_WARPS];
+    __shared__ uint32_t s_prefix, s_remaining, s_total;
+    __shared__ unsigned long long sorted[TOPK_MAX_K];
+
+    const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+    const T *x = pre + (size_t)blockIdx.x * n;
+
+    // How many values are positive: with at most k of them the threshold is 0 and the
+    // remaining places go to zeros of the lowest indices (as the host path orders ties).
+    uint32_t positive = 0;
+    for (int c = tid; c < n; c += TOPK_THREADS) positive += topk_key(x[c], bias[c]) != 0;
+    positive = warp_inclusive_scan(positive, lane);
+    if (lane == 31) warp_tot[warp] = positive;
+    __syncthreads();
+    if (tid == 0) {
+        uint32_t s = 0;
+        for (int w = 0; w < TOPK_WARPS; ++w) s += warp_tot[w];
+        s_total = s;
+    }
+    __syncthreads();
+    const uint32_t total_positive = s_total;
+
+    uint32_t thr = 0, greater = total_positive, needed_eq = 0;
+    if (total_positive <= (uint32_t)k) {
+        needed_eq = k - total_positive;
+    } else {
+        uint32_t prefix = 0, prefix_mask = 0, remaining = k;
+        for (int p = 0; p < PASSES; ++p) {
+            const int shift = 24 - 8 * p;
+            for (int i = tid; i < TOPK_WARPS * 256; i += TOPK_THREADS) (&hist[0][0])[i] = 0;
+            __syncthreads();
+            for (int c = tid; c < n; c += TOPK_THREADS) {
+                const uint32_t key = topk_key(x[c], bias[c]);
+                if (key != 0 && (key & prefix_mask) == prefix)
+                    atomicAdd(&hist[warp][(key >> shift) & 255], 1u);
+            }
+            __syncthreads();
+            // Fold the per-warp histograms into the first one.
+            for (int b = tid; b < 256; b += TOPK_THREADS) {
+                uint32_t s = 0;
+                for (int w = 0; w < TOPK_WARPS; ++w) s += hist[w][b];
+                hist[0][b] = s;
+            }
+            __syncthreads();
+            if (tid == 0) {
+                uint32_t above = 0;
+                int b = 255;
+                for (; b > 0; --b) {
+                    if (above + hist[0][b] >= remaining) break;
+                    above += hist[0][b];
+                }
+                s_prefix = prefix | ((uint32_t)b << shift);
+                s_remaining = remaining - above;
+            }
+            __syncthreads();
+            prefix = s_prefix;
+            remaining = s_remaining;
+            prefix_mask |= 0xFFu << shift;
+            __syncthreads();
+        }
+        thr = prefix;
+        greater = k - remaining;
+        needed_eq = remaining;
+    }
+
+    // Gather in index order with a block-wide scan of (greater, equal) flags packed in 16-bit
+    // halves (a chunk holds at most TOPK_THREADS of each).
+    uint32_t base_gt = 0, base_eq = 0;
+    for (int start = 0; start < n; start += TOPK_THREADS) {
+        const int c = start + tid;
+        const uint32_t key = c < n ? topk_key(x[c], bias[c]) : 0;
+        const bool g = c < n && key > thr;
+        const bool e = c < n && key == thr;
+        const uint32_t v = (uint32_t)g | ((uint32_t)e << 16);
+        const uint32_t incl = warp_inclusive_scan(v, lane);
+        if (lane == 31) warp_tot[warp] = incl;
+        __syncthreads();
+        if (warp == 0) {
+            const uint32_t w = lane < TOPK_WARPS ? warp_tot[lane] : 0;
+            const uint32_t wi = warp_inclusive_scan(w, lane);
+            if (lane < TOPK_WARPS) warp_tot[lane] = wi - w;
+            if (lane == TOPK_WARPS - 1) s_total = wi;
+        }
+        __syncthreads();
+        const uint32_t excl = warp_tot[warp] + incl - v;
+        const uint32_t rank_g = base_gt + (excl & 0xFFFF);
+        const uint32_t rank_e = base_eq + (excl >> 16);
+        const unsigned long long packed =
+            ((unsigned long long)key << 32) | (unsigned long long)(0xFFFFFFFFu - (uint32_t)c);
+        if (g) sorted[rank_g] = packed;
+        if (e && rank_e < needed_eq) sorted[greater + rank_e] = packed;
+        const uint32_t tot = s_total;
+        base_gt += tot & 0xFFFF;
+        base_eq += tot >> 16;
+        __syncthreads();
+        if (base_gt >= greater && base_eq >= needed_eq) break;
+    }
+
+    // Bitonic sort of the k packed (key, reversed index) words, descending: value descending,
+    // equal values by lower index.
+    int size = 1;
+    while (size < k) size <<= 1;
+    for (int i = k + tid; i < size; i += TOPK_THREADS) sorted[i] = 0ull;
+    __syncthreads();
+    for (int span = 2; span <= size; span <<= 1) {
+        for (int stride = span >> 1; stride > 0; stride >>= 1) {
+            for (int i = tid; i < size; i += TOPK_THREADS) {
+                const int j = i ^ stride;
+                if (j > i) {
+                    const unsigned long long a = sorted[i], b = sorted[j];
+                    const bool descending = (i & span) == 0;
+                    if (descending ? (a < b) : (a > b)) {
+                        sorted[i] = b;
+                        sorted[j] = a;
+                    }
+                }
+            }
+            __syncthreads();
+        }
+    }
+    float *vals = out_vals + (size_t)blockIdx.x * k;
+    uint32_t *idx = out_idx + (size_t)blockIdx.x * k;
+    for (int i = tid; i < k; i += TOPK_THREADS) {
+        const unsigned long long w = sorted[i];
+        vals[i] = __uint_as_float((uint32_t)(w >> 32));
+        idx[i] = 0xFFFFFFFFu - (uint32_t)(w & 0xFFFFFFFFull);
+    }
+}
+
+#define TOPK_OP(T, PASSES, NAME)                                                                  \
+    extern "C" __global__ void NAME(const T *pre, const T *bias, float *vals, uint32_t *idx,     \
+                                    int n, int k) {                                              \
+        sae_topk<T, PASSES>(pre, bias, vals, idx, n, k);                                         \
+    }
+
+TOPK_OP(float, 4, sae_topk_f32)
+TOPK_OP(__nv_bfloat16, 2, sae_topk_bf16)
+TOPK_OP(__half, 3, sae_topk_f16)

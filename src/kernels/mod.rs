@@ -1,0 +1,23 @@
+//! glint's fused kernels: attention softmax with the causal mask applied in place, and the SAE
+//! top-k on the device.
+//!
+//! Each has a host implementation (the reference, used on CPU and in tests) and, with the
+//! `cuda` feature, a CUDA kernel from `glint.cu` compiled to PTX by build.rs.
+
+pub mod softmax;
+#[cfg(feature = "cuda")]
+pub mod topk;
+
+/// PTX of `glint.cu`, JIT-compiled by the driver when first used.
+#[cfg(feature = "cuda")]
+pub(crate) const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/glint.ptx"));
+
+/// Module name the PTX is registered under on each CUDA device.
+#[cfg(feature = "cuda")]
+pub(crate) const MODULE: &str = "glint_kernels";
+
+/// Whether the fused kernels are switched off (`GLINT_FUSED=0`), for A/B timing and debugging.
+pub fn fused_disabled() -> bool {
+    static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OFF.get_or_init(|| std::env::var("GLINT_FUSED").is_ok_and(|v| v == "0"))
+}

@@ -1,0 +1,198 @@
+//! The feature screen: the example grid, the full-size view, next / previous feature, and the
+//! explanation and human label of the feature.
+
+use super::step;
+use crate::store::Explanation;
+use crate::tui::app::{App, Effect, Prompt};
+use crate::tui::data::{FeatureDetail, Picture};
+use crate::tui::keymap::Action;
+use crate::tui::ui::feature::grid_cols;
+
+/// Ticks per second of the runner's ticker (for elapsed times on the status line).
+pub const TICKS_PER_SECOND: u64 = 8;
+
+impl App {
+    pub(super) fn feature_action(&mut self, a: Action) -> Vec<Effect> {
+        let len = self.feature.detail.as_ref().map_or(0, |d| d.examples.len());
+        let cols = grid_cols(self.size.0) as isize;
+        let sel = self.feature.sel;
+        let moved = match a {
+            Action::Left => step(sel, len, -1),
+            Action::Right => step(sel, len, 1),
+            Action::Up => step(sel, len, -cols),
+            Action::Down => step(sel, len, cols),
+            Action::First => 0,
+            Action::Last => len.saturating_sub(1),
+            Action::Open => return self.toggle_full(),
+            Action::NextFeature | Action::PrevFeature | Action::PageDown | Action::PageUp => {
+                // Next / previous feature in the table's order (page keys, as in older keymaps).
+                let delta = if matches!(a, Action::NextFeature | Action::PageDown) {
+                    1
+                } else {
+                    -1
+                };
+                let v = self.features.view.len();
+                self.features.sel = step(self.features.sel, v, delta);
+                return self.open_selected();
+            }
+            Action::Explain => return self.feature.id.map_or(vec![], |id| self.explain(id)),
+            Action::Label => return self.feature.id.map_or(vec![], |id| self.label_prompt(id)),
+            _ => sel,
+        };
+        self.select_example(moved)
+    }
+
+    /// Select example `i`; with the full-size view open, load that example's full picture.
+    pub(super) fn select_example(&mut self, i: usize) -> Vec<Effect> {
+        self.feature.sel = i;
+        if self.feature.full {
+            return self.full_effect();
+        }
+        vec![]
+    }
+
+    /// Open or close the full-size view of the selected example.
+    pub(super) fn toggle_full(&mut self) -> Vec<Effect> {
+        let len = self.feature.detail.as_ref().map_or(0, |d| d.examples.len());
+        self.feature.full = !self.feature.full && len > 0;
+        if self.feature.full {
+            return self.full_effect();
+        }
+        vec![]
+    }
+
+    fn full_effect(&self) -> Vec<Effect> {
+        let index = self.feature.sel;
+        match (self.feature.id, &self.feature.full_picture) {
+            (Some(_), Some((i, _))) if *i == index => vec![],
+            (Some(id), _) => vec![Effect::LoadFull { id, index }],
+            (None, _) => vec![],
+        }
+    }
+
+    pub(super) fn on_feature_loaded(
+        &mut self,
+        id: u32,
+        result: Result<FeatureDetail, String>,
+    ) -> Vec<Effect> {
+        if self.feature.id == Some(id) {
+            match result {
+                Ok(d) => self.feature.detail = Some(d),
+                Err(e) => self.message = Some((format!("feature {id}: {e}"), true)),
+            }
+        }
+        vec![]
+    }
+
+    pub(super) fn on_full_loaded(
+        &mut self,
+        id: u32,
+        index: usize,
+        result: Result<Picture, String>,
+    ) -> Vec<Effect> {
+        if self.feature.id == Some(id) {
+            match result {
+                Ok(p) => self.feature.full_picture = Some((index, p)),
+                Err(e) => self.message = Some((format!("feature {id}: {e}"), true)),
+            }
+        }
+        vec![]
+    }
+
+    /// Ask for an explanation of `id`. A feature that already has one needs the key twice, as
+    /// each request costs the explainer's time; one already in flight is not asked again.
+    pub(super) fn explain(&mut self, id: u32) -> Vec<Effect> {
+        if self.explain.running.contains_key(&id) {
+            self.message = Some((format!("feature {id} is being explained already"), false));
+            return vec![];
+        }
+        let has = self.row(id).is_some_and(|r| r.explanation.is_some());
+        if has && self.explain.confirm != Some(id) {
+            self.explain.confirm = Some(id);
+            let key = self.key_for(Action::Explain);
+            self.message = Some((
+                format!("feature {id} is explained already; press {key} again to ask anew"),
+                false,
+            ));
+            return vec![];
+        }
+        self.explain.confirm = None;
+        self.explain.running.insert(id, self.ticks);
+        self.message = None;
+        vec![Effect::Explain(id)]
+    }
+
+    pub(super) fn on_explained(
+        &mut self,
+        id: u32,
+        result: Result<Explanation, String>,
+    ) -> Vec<Effect> {
+        self.explain.running.remove(&id);
+        match result {
+            Ok(e) => {
+                let text = e.text.clone();
+                if let Some(r) = self.features.rows.iter_mut().find(|r| r.id == id) {
+                    r.explanation = Some(text.clone());
+                }
+                if let Some(d) = self.feature.detail.as_mut().filter(|d| d.id == id) {
+                    d.explanations.retain(|x| {
+                        (&x.explainer_model, &x.prompt_hash) != (&e.explainer_model, &e.prompt_hash)
+                    });
+                    d.explanations.insert(0, e);
+                }
+                self.message = Some((format!("feature {id} explained: {text}"), false));
+                self.refresh_view();
+            }
+            Err(why) => self.message = Some((format!("explaining feature {id}: {why}"), true)),
+        }
+        vec![]
+    }
+
+    /// Open the label prompt for `id`, holding its label or, to edit, its explanation.
+    pub(super) fn label_prompt(&mut self, id: u32) -> Vec<Effect> {
+        let text = self
+            .row(id)
+            .and_then(|r| r.label.clone().or_else(|| r.explanation.clone()))
+            .unwrap_or_default();
+        self.prompt = Some((Prompt::Label(id), text));
+        vec![]
+    }
+
+    /// Keep the label at once (the store write follows as an effect).
+    pub(super) fn set_label(&mut self, id: u32, text: String) -> Vec<Effect> {
+        let text = (!text.is_empty()).then_some(text);
+        if let Some(r) = self.features.rows.iter_mut().find(|r| r.id == id) {
+            r.label = text.clone();
+        }
+        self.refresh_view();
+        vec![Effect::SaveLabel { id, text }]
+    }
+
+    pub(super) fn on_label_saved(&mut self, id: u32, result: Result<(), String>) -> Vec<Effect> {
+        self.message = Some(match result {
+            Ok(()) => (format!("feature {id}: label saved"), false),
+            Err(e) => (format!("feature {id}: label not saved: {e}"), true),
+        });
+        vec![]
+    }
+
+    /// Seconds since the explanation of `id` was asked for, by ticks.
+    pub fn explain_elapsed(&self, id: u32) -> Option<u64> {
+        self.explain
+            .running
+            .get(&id)
+            .map(|&t| self.ticks.saturating_sub(t) / TICKS_PER_SECOND)
+    }
+
+    /// The first key bound to `a` on this screen (or globally), for messages.
+    pub fn key_for(&self, a: Action) -> String {
+        [self.screen.mode(), "global"]
+            .iter()
+            .flat_map(|m| self.keymap.bindings(m))
+            .find(|(_, b)| *b == a)
+            .map_or_else(
+                || a.name().to_string(),
+                |(k, _)| k.split(' ').next().unwrap_or_default().to_string(),
+            )
+    }
+}

@@ -1,0 +1,172 @@
+//! The features table: moving, sorting, filtering, and opening a feature.
+
+use super::step;
+use crate::tui::app::{App, Column, Effect, Screen};
+use crate::tui::keymap::Action;
+
+impl App {
+    pub(super) fn features_action(&mut self, a: Action) -> Vec<Effect> {
+        let len = self.features.view.len();
+        let sel = self.features.sel;
+        let page = self.page();
+        self.features.sel = match a {
+            Action::Up => step(sel, len, -1),
+            Action::Down => step(sel, len, 1),
+            Action::PageUp => step(sel, len, -page),
+            Action::PageDown => step(sel, len, page),
+            Action::First => 0,
+            Action::Last => len.saturating_sub(1),
+            Action::Open | Action::Right => return self.open_selected(),
+            Action::Label | Action::Explain => {
+                // Both act on the selected feature, as on its own screen.
+                return match self.selected_row().map(|r| r.id) {
+                    Some(id) if a == Action::Label => self.label_prompt(id),
+                    Some(id) => self.explain(id),
+                    None => vec![],
+                };
+            }
+            Action::SortNext => {
+                self.sort_by((self.features.sort.0 + 1) % Column::ALL.len());
+                return vec![];
+            }
+            Action::SortReverse => {
+                self.features.sort.1 = !self.features.sort.1;
+                self.refresh_view();
+                return vec![];
+            }
+            _ => sel,
+        };
+        vec![]
+    }
+
+    /// Sort by column `col`: numbers largest first, id and text ascending; the same column
+    /// again reverses the order.
+    pub(super) fn sort_by(&mut self, col: usize) {
+        let (cur, desc) = self.features.sort;
+        self.features.sort = if col == cur {
+            (col, !desc)
+        } else {
+            (
+                col,
+                !matches!(Column::ALL[col], Column::Id | Column::Explanation),
+            )
+        };
+        self.refresh_view();
+    }
+
+    /// Show feature `id`; loads it unless it is already shown, and asks for its neighbours in
+    /// the table's order to be read ahead so that next / previous is instant.
+    pub(super) fn open_feature(&mut self, id: u32) -> Vec<Effect> {
+        self.screen = Screen::Feature;
+        if self.feature.id == Some(id) && self.feature.detail.is_some() {
+            return vec![];
+        }
+        self.feature.id = Some(id);
+        self.feature.detail = None;
+        self.feature.sel = 0;
+        self.feature.full = false;
+        self.feature.full_picture = None;
+        let fs = &self.features;
+        let near: Vec<u32> = fs
+            .view
+            .iter()
+            .position(|&i| fs.rows[i].id == id)
+            .map(|p| {
+                [p.checked_sub(1), Some(p + 1)]
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|q| fs.view.get(q).map(|&i| fs.rows[i].id))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut out = vec![Effect::LoadFeature(id)];
+        if !near.is_empty() {
+            out.push(Effect::Prefetch(near));
+        }
+        out
+    }
+
+    pub(super) fn open_selected(&mut self) -> Vec<Effect> {
+        match self.selected_row().map(|r| r.id) {
+            Some(id) => self.open_feature(id),
+            None => {
+                self.message = Some(("no feature selected".into(), false));
+                vec![]
+            }
+        }
+    }
+
+    /// The jump prompt: select feature `text` in the table (clearing filters that hide it) and
+    /// open it.
+    pub(super) fn jump(&mut self, text: &str) -> Vec<Effect> {
+        match text.trim_start_matches('#').parse::<u32>() {
+            Ok(id) if self.row(id).is_some() => {
+                let rows = &self.features.rows;
+                if !self.features.view.iter().any(|&i| rows[i].id == id) {
+                    self.features.search.clear();
+                    self.features.density = None;
+                    self.refresh_view();
+                }
+                let rows = &self.features.rows;
+                self.features.sel = self
+                    .features
+                    .view
+                    .iter()
+                    .position(|&i| rows[i].id == id)
+                    .unwrap_or(0);
+                self.open_feature(id)
+            }
+            Ok(id) => {
+                self.message = Some((format!("feature {id} never fired in this store"), true));
+                vec![]
+            }
+            Err(_) => {
+                self.message = Some((format!("{text:?} is not a feature number"), true));
+                vec![]
+            }
+        }
+    }
+
+    /// Rebuild the sorted, filtered view, keeping the selected feature where possible.
+    pub fn refresh_view(&mut self) {
+        let keep = self.selected_row().map(|r| r.id);
+        let fs = &mut self.features;
+        let q = fs.search.trim().to_lowercase();
+        let has = |t: &Option<String>| t.as_ref().is_some_and(|e| e.to_lowercase().contains(&q));
+        let mut view: Vec<usize> = (0..fs.rows.len())
+            .filter(|&i| {
+                let r = &fs.rows[i];
+                let text_ok = q.is_empty()
+                    || r.id.to_string().contains(&q)
+                    || has(&r.explanation)
+                    || has(&r.label);
+                let dens_ok = fs
+                    .density
+                    .is_none_or(|(lo, hi)| r.density >= lo && r.density <= hi);
+                text_ok && dens_ok
+            })
+            .collect();
+        let (col, desc) = fs.sort;
+        let rows = &fs.rows;
+        view.sort_by(|&a, &b| {
+            let (x, y) = (&rows[a], &rows[b]);
+            let o = match Column::ALL[col] {
+                Column::Id => x.id.cmp(&y.id),
+                Column::Density => x.density.total_cmp(&y.density),
+                Column::Max => x.max.total_cmp(&y.max),
+                Column::Images => x.images.cmp(&y.images),
+                Column::Score => x
+                    .score
+                    .unwrap_or(f32::NEG_INFINITY)
+                    .total_cmp(&y.score.unwrap_or(f32::NEG_INFINITY)),
+                Column::Explanation => x.shown_text().cmp(&y.shown_text()),
+            };
+            let o = if desc { o.reverse() } else { o };
+            o.then(x.id.cmp(&y.id))
+        });
+        fs.sel = keep
+            .and_then(|id| view.iter().position(|&i| rows[i].id == id))
+            .unwrap_or(0);
+        fs.view = view;
+    }
+}
