@@ -20,8 +20,11 @@ use std::thread::JoinHandle;
 use anyhow::{Context, Result, anyhow};
 use tokio::sync::oneshot;
 
-use super::messages::{ActorStatus, Analysis, Job, Lane, ModelError, SteerEvent, SteerRequest};
+use super::messages::{
+    ActorStatus, Analysis, AttribRequest, Job, Lane, ModelError, SteerEvent, SteerRequest,
+};
 use super::steer::SteerLatest;
+use crate::attribute::AttributionResult;
 
 /// Capacity of the request channel; a full channel is reported, never blocks the UI.
 pub const QUEUE: usize = 64;
@@ -42,6 +45,18 @@ pub trait Engine {
         let _ = (req, ctl, emit);
         Err(ModelError::Failed(
             "this engine cannot generate text".into(),
+        ))
+    }
+
+    /// Attribute an answer to the SAE latents (engines without a language model refuse).
+    fn attribute(
+        &mut self,
+        req: &AttribRequest,
+        ctl: &Control<'_>,
+    ) -> Result<AttributionResult, ModelError> {
+        let _ = (req, ctl);
+        Err(ModelError::Failed(
+            "this engine cannot attribute answers".into(),
         ))
     }
 }
@@ -100,6 +115,11 @@ enum Work {
         key: u64,
         emit: Box<dyn FnMut(SteerEvent) + Send>,
     },
+    /// An attribution, answered once.
+    Attribute {
+        req: AttribRequest,
+        reply: oneshot::Sender<Result<AttributionResult, ModelError>>,
+    },
 }
 
 /// A request with its reply channel.
@@ -115,6 +135,7 @@ impl Envelope {
         match self.work {
             Work::Analyze { .. } => 0,
             Work::Steer { .. } => 1,
+            Work::Attribute { .. } => 2,
         }
     }
 
@@ -122,6 +143,7 @@ impl Envelope {
         match &self.work {
             Work::Analyze { job, .. } => job.describe(),
             Work::Steer { req, .. } => req.describe(),
+            Work::Attribute { req, .. } => format!("attributing {:?}", req.answer),
         }
     }
 
@@ -129,6 +151,7 @@ impl Envelope {
     fn abandoned(&self) -> bool {
         match &self.work {
             Work::Analyze { reply, .. } => reply.is_closed(),
+            Work::Attribute { reply, .. } => reply.is_closed(),
             Work::Steer { .. } => false,
         }
     }
@@ -143,6 +166,9 @@ impl Envelope {
                 ticket: req.ticket,
                 result: Err(err),
             }),
+            Work::Attribute { reply, .. } => {
+                let _ = reply.send(Err(err));
+            }
         }
     }
 }
@@ -242,6 +268,21 @@ impl ModelHandle {
         });
     }
 
+    /// Queue an attribution (interactive: a newer one supersedes it while it waits).
+    pub fn submit_attribute(
+        &self,
+        req: AttribRequest,
+    ) -> oneshot::Receiver<Result<AttributionResult, ModelError>> {
+        let (reply, rx) = oneshot::channel();
+        let generation = self.generation.load(Ordering::SeqCst);
+        self.send(Envelope {
+            work: Work::Attribute { req, reply },
+            lane: Lane::Interactive,
+            generation,
+        });
+        rx
+    }
+
     /// Queue without blocking: a full queue or a stopped actor is an answer.
     fn send(&self, env: Envelope) {
         match self.tx.try_send(env) {
@@ -279,7 +320,7 @@ fn coalesce(queue: &mut VecDeque<Envelope>) {
             .iter()
             .rposition(|e| e.lane == Lane::Interactive && e.kind() == kind)
     };
-    let keep = [newest(0), newest(1)];
+    let keep = [newest(0), newest(1), newest(2)];
     let mut kept = VecDeque::with_capacity(queue.len());
     for (i, env) in queue.drain(..).enumerate() {
         if env.lane == Lane::Interactive && !keep.contains(&Some(i)) {
@@ -367,6 +408,14 @@ fn actor_loop<E: Engine>(
                     ticket: req.ticket,
                     result,
                 });
+            }
+            Work::Attribute { req, reply } => {
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    engine.attribute(&req, &ctl)
+                }))
+                .unwrap_or_else(|_| Err(crashed()));
+                idle(status, queue.len());
+                let _ = reply.send(result);
             }
         }
     }
@@ -477,5 +526,22 @@ mod tests {
         gate.send(()).unwrap();
         assert!(after.blocking_recv().unwrap().is_ok());
         assert_eq!(h.status().busy, None);
+    }
+
+    #[test]
+    fn an_engine_without_attribution_answers_with_an_error() {
+        let (h, _gate, _started) = spawn();
+        let req = AttribRequest {
+            ticket: 1,
+            image: None,
+            prompt: "p".into(),
+            answer: "a".into(),
+            baseline: "b".into(),
+        };
+        let r = h.submit_attribute(req).blocking_recv().unwrap();
+        assert!(
+            matches!(&r, Err(ModelError::Failed(m)) if m.contains("cannot attribute")),
+            "{r:?}"
+        );
     }
 }

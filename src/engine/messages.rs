@@ -124,6 +124,36 @@ pub struct ActorStatus {
     pub queued: usize,
 }
 
+/// An attribution request for the attribution screen: which latents drive `answer` over
+/// `baseline` at the end of `prompt` (with `image`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttribRequest {
+    /// Request number chosen by the caller; the answer of an older one is dropped.
+    pub ticket: u64,
+    /// Image shown with the prompt.
+    pub image: Option<PathBuf>,
+    /// User text, wrapped in the chat template unless it holds its own `<image>`.
+    pub prompt: String,
+    /// Token whose logit counts for the answer.
+    pub answer: String,
+    /// Token whose logit counts against it.
+    pub baseline: String,
+}
+
+impl AttribRequest {
+    /// The request as the attribution library takes it, and whether to apply the chat template.
+    pub fn item(&self) -> (crate::attribute::AttributionItem, bool) {
+        let chat = !self.prompt.contains("<image>");
+        let item = crate::attribute::AttributionItem {
+            prompt: self.prompt.clone(),
+            answer: self.answer.clone(),
+            baseline: self.baseline.clone(),
+            image: self.image.clone(),
+        };
+        (item, chat)
+    }
+}
+
 /// One steering row as the model thread takes it: the strength already resolved to a raw value.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SteerSpec {

@@ -10,6 +10,7 @@ pub mod steer;
 
 pub use actor::{Control, Engine, ModelHandle};
 pub use messages::{
-    ActorStatus, Analysis, Job, Lane, ModelError, Side, SteerEvent, SteerRequest, SteerSpec,
+    ActorStatus, Analysis, AttribRequest, Job, Lane, ModelError, Side, SteerEvent, SteerRequest,
+    SteerSpec,
 };
 pub use session::{SessionEngine, probe_image_acts};

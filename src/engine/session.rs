@@ -4,8 +4,9 @@ use anyhow::{Context, Result};
 use candle_core::{DType, Tensor};
 
 use super::actor::{Control, Engine};
-use super::messages::{Analysis, Job, ModelError, SteerEvent, SteerRequest};
+use super::messages::{Analysis, AttribRequest, Job, ModelError, SteerEvent, SteerRequest};
 use super::steer::{SteerCache, run_steer};
+use crate::attribute::{AttributeOptions, AttributionResult};
 use crate::model::anyres::TokenKind;
 use crate::model::llava_next::SeqToken;
 use crate::pipeline::session::Session;
@@ -96,6 +97,22 @@ impl Engine for SessionEngine {
         emit: &mut dyn FnMut(SteerEvent),
     ) -> Result<(), ModelError> {
         run_steer(&self.session, &mut self.steer, req, ctl, emit)
+    }
+
+    fn attribute(
+        &mut self,
+        req: &AttribRequest,
+        ctl: &Control<'_>,
+    ) -> Result<AttributionResult, ModelError> {
+        ctl.step("forward and backward", 0, 1)?;
+        let (item, chat) = req.item();
+        let opts = AttributeOptions {
+            chat,
+            max_pixels: self.session.max_pixels,
+            check_plain: false,
+        };
+        crate::attribute::attribute(&self.session, &item, &opts)
+            .map_err(|e| ModelError::Failed(format!("attribution: {e:#}")))
     }
 }
 

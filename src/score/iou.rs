@@ -201,7 +201,7 @@ impl IouScorer {
             let active_fraction = s.count() as f64 / s.bits.len().max(1) as f64;
             let target = match (&self.source, &query) {
                 (MaskSource::Truth(_), Some(None)) => Err(format!(
-                    "label {label:?} names no colour or shape of the dataset"
+                    "label {label:?} names nothing the dataset's ground truth holds (colour, shape or object label)"
                 )),
                 (MaskSource::Truth(gt), Some(Some(q))) => gt
                     .mask(&rec.path, q)

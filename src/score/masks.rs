@@ -1,5 +1,6 @@
 //! Where a label is in an image: the dataset's own ground-truth masks (a manifest whose objects
-//! carry colour, shape and mask), or a grounding service over HTTP (docs/grounding.md).
+//! carry colour, shape and mask, or COCO-style label and segmentation, see [`super::coco`]), or a
+//! grounding service over HTTP (docs/grounding.md).
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::Cursor;
@@ -11,6 +12,7 @@ use base64::Engine;
 use image::GrayImage;
 use serde::{Deserialize, Serialize};
 
+use super::coco::CocoTruth;
 use crate::sae::evaluate::{ConceptKind, ImageTruth};
 use crate::sample::shapes::{ManifestEntry, read_manifest};
 
@@ -67,7 +69,7 @@ impl Mask {
 }
 
 /// Lower-case words of `text`, joined by single spaces and padded with spaces at both ends.
-fn words(text: &str) -> String {
+pub(super) fn words(text: &str) -> String {
     let w: Vec<String> = text
         .split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
@@ -77,7 +79,7 @@ fn words(text: &str) -> String {
 }
 
 /// Whether the padded word string names `name` (singular or with a plural `s`/`es`).
-fn names(padded: &str, name: &str) -> bool {
+pub(super) fn names(padded: &str, name: &str) -> bool {
     let n = words(name);
     let n = n.trim();
     ["", "s", "es"]
@@ -85,29 +87,42 @@ fn names(padded: &str, name: &str) -> bool {
         .any(|suffix| padded.contains(&format!(" {n}{suffix} ")))
 }
 
-/// The colours and shapes a label names.
+/// The colours and shapes (or, for COCO-style ground truth, the object labels) a label names.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Query {
     /// Colours named (empty: any colour).
     pub colours: Vec<String>,
     /// Shapes named (empty: any shape).
     pub shapes: Vec<String>,
+    /// COCO-style object labels named.
+    pub labels: Vec<String>,
 }
 
-/// Ground-truth masks from a labelled manifest (the sample world's `manifest.jsonl`).
+/// Ground-truth masks from a labelled manifest (the sample world's `manifest.jsonl`, or one with
+/// COCO-style objects).
 #[derive(Debug, Clone)]
 pub struct GroundTruth {
     root: PathBuf,
     by_path: HashMap<String, ManifestEntry>,
     colours: BTreeSet<String>,
     shapes: BTreeSet<String>,
+    coco: Option<CocoTruth>,
 }
 
 impl GroundTruth {
     /// Read the manifest at `path`; `None` when no entry has objects with masks.
     pub fn load(path: &Path) -> Result<Option<Self>> {
-        let entries = read_manifest(path)?;
         let root = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        if let Some(coco) = CocoTruth::load(path)? {
+            return Ok(Some(Self {
+                root,
+                by_path: HashMap::new(),
+                colours: BTreeSet::new(),
+                shapes: BTreeSet::new(),
+                coco: Some(coco),
+            }));
+        }
+        let entries = read_manifest(path)?;
         let (mut colours, mut shapes) = (BTreeSet::new(), BTreeSet::new());
         for o in entries.iter().flat_map(|e| &e.objects) {
             colours.insert(o.colour.to_lowercase());
@@ -122,11 +137,16 @@ impl GroundTruth {
             by_path,
             colours,
             shapes,
+            coco: None,
         }))
     }
 
-    /// The colours and shapes of this dataset that `label` names; `None` if it names none.
+    /// The colours and shapes (or COCO labels) of this dataset that `label` names; `None` if it
+    /// names none.
     pub fn query(&self, label: &str) -> Option<Query> {
+        if let Some(coco) = &self.coco {
+            return coco.query(label);
+        }
         let padded = words(label);
         let pick = |set: &BTreeSet<String>| -> Vec<String> {
             set.iter().filter(|n| names(&padded, n)).cloned().collect()
@@ -134,6 +154,7 @@ impl GroundTruth {
         let q = Query {
             colours: pick(&self.colours),
             shapes: pick(&self.shapes),
+            labels: Vec::new(),
         };
         (!q.colours.is_empty() || !q.shapes.is_empty()).then_some(q)
     }
@@ -141,6 +162,9 @@ impl GroundTruth {
     /// The union of the objects of image `path` (as recorded in the store) that match `q`;
     /// empty when none does.
     pub fn mask(&self, path: &str, q: &Query) -> Result<Mask> {
+        if let Some(coco) = &self.coco {
+            return coco.mask(path, q);
+        }
         let entry = self.by_path.get(path).with_context(|| {
             format!(
                 "image {path} is not in the ground-truth manifest under {}; pass the manifest the store was cached from",

@@ -5,6 +5,7 @@
 
 pub mod batch;
 pub mod clip;
+pub mod coco;
 pub mod command;
 pub mod detection;
 pub mod export;

@@ -10,6 +10,7 @@ use image::RgbImage;
 
 use ratatui::layout::Rect;
 
+use super::attrib::{AttribDone, AttribInput, AttribJob, AttribState};
 use super::data::{FeatureDetail, FeatureRow, Picture};
 use super::keymap::{Key, Keymap};
 use super::steer::{SteerEffect, SteerInput, SteerMsg, SteerState};
@@ -79,6 +80,8 @@ pub enum Event {
     },
     /// A result for the steering screen (generation events, preset files).
     Steer(SteerMsg),
+    /// The model actor answered an attribution request.
+    Attributed(AttribDone),
 }
 
 /// Work `update` asks the runner to do.
@@ -117,6 +120,8 @@ pub enum Effect {
     },
     /// Steering work: a generation request or a preset file.
     Steer(SteerEffect),
+    /// Run an attribution on the model actor.
+    Attrib(AttribJob),
 }
 
 /// An image to open on the image screen.
@@ -128,7 +133,7 @@ pub enum ImageSource {
     Path(PathBuf),
 }
 
-/// The four screens.
+/// The five screens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Screen {
     /// All cached features.
@@ -139,6 +144,8 @@ pub enum Screen {
     Image,
     /// Default and steered generations side by side.
     Steer,
+    /// The latents behind an answer, with their patch maps.
+    Attrib,
 }
 
 impl Screen {
@@ -149,6 +156,7 @@ impl Screen {
             Screen::Feature => "feature",
             Screen::Image => "image",
             Screen::Steer => "steer",
+            Screen::Attrib => "attrib",
         }
     }
 }
@@ -168,9 +176,19 @@ pub enum Prompt {
     Label(u32),
     /// A line typed on the steering screen.
     Steer(SteerInput),
+    /// A line typed on the attribution screen.
+    Attrib(AttribInput),
 }
 
 impl Prompt {
+    /// Whether the typed text is taken as is, spaces included (tokens like `" red"`).
+    pub fn keeps_spaces(self) -> bool {
+        matches!(
+            self,
+            Prompt::Attrib(AttribInput::Answer | AttribInput::Baseline)
+        )
+    }
+
     /// Label shown before the text.
     pub fn label(self) -> &'static str {
         match self {
@@ -180,6 +198,7 @@ impl Prompt {
             Prompt::OpenImage => "image (dataset index or file path): ",
             Prompt::Label(_) => "label (Enter saves, empty removes, C-u clears): ",
             Prompt::Steer(input) => input.label(),
+            Prompt::Attrib(input) => input.label(),
         }
     }
 }
@@ -218,6 +237,8 @@ pub struct App {
     pub image: ImageState,
     /// Steering screen.
     pub steer: SteerState,
+    /// Attribution screen.
+    pub attrib: AttribState,
     /// Heatmap style (intensity or the original's binary mask).
     pub style: OverlayStyle,
     /// Active keymap.
@@ -261,6 +282,7 @@ impl App {
             feature: FeatureState::default(),
             image: ImageState::default(),
             steer: SteerState::default(),
+            attrib: AttribState::default(),
             style: OverlayStyle::default(),
             keymap,
             theme,

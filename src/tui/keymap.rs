@@ -88,10 +88,17 @@ actions! {
     Regenerate = "regenerate": "Run the default and steered generations again",
     SavePreset = "save-preset": "Save prompt, image and rows to a .toml or .json preset",
     LoadPreset = "load-preset": "Load a .toml or .json steering preset",
+    Attrib = "attrib": "Go to the attribution screen",
+    AttribImage = "attrib-image": "Set the attribution image (file or dataset index; empty: none)",
+    AttribPrompt = "attrib-prompt": "Set the attribution prompt",
+    AttribAnswer = "attrib-answer": "Set the answer token (a leading space counts)",
+    AttribBaseline = "attrib-baseline": "Set the baseline token (a leading space counts)",
+    AttribRun = "attrib-run": "Attribute the answer to the SAE latents (one forward + backward)",
+    CycleSign = "cycle-sign": "Patch map: |attribution|, positive part, negative part",
 }
 
 /// Where keys are looked up: the screen's own table, then `global`.
-pub const MODES: &[&str] = &["global", "features", "feature", "image", "steer"];
+pub const MODES: &[&str] = &["global", "features", "feature", "image", "steer", "attrib"];
 
 /// One key press, normalised (shifted letters carry no SHIFT flag).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

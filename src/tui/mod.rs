@@ -6,6 +6,7 @@
 //! the actor, explainer requests on the runtime), and every result comes back as an [`Event`].
 
 pub mod app;
+pub mod attrib;
 pub mod data;
 pub mod explainer;
 pub mod keymap;

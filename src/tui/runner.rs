@@ -86,6 +86,9 @@ impl Runner {
                 });
             }
             Effect::Steer(e) => super::steer::run_effect(e, &self.model, &self.store, &self.tx),
+            Effect::Attrib(job) => {
+                super::attrib::run_effect(job, &self.model, &self.store, &self.tx)
+            }
         }
         true
     }

@@ -32,6 +32,7 @@ pub fn render(app: &App, frame: &mut Frame<'_>, gfx: &mut Graphics) {
         Screen::Feature => feature::render(app, frame, body, gfx),
         Screen::Image => image::render(app, frame, body, gfx),
         Screen::Steer => crate::tui::steer::ui::render(app, frame, body),
+        Screen::Attrib => crate::tui::attrib::ui::render(app, frame, body, gfx),
     }
     render_status(app, frame, status);
     if app.help {
@@ -40,11 +41,12 @@ pub fn render(app: &App, frame: &mut Frame<'_>, gfx: &mut Graphics) {
 }
 
 /// The screens' tabs in the title bar, in order.
-const TABS: [(Screen, &str); 4] = [
+const TABS: [(Screen, &str); 5] = [
     (Screen::Features, "1 features"),
     (Screen::Feature, "2 feature"),
     (Screen::Image, "3 image"),
     (Screen::Steer, "4 steer"),
+    (Screen::Attrib, "5 attrib"),
 ];
 
 fn render_title(app: &App, frame: &mut Frame<'_>, area: Rect) {

@@ -53,6 +53,7 @@ impl App {
             Event::ImageLoaded { ticket, result } => self.on_image_loaded(ticket, result),
             Event::Analyzed { ticket, result } => self.on_analyzed(ticket, result),
             Event::Steer(msg) => self.steer_event(msg),
+            Event::Attributed(done) => self.on_attributed(done),
         }
     }
 
@@ -89,6 +90,8 @@ impl App {
     fn prompt_key(&mut self, prompt: Prompt, mut text: String, k: KeyEvent) -> Vec<Effect> {
         let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
         match k.code {
+            // A leading space is part of an answer or baseline token.
+            KeyCode::Enter if prompt.keeps_spaces() => return self.submit_prompt(prompt, text),
             KeyCode::Enter => return self.submit_prompt(prompt, text.trim().to_string()),
             KeyCode::Esc => return vec![],
             KeyCode::Char('c') if ctrl => return vec![],
@@ -130,6 +133,7 @@ impl App {
             Action::Feature => return self.show(Screen::Feature),
             Action::Image => return self.show(Screen::Image),
             Action::Steer => return self.show(Screen::Steer),
+            Action::Attrib => return self.show(Screen::Attrib),
             Action::SteerAdd => return self.steer_add_current(),
             Action::Search => self.prompt = Some((Prompt::Search, self.features.search.clone())),
             Action::FilterDensity => self.prompt = Some((Prompt::Density, String::new())),
@@ -154,6 +158,11 @@ impl App {
             Screen::Feature => self.feature_action(a),
             Screen::Image => self.image_action(a),
             Screen::Steer => self.steer_action(a),
+            Screen::Attrib if a == Action::Open => match self.attrib_selected_latent() {
+                Some(id) => self.open_feature(id),
+                None => vec![],
+            },
+            Screen::Attrib => self.attrib_action(a),
         }
     }
 
@@ -168,6 +177,7 @@ impl App {
                 self.message = Some(("no image yet: press o to open one".into(), false))
             }
             Screen::Steer => self.screen = Screen::Steer,
+            Screen::Attrib => return self.attrib_show(),
         }
         vec![]
     }
@@ -175,8 +185,9 @@ impl App {
     fn back(&mut self) -> Vec<Effect> {
         if self.feature.full && self.screen == Screen::Feature {
             self.feature.full = false;
-        } else if self.image.pending || self.actor.busy.is_some() {
+        } else if self.image.pending || self.attrib.pending || self.actor.busy.is_some() {
             self.image.pending = false;
+            self.attrib.pending = false;
             self.message = Some(("cancelled".into(), false));
             return vec![Effect::CancelModel];
         } else if self.screen != Screen::Features {
@@ -216,6 +227,7 @@ impl App {
             Prompt::OpenImage => return self.open_image(&text),
             Prompt::Label(id) => return self.set_label(id, text),
             Prompt::Steer(input) => return self.steer_input(input, text),
+            Prompt::Attrib(input) => return self.attrib_input(input, text),
         }
         vec![]
     }
