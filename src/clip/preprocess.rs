@@ -64,10 +64,10 @@ pub struct ClipProcessorConfig {
     /// Normalise with `image_mean` / `image_std`.
     pub do_normalize: bool,
     /// Per-channel mean (RGB).
-    #[serde(deserialize_with = "de_triple")]
+    #[serde(deserialize_with = "crate::model::preprocess::de_triple")]
     pub image_mean: [f32; 3],
     /// Per-channel standard deviation (RGB).
-    #[serde(deserialize_with = "de_triple")]
+    #[serde(deserialize_with = "crate::model::preprocess::de_triple")]
     pub image_std: [f32; 3],
 }
 
@@ -117,19 +117,6 @@ fn de_crop<'de, D: Deserializer<'de>>(d: D) -> Result<Crop, D::Error> {
             width: n,
         },
         IntOr::Dict(c) => c,
-    })
-}
-
-fn de_triple<'de, D: Deserializer<'de>>(d: D) -> Result<[f32; 3], D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Triple {
-        One(f32),
-        Three([f32; 3]),
-    }
-    Ok(match Triple::deserialize(d)? {
-        Triple::One(v) => [v; 3],
-        Triple::Three(v) => v,
     })
 }
 

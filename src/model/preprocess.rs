@@ -142,7 +142,8 @@ fn de_crop<'de, D: Deserializer<'de>>(d: D) -> Result<CropSize, D::Error> {
     })
 }
 
-fn de_triple<'de, D: Deserializer<'de>>(d: D) -> Result<[f32; 3], D::Error> {
+/// A per-channel value given as one number or three (HF image processors accept both).
+pub(crate) fn de_triple<'de, D: Deserializer<'de>>(d: D) -> Result<[f32; 3], D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Triple {
