@@ -464,6 +464,9 @@ pub struct BenchArgs {
     /// Optimizer steps of the SAE-training benchmark on synthetic rows (0 skips it).
     #[arg(long, default_value_t = 0)]
     pub train_steps: usize,
+    /// Also time attribution of one item (forward + backward) against the per-latent loop.
+    #[arg(long)]
+    pub attribute: bool,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

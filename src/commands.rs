@@ -286,6 +286,7 @@ pub fn bench(model: &ModelArgs, args: &BenchArgs) -> Result<()> {
         images: args.images.max(1),
         decode_tokens: args.decode_tokens,
         train_steps: args.train_steps,
+        attribute: args.attribute,
     };
     let (report, _loaded) = run_bench(&opts)?;
     if args.json {
@@ -319,6 +320,12 @@ pub fn bench(model: &ModelArgs, args: &BenchArgs) -> Result<()> {
         println!("prefill (full model)   {:>10.4} s", report.prefill_s);
         if let (Some(p), Some(s)) = (report.decode_tok_per_s, report.decode_steered_tok_per_s) {
             println!("decode                 {p:>10.2} tokens/s   steered {s:.2} tokens/s");
+        }
+        if let Some(a) = &report.attribute {
+            println!(
+                "attribution            {:>10.3} s        ({} latents; per-latent ablation loop {:.0} s, {:.0}x)",
+                a.total_s, a.active_latents, a.per_latent_loop_s, a.speedup
+            );
         }
         if let Some(t) = &report.train {
             println!(

@@ -148,11 +148,10 @@ fn latent_gradients_match_central_finite_differences_in_f64() {
         }
     }
     assert!(worst < 1e-3, "worst relative error {worst:.3e}");
-    // Image-token gradients are ~1e-3 here, and the model keeps attention scores, RMSNorm and
-    // logits in f32 even in f64 mode, so M resolves only ~3e-8: a central difference pins these
-    // to ~1e-3 at best (7.6e-4 and 2.8e-4 measured), whatever the step.
+    // The model computes norms, attention scores and logits in f64 for f64 models, so the
+    // metric resolves far below the image tokens' small gradients (~1e-3 here).
     assert!(
-        worst_image < 1e-2,
+        worst_image < 1e-3,
         "worst image-token relative error {worst_image:.3e}"
     );
 }
@@ -161,9 +160,14 @@ fn latent_gradients_match_central_finite_differences_in_f64() {
 fn patched_logits_equal_plain_logits() {
     let w = f64_world();
     let forward = |edit: Option<&mut dyn TapEdit>, differentiable| {
-        let tap = edit.map(|e| Tap::edit(w.layer, e));
+        // The plain run reads the tap without editing, so both runs split the fast and the
+        // differentiable layers at the same place.
+        let tap = match edit {
+            Some(e) => Tap::edit(w.layer, e),
+            None => Tap::read(w.layer),
+        };
         let opts = ForwardOptions {
-            tap,
+            tap: Some(tap),
             until: Until::Logits(LogitPositions::Last),
             differentiable,
         };
@@ -176,7 +180,7 @@ fn patched_logits_equal_plain_logits() {
             .unwrap()
             .flatten_all()
             .unwrap()
-            .to_vec1::<f32>()
+            .to_vec1::<f64>()
             .unwrap()
     };
     for differentiable in [false, true] {
@@ -185,16 +189,18 @@ fn patched_logits_equal_plain_logits() {
         let patched = forward(Some(&mut edit), differentiable);
         let mut grad = patch::GradPatch::new(&w.sae);
         let node = forward(Some(&mut grad), differentiable);
-        let scale = plain.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let scale = plain.iter().fold(0f64, |m, v| m.max(v.abs()));
         for other in [&patched, &node] {
             let diff = plain
                 .iter()
                 .zip(other.iter())
-                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+                .fold(0f64, |m, (a, b)| m.max((a - b).abs()));
             println!(
                 "differentiable {differentiable}: max |Δlogit| = {diff:.3e} (max |logit| {scale:.3})"
             );
-            assert!(diff <= 1e-5 * scale.max(1.0), "logits moved by {diff}");
+            // The fused path normalises in f32 even here; the differentiable one stays in f64.
+            let tolerance = if differentiable { 1e-9 } else { 1e-5 };
+            assert!(diff <= tolerance * scale.max(1.0), "logits moved by {diff}");
         }
         // The SAE alone is far from the residual, so the error node is doing real work.
         assert!(grad.rel_error > 1e-3, "SAE error {}", grad.rel_error);

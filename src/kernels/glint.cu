@@ -244,3 +244,173 @@ __device__ void sae_topk(const T *__restrict__ pre, const T *__restrict__ bias,
 TOPK_OP(float, 4, sae_topk_f32)
 TOPK_OP(__nv_bfloat16, 2, sae_topk_bf16)
 TOPK_OP(__half, 3, sae_topk_f16)
+
+// ---------------------------------------------------------------------------------------------
+// Decoder-layer kernels. Each rounds to T exactly where transformers' bf16 Llama does (after the
+// f32 normalisation, after the activation, after the residual add), so the fused path stays as
+// close to the reference as the unfused one while reading and writing each tensor once.
+
+#define NORM_THREADS 256
+
+__device__ __forceinline__ float block_sum(float v, float *scratch) {
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffff, v, off);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        v = lane < (int)(blockDim.x / 32) ? scratch[lane] : 0.f;
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffff, v, off);
+        if (lane == 0) scratch[0] = v;
+    }
+    __syncthreads();
+    return scratch[0];
+}
+
+// y = T(x / rms(x)) * w per row of d; with `delta`, x is first replaced by T(x + delta), which is
+// also written to `sum` (the residual add of a decoder layer fused with the next norm).
+template <typename T>
+__device__ void rms_norm_rows(const T *__restrict__ x, const T *__restrict__ delta,
+                              const T *__restrict__ w, T *__restrict__ sum, T *__restrict__ y,
+                              int d, float eps) {
+    __shared__ float scratch[32];
+    const size_t base = (size_t)blockIdx.x * d;
+    float acc = 0.f;
+    for (int c = threadIdx.x; c < d; c += blockDim.x) {
+        float v = to_f(x[base + c]);
+        if (delta != nullptr) {
+            const T s = from_f<T>(v + to_f(delta[base + c]));
+            sum[base + c] = s;
+            v = to_f(s);
+        }
+        acc += v * v;
+    }
+    const float inv = rsqrtf(block_sum(acc, scratch) / (float)d + eps);
+    const T *src = delta != nullptr ? sum : x;
+    for (int c = threadIdx.x; c < d; c += blockDim.x) {
+        const float n = to_f(from_f<T>(to_f(src[base + c]) * inv));
+        y[base + c] = from_f<T>(n * to_f(w[c]));
+    }
+}
+
+#define NORM_OP(T, NAME, ADD_NAME)                                                                \
+    extern "C" __global__ void NAME(const T *x, const T *w, T *y, int d, float eps) {            \
+        rms_norm_rows<T>(x, nullptr, w, nullptr, y, d, eps);                                     \
+    }                                                                                             \
+    extern "C" __global__ void ADD_NAME(const T *x, const T *delta, const T *w, T *sum, T *y,    \
+                                        int d, float eps) {                                      \
+        rms_norm_rows<T>(x, delta, w, sum, y, d, eps);                                           \
+    }
+
+NORM_OP(float, rms_norm_f32, add_rms_norm_f32)
+NORM_OP(__nv_bfloat16, rms_norm_bf16, add_rms_norm_bf16)
+NORM_OP(__half, rms_norm_f16, add_rms_norm_f16)
+
+// y[r, j] = T(silu(gate)) * up with gate = gu[r, j] and up = gu[r, inter + j] (the fused
+// gate/up projection's output).
+template <typename T>
+__device__ void silu_mul(const T *__restrict__ gu, T *__restrict__ y, size_t total, int inter) {
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (size_t)gridDim.x * blockDim.x) {
+        const size_t row = i / inter, j = i % inter;
+        const float g = to_f(gu[row * 2 * inter + j]);
+        const float u = to_f(gu[row * 2 * inter + inter + j]);
+        const float s = to_f(from_f<T>(g / (1.f + expf(-g))));
+        y[i] = from_f<T>(s * u);
+    }
+}
+
+#define SILU_OP(T, NAME)                                                                          \
+    extern "C" __global__ void NAME(const T *gu, T *y, unsigned long long total, int inter) {    \
+        silu_mul<T>(gu, y, (size_t)total, inter);                                                \
+    }
+
+SILU_OP(float, silu_mul_f32)
+SILU_OP(__nv_bfloat16, silu_mul_bf16)
+SILU_OP(__half, silu_mul_f16)
+
+// The fused q/k/v projection's output `[b * t, (nh + 2 nkv) * hd]` (plus `bias` of that width,
+// if given) split into q `[b, nh, t, hd]`, k and v `[b, nkv, t, hd]`; with `rotate`, q and k are
+// rotated (rotate_half convention) at positions offset + (row % t). One thread per pair
+// (j, j + hd/2) of one head of one row.
+template <typename T>
+__device__ void split_heads(const T *__restrict__ qkv, const T *__restrict__ bias,
+                            const T *__restrict__ cos, const T *__restrict__ sin,
+                            T *__restrict__ q, T *__restrict__ k, T *__restrict__ v, int t, int nh,
+                            int nkv, int hd, int rotate, int offset, size_t total) {
+    const int half = hd / 2, heads = nh + 2 * nkv;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (size_t)gridDim.x * blockDim.x) {
+        const int j = (int)(i % half);
+        const size_t rh = i / half;
+        const int h = (int)(rh % heads);
+        const size_t row = rh / heads;
+        const size_t bi = row / t;
+        const int ti = (int)(row % t);
+        const T *src = qkv + row * heads * hd + (size_t)h * hd;
+        float x1 = to_f(src[j]), x2 = to_f(src[j + half]);
+        if (bias != nullptr) {
+            x1 = to_f(from_f<T>(x1 + to_f(bias[h * hd + j])));
+            x2 = to_f(from_f<T>(x2 + to_f(bias[h * hd + j + half])));
+        }
+        T *dst;
+        if (h < nh) {
+            dst = q + ((bi * nh + h) * t + ti) * hd;
+        } else if (h < nh + nkv) {
+            dst = k + ((bi * nkv + (h - nh)) * t + ti) * hd;
+        } else {
+            dst = v + ((bi * nkv + (h - nh - nkv)) * t + ti) * hd;
+        }
+        if (!rotate || h >= nh + nkv) {
+            dst[j] = from_f<T>(x1);
+            dst[j + half] = from_f<T>(x2);
+            continue;
+        }
+        const size_t p = (size_t)(offset + ti) * half + j;
+        const float c = to_f(cos[p]), s = to_f(sin[p]);
+        dst[j] = from_f<T>(x1 * c - x2 * s);
+        dst[j + half] = from_f<T>(x2 * c + x1 * s);
+    }
+}
+
+#define SPLIT_OP(T, NAME)                                                                         \
+    extern "C" __global__ void NAME(const T *qkv, const T *bias, const T *cos, const T *sin,     \
+                                    T *q, T *k, T *v, int t, int nh, int nkv, int hd,            \
+                                    int rotate, int offset, unsigned long long total) {          \
+        split_heads<T>(qkv, bias, cos, sin, q, k, v, t, nh, nkv, hd, rotate, offset,             \
+                       (size_t)total);                                                           \
+    }
+
+SPLIT_OP(float, split_heads_f32)
+SPLIT_OP(__nv_bfloat16, split_heads_bf16)
+SPLIT_OP(__half, split_heads_f16)
+
+// Linear-layer epilogue: y = act(T(x + bias)), then, with `residual`, y = T(residual + y).
+// act: 0 none, 1 quick_gelu (x * sigmoid(1.702 x)), 2 gelu (erf).
+template <typename T>
+__device__ void bias_act(const T *__restrict__ x, const T *__restrict__ bias,
+                         const T *__restrict__ residual, T *__restrict__ y, size_t total, int n,
+                         int act) {
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (size_t)gridDim.x * blockDim.x) {
+        float v = to_f(from_f<T>(to_f(x[i]) + to_f(bias[i % n])));
+        if (act == 1) {
+            v = v / (1.f + expf(-1.702f * v));
+        } else if (act == 2) {
+            v = 0.5f * v * (1.f + erff(v * 0.7071067811865476f));
+        }
+        if (residual != nullptr) v = to_f(residual[i]) + to_f(from_f<T>(v));
+        y[i] = from_f<T>(v);
+    }
+}
+
+#define BIAS_OP(T, NAME)                                                                          \
+    extern "C" __global__ void NAME(const T *x, const T *bias, const T *residual, T *y,          \
+                                    unsigned long long total, int n, int act) {                  \
+        bias_act<T>(x, bias, residual, y, (size_t)total, n, act);                                \
+    }
+
+BIAS_OP(float, bias_act_f32)
+BIAS_OP(__nv_bfloat16, bias_act_bf16)
+BIAS_OP(__half, bias_act_f16)

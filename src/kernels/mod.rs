@@ -1,9 +1,13 @@
-//! glint's fused kernels: attention softmax with the causal mask applied in place, and the SAE
-//! top-k on the device.
+//! glint's fused kernels: attention softmax with the causal mask applied in place, the SAE
+//! top-k on the device, and the decoder layer's norms, SwiGLU and rotary split on CUDA.
 //!
 //! Each has a host implementation (the reference, used on CPU and in tests) and, with the
 //! `cuda` feature, a CUDA kernel from `glint.cu` compiled to PTX by build.rs.
 
+#[cfg(feature = "cuda")]
+mod cuda_call;
+#[cfg(feature = "cuda")]
+pub mod layer;
 pub mod softmax;
 #[cfg(feature = "cuda")]
 pub mod topk;

@@ -15,8 +15,9 @@ pub enum KeyMask {
     All,
     /// The first `n` keys only (the rest is alignment padding).
     First(usize),
-    /// Keys at or before the query's position. The `t_q` queries of the last-but-one axis sit at
-    /// absolute positions `past..past + t_q`; keys at `0..cols`.
+    /// Keys at or before the query's position. The last-but-one axis holds one or more stacked
+    /// runs of `t_q` queries (several query heads sharing a key head), each at absolute
+    /// positions `past..past + t_q`; keys at `0..cols`.
     Causal {
         /// Queries per (batch, head).
         t_q: usize,
@@ -51,9 +52,9 @@ pub fn pad_keys(k: &Tensor, v: &Tensor, align: usize) -> Result<(Tensor, Tensor)
 pub fn masked_softmax(scores: &Tensor, scale: f32, mask: KeyMask) -> Result<Tensor> {
     if let KeyMask::Causal { t_q, .. } = mask {
         let dims = scores.dims();
-        if dims.len() < 2 || dims[dims.len() - 2] != t_q || t_q == 0 {
+        if dims.len() < 2 || t_q == 0 || !dims[dims.len() - 2].is_multiple_of(t_q) {
             candle_core::bail!(
-                "masked softmax: scores of shape {dims:?} do not hold {t_q} queries on their last-but-one axis"
+                "masked softmax: scores of shape {dims:?} do not hold runs of {t_q} queries on their last-but-one axis"
             );
         }
     }

@@ -9,10 +9,50 @@ use candle_core::{D, DType, Device, Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
 use super::config::TextConfig;
+use super::kv_cache::KvCache;
+use super::linear::stacked_linear;
 use super::tap::{ForwardOptions, ForwardOutput, LogitPositions, TapSite, Until};
 use crate::kernels::softmax::{KeyMask, key_alignment, masked_softmax, pad_keys};
 
-/// RMSNorm computed in f32, as transformers does, whatever the model dtype.
+/// The dtype for the numerically sensitive steps (norms, attention scores, logits): f32, as
+/// transformers does for half-precision models, and f64 for f64 models so that finite-difference
+/// checks of gradients resolve far below f32's epsilon.
+pub(crate) fn accumulate_dtype(dtype: DType) -> DType {
+    if dtype == DType::F64 {
+        DType::F64
+    } else {
+        DType::F32
+    }
+}
+
+/// Which implementation of the layer's ops one forward uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OpPath {
+    /// Composed candle ops that record a backward (differentiable forwards, `GLINT_FUSED=0`).
+    Composed,
+    /// candle's fused rope and RMSNorm with glint's masked softmax.
+    Fused,
+    /// glint's CUDA kernels for the norms, SwiGLU and the rotary split as well.
+    #[cfg(feature = "cuda")]
+    Cuda,
+}
+
+impl OpPath {
+    fn choose(differentiable: bool, device: &Device) -> Self {
+        if differentiable || crate::kernels::fused_disabled() {
+            return Self::Composed;
+        }
+        #[cfg(feature = "cuda")]
+        if device.is_cuda() {
+            return Self::Cuda;
+        }
+        let _ = device;
+        Self::Fused
+    }
+}
+
+/// RMSNorm computed in f32 as transformers does, whatever the model dtype (f64 for f64 models on
+/// the differentiable path).
 struct RmsNorm {
     weight: Tensor,
     eps: f64,
@@ -26,9 +66,20 @@ impl RmsNorm {
         })
     }
 
-    fn forward(&self, x: &Tensor, differentiable: bool) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, path: OpPath) -> Result<Tensor> {
+        #[cfg(feature = "cuda")]
+        if path == OpPath::Cuda {
+            return crate::kernels::layer::rms_norm(x, &self.weight, self.eps);
+        }
+        let differentiable = path == OpPath::Composed;
         let dtype = x.dtype();
-        let xf = x.to_dtype(DType::F32)?;
+        // candle's fused kernel has no f64 version: f64 precision comes with the composed path.
+        let work = if differentiable {
+            accumulate_dtype(dtype)
+        } else {
+            DType::F32
+        };
+        let xf = x.to_dtype(work)?;
         let normed = if differentiable {
             let var = xf.sqr()?.mean_keepdim(D::Minus1)?;
             xf.broadcast_div(&(var + self.eps)?.sqrt()?)?
@@ -37,6 +88,17 @@ impl RmsNorm {
             candle_nn::ops::rms_norm(&xf.contiguous()?, &ones, self.eps as f32)?
         };
         normed.to_dtype(dtype)?.broadcast_mul(&self.weight)
+    }
+
+    /// `x + delta` and its norm (one kernel on CUDA).
+    fn add_forward(&self, x: &Tensor, delta: &Tensor, path: OpPath) -> Result<(Tensor, Tensor)> {
+        #[cfg(feature = "cuda")]
+        if path == OpPath::Cuda {
+            return crate::kernels::layer::add_rms_norm(x, delta, &self.weight, self.eps);
+        }
+        let sum = (x + delta)?;
+        let normed = self.forward(&sum, path)?;
+        Ok((sum, normed))
     }
 }
 
@@ -71,7 +133,7 @@ impl Rotary {
     }
 
     /// Rotate `[b, heads, t, d]` at absolute positions `offset..offset+t`.
-    fn apply(&self, x: &Tensor, offset: usize, differentiable: bool) -> Result<Tensor> {
+    fn apply(&self, x: &Tensor, offset: usize, path: OpPath) -> Result<Tensor> {
         let t = x.dim(2)?;
         let max = self.cos.dim(0)?;
         if offset + t > max {
@@ -82,7 +144,7 @@ impl Rotary {
         }
         let cos = self.cos.narrow(0, offset, t)?;
         let sin = self.sin.narrow(0, offset, t)?;
-        if differentiable {
+        if path == OpPath::Composed {
             candle_nn::rotary_emb::rope_slow(x, &cos, &sin)
         } else {
             candle_nn::rotary_emb::rope(&x.contiguous()?, &cos, &sin)
@@ -90,37 +152,9 @@ impl Rotary {
     }
 }
 
-/// Keys and values of every layer seen so far, for incremental decoding.
-#[derive(Clone, Default)]
-pub struct KvCache {
-    layers: Vec<Option<(Tensor, Tensor)>>,
-}
-
-impl KvCache {
-    /// An empty cache.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Number of positions cached (0 when empty).
-    pub fn len(&self) -> usize {
-        self.layers
-            .first()
-            .and_then(|l| l.as_ref())
-            .and_then(|(k, _)| k.dim(2).ok())
-            .unwrap_or(0)
-    }
-
-    /// Whether nothing is cached yet.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
+/// Self-attention with the q, k and v projections fused into one matmul.
 struct Attention {
-    q: Linear,
-    k: Linear,
-    v: Linear,
+    qkv: Linear,
     o: Linear,
     heads: usize,
     kv_heads: usize,
@@ -131,22 +165,59 @@ impl Attention {
     fn load(cfg: &TextConfig, vb: VarBuilder) -> Result<Self> {
         let (h, hd) = (cfg.hidden_size, cfg.head_dim());
         let (nh, nkv) = (cfg.num_attention_heads, cfg.kv_heads());
-        let lin = |i, o, vb| {
-            if cfg.attention_bias {
-                candle_nn::linear(i, o, vb)
-            } else {
-                candle_nn::linear_no_bias(i, o, vb)
-            }
+        let parts = [
+            ("q_proj", nh * hd),
+            ("k_proj", nkv * hd),
+            ("v_proj", nkv * hd),
+        ];
+        let o = if cfg.attention_bias {
+            candle_nn::linear(nh * hd, h, vb.pp("o_proj"))?
+        } else {
+            candle_nn::linear_no_bias(nh * hd, h, vb.pp("o_proj"))?
         };
         Ok(Self {
-            q: lin(h, nh * hd, vb.pp("q_proj"))?,
-            k: lin(h, nkv * hd, vb.pp("k_proj"))?,
-            v: lin(h, nkv * hd, vb.pp("v_proj"))?,
-            o: lin(nh * hd, h, vb.pp("o_proj"))?,
+            qkv: stacked_linear(h, &parts, cfg.attention_bias, &vb)?,
+            o,
             heads: nh,
             kv_heads: nkv,
             head_dim: hd,
         })
+    }
+
+    /// q `[b, heads, t, d]`, k and v `[b, kv_heads, t, d]`, q and k rotated.
+    fn project(
+        &self,
+        x: &Tensor,
+        offset: usize,
+        rotary: &Rotary,
+        path: OpPath,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let (b, t, _) = x.dims3()?;
+        let qkv = self.qkv.forward(x)?;
+        #[cfg(feature = "cuda")]
+        if path == OpPath::Cuda {
+            let shape = crate::kernels::layer::HeadShape {
+                heads: self.heads,
+                kv_heads: self.kv_heads,
+                head_dim: self.head_dim,
+            };
+            let rope = crate::kernels::layer::Rope {
+                cos: &rotary.cos,
+                sin: &rotary.sin,
+                offset,
+            };
+            return crate::kernels::layer::split_heads(&qkv, None, Some(rope), shape);
+        }
+        let hd = self.head_dim;
+        let split = |start: usize, n: usize| -> Result<Tensor> {
+            qkv.narrow(2, start * hd, n * hd)?
+                .reshape((b, t, n, hd))?
+                .transpose(1, 2)
+        };
+        let q = rotary.apply(&split(0, self.heads)?, offset, path)?;
+        let k = rotary.apply(&split(self.heads, self.kv_heads)?, offset, path)?;
+        let v = split(self.heads + self.kv_heads, self.kv_heads)?.contiguous()?;
+        Ok((q, k, v))
     }
 
     fn forward(
@@ -154,42 +225,40 @@ impl Attention {
         x: &Tensor,
         offset: usize,
         rotary: &Rotary,
-        cache: Option<&mut Option<(Tensor, Tensor)>>,
+        cache: Option<(&mut KvCache, usize)>,
         mask: &AttentionMask,
-        differentiable: bool,
+        path: OpPath,
     ) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
-        let split = |y: Tensor, n: usize| -> Result<Tensor> {
-            y.reshape((b, t, n, self.head_dim))?.transpose(1, 2)
-        };
-        let q = rotary.apply(
-            &split(self.q.forward(x)?, self.heads)?,
-            offset,
-            differentiable,
-        )?;
-        let mut k = rotary.apply(
-            &split(self.k.forward(x)?, self.kv_heads)?,
-            offset,
-            differentiable,
-        )?;
-        let mut v = split(self.v.forward(x)?, self.kv_heads)?.contiguous()?;
-        if let Some(slot) = cache {
-            if let Some((pk, pv)) = slot.as_ref() {
-                k = Tensor::cat(&[pk, &k], 2)?;
-                v = Tensor::cat(&[pv, &v], 2)?;
-            }
-            *slot = Some((k.clone(), v.clone()));
+        let (q, mut k, mut v) = self.project(x, offset, rotary, path)?;
+        if let Some((cache, layer)) = cache {
+            // The composed path's additive mask covers exactly the cached keys; the fused
+            // softmax masks padding itself, so its keys come padded for aligned matmuls.
+            let align = if path == OpPath::Composed {
+                1
+            } else {
+                key_alignment(x.device())
+            };
+            (k, v) = cache.append(layer, &k, &v, align)?;
         }
         let groups = self.heads / self.kv_heads;
         let dtype = q.dtype();
         let scale = (self.head_dim as f64).powf(-0.5);
-        let ctx = match &mask.additive {
+        let additive = match (&mask.additive, path) {
+            (Some(a), OpPath::Composed) => Some(a),
+            (None, OpPath::Composed) => {
+                candle_core::bail!("a composed layer needs the additive mask")
+            }
+            _ => None,
+        };
+        let ctx = match additive {
             Some(additive) => {
                 let (k, v) = (repeat_kv(&k, groups)?, repeat_kv(&v, groups)?);
+                let work = accumulate_dtype(dtype);
                 let scores = (q.matmul(&k.t()?)? * scale)?
-                    .to_dtype(DType::F32)?
-                    .broadcast_add(additive)?;
-                let probs = if differentiable {
+                    .to_dtype(work)?
+                    .broadcast_add(&additive.to_dtype(work)?)?;
+                let probs = if path == OpPath::Composed {
                     candle_nn::ops::softmax(&scores, D::Minus1)?
                 } else {
                     candle_nn::ops::softmax_last_dim(&scores)?
@@ -197,10 +266,16 @@ impl Attention {
                 probs.to_dtype(dtype)?.matmul(&v)?
             }
             None => {
+                // Grouped-query attention without copying keys: each kv head's query heads
+                // stacked as rows (row r is query r % t, which the masked softmax expects).
                 let (k, v) = pad_keys(&k, &v, key_alignment(q.device()))?;
-                let (k, v) = (repeat_kv(&k, groups)?, repeat_kv(&v, groups)?);
+                let q = q
+                    .contiguous()?
+                    .reshape((b, self.kv_heads, groups * t, self.head_dim))?;
                 let probs = masked_softmax(&q.matmul(&k.t()?)?, scale as f32, mask.keys)?;
-                probs.matmul(&v)?
+                probs
+                    .matmul(&v)?
+                    .reshape((b, self.heads, t, self.head_dim))?
             }
         };
         let ctx = ctx
@@ -255,32 +330,38 @@ fn causal_mask(t: usize, kv_len: usize, device: &Device) -> Result<Tensor> {
     future.where_cond(&neg, &zeros)
 }
 
+/// SwiGLU MLP with the gate and up projections fused into one matmul.
 struct Mlp {
-    gate: Linear,
-    up: Linear,
+    gate_up: Linear,
     down: Linear,
+    inter: usize,
 }
 
 impl Mlp {
     fn load(cfg: &TextConfig, vb: VarBuilder) -> Result<Self> {
         let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
-        let lin = |a, b, vb| {
-            if cfg.mlp_bias {
-                candle_nn::linear(a, b, vb)
-            } else {
-                candle_nn::linear_no_bias(a, b, vb)
-            }
+        let down = if cfg.mlp_bias {
+            candle_nn::linear(i, h, vb.pp("down_proj"))?
+        } else {
+            candle_nn::linear_no_bias(i, h, vb.pp("down_proj"))?
         };
         Ok(Self {
-            gate: lin(h, i, vb.pp("gate_proj"))?,
-            up: lin(h, i, vb.pp("up_proj"))?,
-            down: lin(i, h, vb.pp("down_proj"))?,
+            gate_up: stacked_linear(h, &[("gate_proj", i), ("up_proj", i)], cfg.mlp_bias, &vb)?,
+            down,
+            inter: i,
         })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let g = self.gate.forward(x)?.silu()?;
-        self.down.forward(&(g * self.up.forward(x)?)?)
+    fn forward(&self, x: &Tensor, path: OpPath) -> Result<Tensor> {
+        let gu = self.gate_up.forward(x)?;
+        #[cfg(feature = "cuda")]
+        if path == OpPath::Cuda {
+            return self.down.forward(&crate::kernels::layer::silu_mul(&gu)?);
+        }
+        let _ = path;
+        let g = gu.narrow(D::Minus1, 0, self.inter)?.silu()?;
+        let u = gu.narrow(D::Minus1, self.inter, self.inter)?;
+        self.down.forward(&(g * u)?)
     }
 }
 
@@ -307,20 +388,14 @@ impl DecoderLayer {
         x: &Tensor,
         offset: usize,
         rotary: &Rotary,
-        cache: Option<&mut Option<(Tensor, Tensor)>>,
+        cache: Option<(&mut KvCache, usize)>,
         mask: &AttentionMask,
-        diff: bool,
+        path: OpPath,
     ) -> Result<Tensor> {
-        let a = self.attn.forward(
-            &self.input_norm.forward(x, diff)?,
-            offset,
-            rotary,
-            cache,
-            mask,
-            diff,
-        )?;
-        let x = (x + a)?;
-        let m = self.mlp.forward(&self.post_norm.forward(&x, diff)?)?;
+        let h = self.input_norm.forward(x, path)?;
+        let a = self.attn.forward(&h, offset, rotary, cache, mask, path)?;
+        let (x, h) = self.post_norm.add_forward(x, &a, path)?;
+        let m = self.mlp.forward(&h, path)?;
         x + m
     }
 }
@@ -400,21 +475,30 @@ impl Llama {
         if matches!(until, Until::Tap) && tap.is_none() {
             candle_core::bail!("a forward that stops at the tap needs a tap");
         }
-        if let Some(c) = cache.as_deref_mut()
-            && c.layers.len() != n
-        {
-            c.layers = vec![None; n];
+        if let Some(c) = cache.as_deref_mut() {
+            c.ensure_layers(n);
         }
         let t = embeds.dim(1)?;
         let past = cache.as_deref().map(|c| c.len()).unwrap_or(0);
-        let composed = differentiable || crate::kernels::fused_disabled();
-        let mask = AttentionMask::new(t, past, composed, embeds.device())?;
+        // Gradients are only wanted above the tap (the edit there is what gets differentiated),
+        // so layers up to it keep the fast path even in a differentiable forward.
+        let fast = OpPath::choose(false, embeds.device());
+        let split_at = tap.as_ref().map_or(0, |tp| tp.layer + 1);
+        let path_of = |i: usize| {
+            if differentiable && i >= split_at {
+                OpPath::Composed
+            } else {
+                fast
+            }
+        };
+        let composed_layers = fast == OpPath::Composed || differentiable;
+        let mask = AttentionMask::new(t, past, composed_layers, embeds.device())?;
         let mut tap = tap;
         let mut tapped = None;
         let mut x = embeds.clone();
         for (i, layer) in self.layers.iter().enumerate() {
-            let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
-            x = layer.forward(&x, offset, &self.rotary, slot, &mask, differentiable)?;
+            let slot = cache.as_deref_mut().map(|c| (c, i));
+            x = layer.forward(&x, offset, &self.rotary, slot, &mask, path_of(i))?;
             if let Some(tp) = tap.as_mut()
                 && tp.layer == i
             {
@@ -446,10 +530,10 @@ impl Llama {
             LogitPositions::Last => x.narrow(1, t - 1, 1)?,
             LogitPositions::All => x,
         };
-        let x = self.norm.forward(&x, differentiable)?;
+        let x = self.norm.forward(&x, path_of(n))?;
         let logits = x
             .broadcast_matmul(&self.lm_head.t()?)?
-            .to_dtype(DType::F32)?;
+            .to_dtype(accumulate_dtype(x.dtype()))?;
         Ok(ForwardOutput {
             tapped,
             logits: Some(logits),

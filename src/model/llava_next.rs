@@ -5,7 +5,8 @@ use candle_nn::VarBuilder;
 
 use super::anyres::ImageLayout;
 use super::config::LlavaNextConfig;
-use super::llama::{KvCache, Llama};
+use super::kv_cache::KvCache;
+use super::llama::Llama;
 use super::tap::{ForwardOptions, ForwardOutput};
 use super::vision::{Projector, VisionTower};
 

@@ -2,6 +2,8 @@
 
 pub mod anyres;
 pub mod config;
+pub mod kv_cache;
+mod linear;
 pub mod llama;
 pub mod llava_next;
 pub mod load;

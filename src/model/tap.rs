@@ -71,7 +71,8 @@ pub struct ForwardOptions<'a> {
     pub tap: Option<Tap<'a>>,
     /// How far to run.
     pub until: Until,
-    /// Use ops that record a backward (slower; for attribution and training).
+    /// Use ops that record a backward (slower; for attribution): in the layers after the tap
+    /// when there is one, in every layer otherwise.
     pub differentiable: bool,
 }
 
@@ -100,6 +101,6 @@ impl<'a> ForwardOptions<'a> {
 pub struct ForwardOutput {
     /// Residual after the tapped layer, before any edit: `[b, t, hidden]`.
     pub tapped: Option<Tensor>,
-    /// Logits in f32: `[b, 1, vocab]` (last) or `[b, t, vocab]` (all).
+    /// Logits in f32 (f64 for f64 models): `[b, 1, vocab]` (last) or `[b, t, vocab]` (all).
     pub logits: Option<Tensor>,
 }

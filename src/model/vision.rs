@@ -3,10 +3,11 @@
 //! Only the layers up to the one the projector reads are run: with `vision_feature_layer = -2`
 //! the last encoder layer never influences the language model, so it is skipped.
 
-use candle_core::{DType, Module, Result, Tensor};
+use candle_core::{Module, Result, Tensor};
 use candle_nn::{LayerNorm, Linear, VarBuilder};
 
 use super::config::{LlavaNextConfig, VisionConfig};
+use super::linear::stacked_linear;
 use crate::kernels::softmax::{KeyMask, key_alignment, masked_softmax, pad_keys};
 
 /// Patch, class and position embeddings of the CLIP vision transformer.
@@ -59,9 +60,8 @@ impl VisionEmbeddings {
 struct EncoderLayer {
     ln1: LayerNorm,
     ln2: LayerNorm,
-    q: Linear,
-    k: Linear,
-    v: Linear,
+    /// q, k and v projections stacked into one matmul.
+    qkv: Linear,
     out: Linear,
     fc1: Linear,
     fc2: Linear,
@@ -78,9 +78,12 @@ impl EncoderLayer {
         Ok(Self {
             ln1: candle_nn::layer_norm(c, eps, vb.pp("layer_norm1"))?,
             ln2: candle_nn::layer_norm(c, eps, vb.pp("layer_norm2"))?,
-            q: candle_nn::linear(c, c, att.pp("q_proj"))?,
-            k: candle_nn::linear(c, c, att.pp("k_proj"))?,
-            v: candle_nn::linear(c, c, att.pp("v_proj"))?,
+            qkv: stacked_linear(
+                c,
+                &[("q_proj", c), ("k_proj", c), ("v_proj", c)],
+                true,
+                &att,
+            )?,
             out: candle_nn::linear(c, c, att.pp("out_proj"))?,
             fc1: candle_nn::linear(c, cfg.intermediate_size, mlp.pp("fc1"))?,
             fc2: candle_nn::linear(cfg.intermediate_size, c, mlp.pp("fc2"))?,
@@ -92,17 +95,20 @@ impl EncoderLayer {
     fn attention(&self, x: &Tensor) -> Result<Tensor> {
         let (b, t, c) = x.dims3()?;
         let hd = c / self.heads;
-        let split = |y: Tensor| -> Result<Tensor> {
-            y.reshape((b, t, self.heads, hd))?
+        let qkv = self.qkv.forward(x)?;
+        let split = |i: usize| -> Result<Tensor> {
+            qkv.narrow(2, i * c, c)?
+                .reshape((b, t, self.heads, hd))?
                 .transpose(1, 2)?
                 .contiguous()
         };
-        let q = split((self.q.forward(x)? * (hd as f64).powf(-0.5))?)?;
-        let k = split(self.k.forward(x)?)?;
-        let v = split(self.v.forward(x)?)?;
+        let q = (split(0)? * (hd as f64).powf(-0.5))?;
+        let (k, v) = (split(1)?, split(2)?);
         let dtype = q.dtype();
         let ctx = if crate::kernels::fused_disabled() {
-            let scores = q.matmul(&k.t()?)?.to_dtype(DType::F32)?;
+            let scores = q
+                .matmul(&k.t()?)?
+                .to_dtype(super::llama::accumulate_dtype(dtype))?;
             candle_nn::ops::softmax_last_dim(&scores)?
                 .to_dtype(dtype)?
                 .matmul(&v)?
@@ -115,6 +121,10 @@ impl EncoderLayer {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        #[cfg(feature = "cuda")]
+        if x.device().is_cuda() && !crate::kernels::fused_disabled() {
+            return self.forward_cuda(x);
+        }
         let x = (x + self.attention(&self.ln1.forward(x)?)?)?;
         let h = self.fc1.forward(&self.ln2.forward(&x)?)?;
         let h = if self.quick_gelu {
@@ -123,6 +133,37 @@ impl EncoderLayer {
             h.gelu_erf()?
         };
         x + self.fc2.forward(&h)?
+    }
+
+    /// The same layer with glint's kernels: the q/k/v bias folded into the head split, the
+    /// attention scale into the softmax, and every other bias, activation and residual add into
+    /// one epilogue kernel after its matmul.
+    #[cfg(feature = "cuda")]
+    fn forward_cuda(&self, x: &Tensor) -> Result<Tensor> {
+        use super::linear::{linear_epilogue, matmul_no_bias};
+        use crate::kernels::layer::{Activation, HeadShape, split_heads};
+
+        let (b, t, c) = x.dims3()?;
+        let hd = c / self.heads;
+        let qkv = matmul_no_bias(&self.qkv, &self.ln1.forward(x)?)?;
+        let shape = HeadShape {
+            heads: self.heads,
+            kv_heads: self.heads,
+            head_dim: hd,
+        };
+        let (q, k, v) = split_heads(&qkv, self.qkv.bias(), None, shape)?;
+        let (k, v) = pad_keys(&k, &v, key_alignment(q.device()))?;
+        let scale = (hd as f32).powf(-0.5);
+        let ctx = masked_softmax(&q.matmul(&k.t()?)?, scale, KeyMask::First(t))?.matmul(&v)?;
+        let ctx = ctx.transpose(1, 2)?.reshape((b, t, c))?;
+        let x = linear_epilogue(&self.out, &ctx, Activation::None, Some(x))?;
+        let act = if self.quick_gelu {
+            Activation::QuickGelu
+        } else {
+            Activation::Gelu
+        };
+        let h = linear_epilogue(&self.fc1, &self.ln2.forward(&x)?, act, None)?;
+        linear_epilogue(&self.fc2, &h, Activation::None, Some(&x))
     }
 }
 

@@ -19,6 +19,8 @@ use crate::store::{Aggregator, FeatureFilter, ImageRecord, RankRule};
 use super::generate::PreparedPrompt;
 use super::session::Session;
 
+pub mod attribute;
+pub mod kernels;
 pub mod train;
 
 /// What to measure.
@@ -46,6 +48,8 @@ pub struct BenchOptions {
     pub decode_tokens: usize,
     /// Optimizer steps of the SAE-training benchmark (0 skips it).
     pub train_steps: usize,
+    /// Time attribution (one forward and backward) against the per-latent ablation loop.
+    pub attribute: bool,
 }
 
 /// Measured figures.
@@ -63,8 +67,11 @@ pub struct BenchReport {
     pub load_s: f64,
     /// Forward to the tap alone (vision + layers 0..=L), images/s: the in-run baseline.
     pub forward_to_tap_img_per_s: f64,
-    /// Full caching step (forward to tap + SAE top-k + aggregation), images/s.
+    /// Full caching step (forward to tap + SAE top-k + aggregation on a host thread alongside),
+    /// images/s.
     pub cache_img_per_s: f64,
+    /// Host aggregation of one image's codes into the top-example lists, seconds.
+    pub aggregate_s: f64,
     /// Cache step time over forward time (1.0 = no overhead).
     pub cache_overhead_ratio: f64,
     /// SAE encode of the image tokens alone, seconds per image.
@@ -77,6 +84,8 @@ pub struct BenchReport {
     pub fused_kernels: bool,
     /// The device top-k against the host top-k of the same pre-activations (accelerators only).
     pub topk_check: Option<TopkCheck>,
+    /// The decoder-layer kernels against composed f32 ops on this card (CUDA only).
+    pub kernel_check: Option<kernels::KernelCheck>,
     /// Prefill of the whole model to last-position logits, seconds.
     pub prefill_s: f64,
     /// Greedy decode tokens/s with the image prompt, unsteered.
@@ -86,6 +95,8 @@ pub struct BenchReport {
     pub decode_steered_tok_per_s: Option<f64>,
     /// SAE training throughput on synthetic rows at the benchmark's SAE size.
     pub train: Option<train::TrainBench>,
+    /// Attribution of one item on the benchmark's prompt and image.
+    pub attribute: Option<attribute::AttributeBench>,
     /// Peak resident host memory, bytes.
     pub peak_rss_bytes: Option<u64>,
     /// Peak GPU memory used during the run, bytes (from nvidia-smi), if on a GPU.
@@ -270,6 +281,17 @@ pub fn run_bench(opts: &BenchOptions) -> Result<(BenchReport, LoadedModel)> {
         Some(check_topk(&sae, &rows)?)
     };
 
+    let tc = &cfg.text_config;
+    let layer_shape = kernels::LayerShape {
+        rows: seq.tokens.len(),
+        hidden: tc.hidden_size,
+        inter: tc.intermediate_size,
+        heads: tc.num_attention_heads,
+        kv_heads: tc.kv_heads(),
+        head_dim: tc.head_dim(),
+    };
+    let kernel_check = kernels::check(&opts.device, opts.dtype, &layer_shape)?;
+
     let t = Instant::now();
     for _ in 0..opts.images {
         forward()?;
@@ -291,35 +313,58 @@ pub fn run_bench(opts: &BenchOptions) -> Result<(BenchReport, LoadedModel)> {
         layers_s += t.elapsed().as_secs_f64();
     }
 
+    // The caching step as `glint --batch cache` runs it: the device encodes image i + 1 while a
+    // host thread folds image i into the top-example lists.
     let (mut enc_total, t) = (0.0, Instant::now());
-    for i in 0..opts.images {
-        let h = forward()?;
-        sync(&opts.device)?;
-        let te = Instant::now();
-        let codes = sae.encode(&h.index_select(&keep_t, 0)?)?;
-        let values = codes.values.to_vec2::<f32>()?;
-        let indices = codes.indices.to_vec2::<u32>()?;
-        enc_total += te.elapsed().as_secs_f64();
-        let mut acts = Vec::new();
-        for (r, tok) in keep.iter().enumerate() {
-            for (f, v) in indices[r].iter().zip(&values[r]) {
-                if *v > 1e-5 {
-                    acts.push(((*tok - first_image) as u16, *f, *v));
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(u32, Vec<Vec<f32>>, Vec<Vec<u32>>)>(2);
+    let aggregate_total = std::thread::scope(|scope| -> Result<f64> {
+        let n_tokens = pre.layout.num_image_tokens() as u32;
+        let base_tokens = pre.layout.base_tokens();
+        let (keep, agg) = (&keep, &mut agg);
+        let folder = scope.spawn(move || -> Result<f64> {
+            let mut busy = 0.0;
+            for (i, values, indices) in rx {
+                let ta = Instant::now();
+                let mut acts = Vec::new();
+                for (r, tok) in keep.iter().enumerate() {
+                    for (f, v) in indices[r].iter().zip(&values[r]) {
+                        if *v > 1e-5 {
+                            acts.push(((*tok - first_image) as u16, *f, *v));
+                        }
+                    }
                 }
+                let record = ImageRecord {
+                    index: i,
+                    id: format!("bench-{i}"),
+                    path: String::new(),
+                    width: 672,
+                    height: 672,
+                    layout: serde_json::Value::Null,
+                    n_tokens,
+                    top_features: Vec::new(),
+                };
+                agg.add_image(record, &acts, base_tokens, keep.len())?;
+                busy += ta.elapsed().as_secs_f64();
+            }
+            Ok(busy)
+        });
+        for i in 0..opts.images {
+            let h = forward()?;
+            sync(&opts.device)?;
+            let te = Instant::now();
+            let codes = sae.encode(&h.index_select(&keep_t, 0)?)?;
+            let values = codes.values.to_vec2::<f32>()?;
+            let indices = codes.indices.to_vec2::<u32>()?;
+            enc_total += te.elapsed().as_secs_f64();
+            if tx.send((i as u32, values, indices)).is_err() {
+                break;
             }
         }
-        let record = ImageRecord {
-            index: i as u32,
-            id: format!("bench-{i}"),
-            path: String::new(),
-            width: 672,
-            height: 672,
-            layout: serde_json::Value::Null,
-            n_tokens: pre.layout.num_image_tokens() as u32,
-            top_features: Vec::new(),
-        };
-        agg.add_image(record, &acts, pre.layout.base_tokens(), keep.len())?;
-    }
+        drop(tx);
+        folder
+            .join()
+            .map_err(|_| anyhow::anyhow!("the aggregation thread panicked"))?
+    })?;
     sync(&opts.device)?;
     let cache_s = t.elapsed().as_secs_f64() / opts.images as f64;
     note_gpu(&opts.device);
@@ -339,6 +384,16 @@ pub fn run_bench(opts: &BenchOptions) -> Result<(BenchReport, LoadedModel)> {
     let t = Instant::now();
     let seq_len = prefill()?;
     let prefill_s = t.elapsed().as_secs_f64();
+    note_gpu(&opts.device);
+
+    let attribution = if opts.attribute {
+        // Two ordinary token ids stand in for the answer and baseline words.
+        let vocab = cfg.text_config.vocab_size as u32;
+        let pair = (1234 % vocab, 5678 % vocab);
+        Some(attribute::run(&loaded, &sae, layer, &ids, &pre, pair)?)
+    } else {
+        None
+    };
     note_gpu(&opts.device);
 
     let session = Session {
@@ -380,13 +435,16 @@ pub fn run_bench(opts: &BenchOptions) -> Result<(BenchReport, LoadedModel)> {
         cache_img_per_s: 1.0 / cache_s,
         cache_overhead_ratio: cache_s / fwd_s,
         sae_encode_s: enc_total / opts.images as f64,
+        aggregate_s: aggregate_total / opts.images as f64,
         vision_embed_s: vision_s / opts.images as f64,
         layers_to_tap_s: layers_s / opts.images as f64,
         fused_kernels: !crate::kernels::fused_disabled(),
         topk_check,
+        kernel_check,
         decode_tok_per_s: decode,
         decode_steered_tok_per_s: decode_steered,
         train,
+        attribute: attribution,
         prefill_s,
         peak_rss_bytes: super::cache::peak_rss_bytes(),
         peak_gpu_bytes: peak_gpu,

@@ -16,7 +16,7 @@ use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
 use super::session::Session;
-use crate::model::llama::KvCache;
+use crate::model::kv_cache::KvCache;
 use crate::model::llava_next::{ImageInput, SeqToken, SequenceMap};
 use crate::model::preprocess::{load_image, preprocess};
 use crate::model::tap::{ForwardOptions, Tap, TapEdit};
@@ -299,7 +299,7 @@ pub fn generate_with_edit(
                     .context("the plain prefill was not kept")?
             }
         };
-        plain.clone()
+        (plain.0.try_clone()?, plain.1.clone())
     };
     out.prefill_seconds = t0.elapsed().as_secs_f64();
     let _ = on_event(TokenEvent::Prefilled {

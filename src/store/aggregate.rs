@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result, bail};
-use half::f16;
 
 use super::records::{
     KEY_PROGRESS, PREFIX_EXAMPLE, PREFIX_HEAP, PREFIX_IMAGE, PREFIX_STATS, decode_heap,
@@ -13,6 +12,9 @@ use super::{
     Example, FeatureFilter, FeatureStats, ImageRecord, Manifest, Progress, RankRule, Store,
     rank_order,
 };
+use bucket::{Buckets, FoldParams, Folded};
+
+mod bucket;
 
 /// Features kept per image in [`ImageRecord::top_features`].
 pub const IMAGE_TOP_FEATURES: usize = 32;
@@ -32,12 +34,12 @@ const DIRTY_HEAP: u8 = 2;
 ///
 /// Host memory never grows with the dataset. With `L` = latents and `N` = top_n the aggregator
 /// holds at most [`Aggregator::memory_bound`]`(L, N)` ≈ `L × (8·N + 350)` bytes: per latent a
-/// list header, a statistics slot and a dirty flag (105 B), and for each stored feature that has
+/// list header, a statistics slot, a dirty flag and a group offset (109 B), and for each stored feature that has
 /// fired its (score, image) top-N list (`8·(N+1)` B) and histogram (200 B) — 98 MB for
 /// L = 131 072, N = 50. On top come the writes pending since the last commit (image records and
 /// the token maps of examples that entered a top-N: about 4 B per activation plus 100 B per
-/// (feature, image) pair of the uncommitted images) and, while one image is added, a sorted copy
-/// of its activations (12 B each). Token maps of examples already in a top-N live only in the
+/// (feature, image) pair of the uncommitted images) and the largest image's activations grouped
+/// by feature (8 B each; the buffer is reused from image to image). Token maps of examples already in a top-N live only in the
 /// store, and sled's page cache is capped at [`super::SLED_CACHE_BYTES`]. Commit every few
 /// images to keep the pending part small.
 pub struct Aggregator {
@@ -54,6 +56,7 @@ pub struct Aggregator {
     new_images: Vec<ImageRecord>,
     progress: Progress,
     committed: Progress,
+    buckets: Buckets,
 }
 
 impl Aggregator {
@@ -85,6 +88,7 @@ impl Aggregator {
             new_images: Vec::new(),
             progress: Progress::default(),
             committed: Progress::default(),
+            buckets: Buckets::new(),
         })
     }
 
@@ -139,7 +143,8 @@ impl Aggregator {
     /// type docs), counting 16 B of allocator overhead per allocation.
     pub fn memory_bound(num_latents: usize, top_n: usize) -> u64 {
         use std::mem::size_of;
-        let per_latent = size_of::<Vec<(f32, u32)>>() + size_of::<Option<FeatureStats>>() + 1;
+        let per_latent =
+            size_of::<Vec<(f32, u32)>>() + size_of::<Option<FeatureStats>>() + 1 + size_of::<u32>();
         let per_fired = 8 * (top_n + 1) + 4 * super::HIST_LEN + 2 * 16;
         (num_latents * (per_latent + per_fired)) as u64
     }
@@ -183,71 +188,23 @@ impl Aggregator {
                 self.progress.next_image - 1
             );
         }
-        let mut kept: Vec<(u32, u16, f32)> = Vec::with_capacity(acts.len());
-        for &(token, f, v) in acts {
-            if f as usize >= self.num_latents {
-                bail!(
-                    "image {index}: feature {f} is past the SAE's {} latents",
-                    self.num_latents
-                );
-            }
-            if !v.is_finite() {
-                bail!("image {index}: feature {f} at token {token} has activation {v}");
-            }
-            if v > ACTIVE_MIN && self.filter.contains(f) {
-                kept.push((f, token, v));
-            }
-        }
-        kept.sort_unstable_by_key(|&(f, t, _)| (f, t));
-        if let Some(w) = kept
-            .windows(2)
-            .find(|w| (w[0].0, w[0].1) == (w[1].0, w[1].1))
-        {
-            bail!(
-                "image {index}: feature {} appears twice at token {}",
-                w[0].0,
-                w[0].1
-            );
-        }
-        let mut strongest: Vec<(f32, u32)> = Vec::new();
-        for group in kept.chunk_by(|a, b| a.0 == b.0) {
-            let f = group[0].0;
-            let max = group.iter().fold(0f32, |m, &(_, _, v)| m.max(v));
-            // Summed in token order so the score depends only on the image, not the input order.
-            let base_sum: f64 = group
-                .iter()
-                .filter(|&&(_, t, _)| usize::from(t) < base_tokens)
-                .map(|&(_, _, v)| f64::from(v))
-                .sum();
-            let mean_base = if base_tokens == 0 {
-                0.0
-            } else {
-                (base_sum / base_tokens as f64) as f32
-            };
-            let score = match self.rank {
-                RankRule::Max => max,
-                RankRule::MeanBase => mean_base,
-            };
-            self.stats[f as usize]
-                .get_or_insert_with(FeatureStats::default)
-                .add_image(group.iter().map(|&(_, _, v)| v));
+        self.buckets
+            .fill(acts, self.num_latents, &self.filter, index)?;
+        let params = FoldParams {
+            index,
+            base_tokens,
+            rank: self.rank,
+            top_n: self.top_n,
+        };
+        let folded = self.buckets.fold(&mut self.heaps, &mut self.stats, &params);
+        // Shared state changes here, in feature order, exactly as a one-feature-at-a-time fold.
+        let mut strongest: Vec<(f32, u32)> = Vec::with_capacity(folded.len());
+        for Folded { f, max, entered } in folded {
             self.mark(f, DIRTY_STATS);
             strongest.push((max, f));
-            if let Some(evicted) = self.offer(f, score, index) {
-                let tokens = group
-                    .iter()
-                    .map(|&(_, t, v)| (t, f16::from_f32(v)))
-                    .collect();
-                self.new_examples.insert(
-                    (f, index),
-                    Example {
-                        image: index,
-                        score,
-                        max,
-                        mean_base,
-                        tokens,
-                    },
-                );
+            if let Some((example, evicted)) = entered {
+                self.mark(f, DIRTY_HEAP);
+                self.new_examples.insert((f, index), example);
                 if let Some(old) = evicted
                     && self.new_examples.remove(&(f, old)).is_none()
                 {
@@ -271,32 +228,6 @@ impl Aggregator {
             self.dirty_list.push(f);
         }
         *d |= what;
-    }
-
-    /// Offer (score, image) to feature `f`'s list: `None` if rejected, else `Some(evicted image)`.
-    fn offer(&mut self, f: u32, score: f32, image: u32) -> Option<Option<u32>> {
-        let heap = &mut self.heaps[f as usize];
-        if heap.capacity() == 0 {
-            // Exact, so a full list never doubles its allocation.
-            heap.reserve_exact(self.top_n + 1);
-        }
-        let item = (score, image);
-        if heap.len() >= self.top_n
-            && heap
-                .last()
-                .is_some_and(|&last| rank_order(item, last).is_ge())
-        {
-            return None;
-        }
-        let at = heap.partition_point(|&x| rank_order(x, item).is_lt());
-        heap.insert(at, item);
-        let evicted = if heap.len() > self.top_n {
-            heap.pop().map(|x| x.1)
-        } else {
-            None
-        };
-        self.mark(f, DIRTY_HEAP);
-        Some(evicted)
     }
 
     /// Write everything added since the last commit to `store` in one atomic batch, and flush.
@@ -351,6 +282,30 @@ impl Aggregator {
         self.progress.complete = true;
         self.commit(store)
     }
+}
+
+/// Offer (score, image) to a top-`top_n` list: `None` if rejected, else `Some(evicted image)`.
+fn offer(heap: &mut Vec<(f32, u32)>, top_n: usize, score: f32, image: u32) -> Option<Option<u32>> {
+    if heap.capacity() == 0 {
+        // Exact, so a full list never doubles its allocation.
+        heap.reserve_exact(top_n + 1);
+    }
+    let item = (score, image);
+    if heap.len() >= top_n
+        && heap
+            .last()
+            .is_some_and(|&last| rank_order(item, last).is_ge())
+    {
+        return None;
+    }
+    let at = heap.partition_point(|&x| rank_order(x, item).is_lt());
+    heap.insert(at, item);
+    let evicted = if heap.len() > top_n {
+        heap.pop().map(|x| x.1)
+    } else {
+        None
+    };
+    Some(evicted)
 }
 
 #[cfg(test)]

@@ -1,5 +1,7 @@
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use half::f16;
 
 use super::super::manifest::tests::manifest;
 use super::super::testutil::{build, dump, feed, synth};
@@ -332,4 +334,261 @@ fn memory_bound_matches_the_documented_formula() {
     }
     assert_eq!(agg.heaps[2].capacity(), 4);
     assert_eq!(agg.top_list(2), &[(10.0, 9), (9.0, 8), (8.0, 7)]);
+}
+
+/// The straightforward fold (one comparison sort of every activation) that [`Aggregator::add_image`]
+/// must match exactly.
+fn reference_add_image(
+    agg: &mut Aggregator,
+    mut image: ImageRecord,
+    acts: &[(u16, u32, f32)],
+    base_tokens: usize,
+    n_scored_tokens: usize,
+) -> Result<()> {
+    let index = image.index;
+    if agg.progress.complete {
+        bail!("the store is marked complete; image {index} cannot be added");
+    }
+    if index < agg.progress.next_image {
+        bail!(
+            "image {index} arrived after image {}; images must come in increasing index order",
+            agg.progress.next_image - 1
+        );
+    }
+    let mut kept: Vec<(u32, u16, f32)> = Vec::new();
+    for &(token, f, v) in acts {
+        if f as usize >= agg.num_latents {
+            bail!(
+                "image {index}: feature {f} is past the SAE's {} latents",
+                agg.num_latents
+            );
+        }
+        if !v.is_finite() {
+            bail!("image {index}: feature {f} at token {token} has activation {v}");
+        }
+        if v > ACTIVE_MIN && agg.filter.contains(f) {
+            kept.push((f, token, v));
+        }
+    }
+    kept.sort_unstable_by_key(|&(f, t, _)| (f, t));
+    if let Some(w) = kept
+        .windows(2)
+        .find(|w| (w[0].0, w[0].1) == (w[1].0, w[1].1))
+    {
+        bail!(
+            "image {index}: feature {} appears twice at token {}",
+            w[0].0,
+            w[0].1
+        );
+    }
+    let mut strongest: Vec<(f32, u32)> = Vec::new();
+    for group in kept.chunk_by(|a, b| a.0 == b.0) {
+        let f = group[0].0;
+        let max = group.iter().fold(0f32, |m, &(_, _, v)| m.max(v));
+        let base_sum: f64 = group
+            .iter()
+            .filter(|&&(_, t, _)| usize::from(t) < base_tokens)
+            .map(|&(_, _, v)| f64::from(v))
+            .sum();
+        let mean_base = if base_tokens == 0 {
+            0.0
+        } else {
+            (base_sum / base_tokens as f64) as f32
+        };
+        let score = match agg.rank {
+            RankRule::Max => max,
+            RankRule::MeanBase => mean_base,
+        };
+        agg.stats[f as usize]
+            .get_or_insert_with(FeatureStats::default)
+            .add_image(group.iter().map(|&(_, _, v)| v));
+        agg.mark(f, DIRTY_STATS);
+        strongest.push((max, f));
+        if let Some(evicted) = offer(&mut agg.heaps[f as usize], agg.top_n, score, index) {
+            agg.mark(f, DIRTY_HEAP);
+            let tokens = group
+                .iter()
+                .map(|&(_, t, v)| (t, f16::from_f32(v)))
+                .collect();
+            let example = Example {
+                image: index,
+                score,
+                max,
+                mean_base,
+                tokens,
+            };
+            agg.new_examples.insert((f, index), example);
+            if let Some(old) = evicted
+                && agg.new_examples.remove(&(f, old)).is_none()
+            {
+                agg.gone_examples.push((f, old));
+            }
+        }
+    }
+    strongest.sort_unstable_by(|a, b| rank_order(*a, *b));
+    strongest.truncate(IMAGE_TOP_FEATURES);
+    image.top_features = strongest.into_iter().map(|(m, f)| (f, m)).collect();
+    agg.new_images.push(image);
+    agg.progress.images += 1;
+    agg.progress.tokens += n_scored_tokens as u64;
+    agg.progress.next_image = index + 1;
+    Ok(())
+}
+
+/// Every piece of in-memory state that add_image touches.
+fn assert_same_state(a: &Aggregator, b: &Aggregator, what: &str) {
+    assert!(a.heaps == b.heaps, "{what}: top-N lists differ");
+    assert!(a.stats == b.stats, "{what}: statistics differ");
+    assert!(a.dirty == b.dirty, "{what}: dirty marks differ");
+    assert_eq!(a.dirty_list, b.dirty_list, "{what}: dirty order differs");
+    assert!(a.new_examples == b.new_examples, "{what}: examples differ");
+    assert_eq!(a.gone_examples, b.gone_examples, "{what}: evictions differ");
+    assert_eq!(a.new_images, b.new_images, "{what}: image records differ");
+    assert_eq!(a.progress, b.progress, "{what}: progress differs");
+}
+
+/// `tokens` x `k` activations over `num_latents` latents, a few hot; token-ordered or shuffled.
+fn random_image(
+    rng: &mut SeededRng,
+    tokens: u16,
+    k: usize,
+    num_latents: u32,
+    shuffled: bool,
+) -> Vec<(u16, u32, f32)> {
+    let hot: Vec<u32> = (0..8)
+        .map(|_| rng.below(u64::from(num_latents)) as u32)
+        .collect();
+    let mut acts = Vec::with_capacity(usize::from(tokens) * k);
+    let mut feats: Vec<u32> = Vec::with_capacity(k);
+    for t in 0..tokens {
+        feats.clear();
+        while feats.len() < k {
+            let f = if rng.uniform() < 0.2 {
+                hot[rng.below(8) as usize]
+            } else {
+                rng.below(u64::from(num_latents)) as u32
+            };
+            if !feats.contains(&f) {
+                feats.push(f);
+            }
+        }
+        for &f in &feats {
+            let v = match rng.below(8) {
+                0 => 1e-6,
+                1 => rng.range_f64(0.0005, 50.0) as f32,
+                _ => (1 + rng.below(6)) as f32 * 0.5,
+            };
+            acts.push((t, f, v));
+        }
+    }
+    if shuffled {
+        rng.shuffle(&mut acts);
+    }
+    acts
+}
+
+#[test]
+fn bucketed_fold_equals_reference_fold() {
+    let (latents, tokens, k) = (4096u32, 300u16, 16);
+    for (case, (rank, filter, threads)) in [
+        (RankRule::Max, FeatureFilter::All, 1),
+        (RankRule::MeanBase, FeatureFilter::All, 3),
+        (RankRule::Max, FeatureFilter::Range(100, 3000), 4),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut m = manifest(latents as usize, 3, rank);
+        m.features = filter;
+        let (store_a, store_b) = (
+            Store::create(&tmp.path().join("a"), &m).unwrap(),
+            Store::create(&tmp.path().join("b"), &m).unwrap(),
+        );
+        let mut a = Aggregator::from_manifest(&m).unwrap();
+        let mut b = Aggregator::from_manifest(&m).unwrap();
+        // Small thresholds so the threaded split runs on these small images.
+        (a.buckets.threads, a.buckets.min_per_thread) = (threads, 500);
+        let mut rng = SeededRng::for_name(17, &format!("case{case}"));
+        for i in 0..14u32 {
+            let index = i * 3 + 1;
+            let acts = random_image(&mut rng, tokens, k, latents, i % 2 == 1);
+            a.add_image(record(index), &acts, 144, 280).unwrap();
+            reference_add_image(&mut b, record(index), &acts, 144, 280).unwrap();
+            assert_same_state(&a, &b, &format!("case {case} image {index}"));
+            if i % 5 == 4 {
+                a.commit(&store_a).unwrap();
+                b.commit(&store_b).unwrap();
+            }
+        }
+        assert!(!a.gone_examples.is_empty() && a.new_examples.len() > 1000);
+        // Bad input gives the same error and leaves the state alone.
+        let mut bad = random_image(&mut rng, 50, 4, latents, true);
+        bad.push((7, 200, 1.0));
+        bad.push((3, 150, 2.0));
+        bad.push((7, 200, 0.5));
+        bad.push((3, 150, 0.5));
+        let nan = [
+            (1u16, 5u32, 1.0f32),
+            (2, 5, f32::INFINITY),
+            (0, latents, 1.0),
+        ];
+        let far = [(1u16, 5u32, 1.0f32), (0, latents, 1.0), (2, 5, f32::NAN)];
+        for acts in [&bad[..], &nan[..], &far[..]] {
+            let ea = a.add_image(record(100), acts, 144, 280).unwrap_err();
+            let eb = reference_add_image(&mut b, record(100), acts, 144, 280).unwrap_err();
+            assert_eq!(ea.to_string(), eb.to_string());
+        }
+        let late = reference_add_image(&mut b, record(2), &[], 144, 280).unwrap_err();
+        assert_eq!(
+            a.add_image(record(2), &[], 144, 280)
+                .unwrap_err()
+                .to_string(),
+            late.to_string()
+        );
+        assert_same_state(&a, &b, &format!("case {case} after errors"));
+        a.finish(&store_a).unwrap();
+        b.finish(&store_b).unwrap();
+        assert!(
+            dump(&store_a) == dump(&store_b),
+            "case {case}: stores differ"
+        );
+    }
+}
+
+/// Speed of add_image against the reference on the worst case of `glint --batch cache` (not a
+/// timed test): `cargo test --release --lib -- --ignored --nocapture bench_aggregate`.
+#[test]
+#[ignore = "benchmark; run by hand with --release"]
+fn bench_aggregate_add_image() {
+    let (latents, tokens, k, images) = (131_072u32, 2880u16, 256, 6u32);
+    let mut rng = SeededRng::new(5);
+    let workload: Vec<Vec<(u16, u32, f32)>> = (0..images)
+        .map(|_| random_image(&mut rng, tokens, k, latents, false))
+        .collect();
+    let mut times = Vec::new();
+    let mut aggs = Vec::new();
+    for reference in [true, false] {
+        let mut agg =
+            Aggregator::new(latents as usize, 50, RankRule::Max, FeatureFilter::All).unwrap();
+        let t = Instant::now();
+        for (i, acts) in workload.iter().enumerate() {
+            if reference {
+                reference_add_image(&mut agg, record(i as u32), acts, 576, 2880).unwrap();
+            } else {
+                agg.add_image(record(i as u32), acts, 576, 2880).unwrap();
+            }
+        }
+        times.push(t.elapsed().as_secs_f64() / f64::from(images));
+        aggs.push(agg);
+    }
+    assert_same_state(&aggs[0], &aggs[1], "benchmark");
+    println!(
+        "add_image, {tokens} tokens x top-{k} of {latents} latents, top_n 50, {} threads: \
+         reference {:.1} ms/image, bucketed {:.1} ms/image, {:.2}x",
+        aggs[1].buckets.threads,
+        times[0] * 1e3,
+        times[1] * 1e3,
+        times[0] / times[1]
+    );
 }

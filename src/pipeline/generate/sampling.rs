@@ -1,7 +1,7 @@
 //! Choosing the next token: greedy, or seeded top-p sampling at a temperature.
 
 use anyhow::{Result, bail};
-use candle_core::Tensor;
+use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::util::rng::SeededRng;
@@ -63,7 +63,7 @@ impl Sampler {
     }
 
     pub(super) fn next(&mut self, logits: &Tensor) -> Result<u32> {
-        let logits: Vec<f32> = logits.flatten_all()?.to_vec1()?;
+        let logits: Vec<f32> = logits.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?;
         if logits.iter().any(|v| v.is_nan()) {
             bail!(
                 "the logits hold NaN; the steering strength may be too large for the model's dtype"
