@@ -232,9 +232,9 @@ impl Attention {
         let (b, t, _) = x.dims3()?;
         let (q, mut k, mut v) = self.project(x, offset, rotary, path)?;
         if let Some((cache, layer)) = cache {
-            // The composed path's additive mask covers exactly the cached keys; the fused
-            // softmax masks padding itself, so its keys come padded for aligned matmuls.
-            let align = if path == OpPath::Composed {
+            // The additive mask covers exactly the cached keys; the fused softmax masks
+            // padding itself, so its keys come padded for aligned matmuls.
+            let align = if mask.additive.is_some() {
                 1
             } else {
                 key_alignment(x.device())
@@ -244,14 +244,7 @@ impl Attention {
         let groups = self.heads / self.kv_heads;
         let dtype = q.dtype();
         let scale = (self.head_dim as f64).powf(-0.5);
-        let additive = match (&mask.additive, path) {
-            (Some(a), OpPath::Composed) => Some(a),
-            (None, OpPath::Composed) => {
-                candle_core::bail!("a composed layer needs the additive mask")
-            }
-            _ => None,
-        };
-        let ctx = match additive {
+        let ctx = match &mask.additive {
             Some(additive) => {
                 let (k, v) = (repeat_kv(&k, groups)?, repeat_kv(&v, groups)?);
                 let work = accumulate_dtype(dtype);
@@ -296,8 +289,8 @@ fn repeat_kv(x: &Tensor, n: usize) -> Result<Tensor> {
         .reshape((b, h * n, t, d))
 }
 
-/// The causal mask of one forward: applied inside the fused softmax, or as an additive tensor
-/// on the composed path (differentiable forwards, or `GLINT_FUSED=0`).
+/// The causal mask of one forward: applied inside the fused softmax (which also has a backward),
+/// or as an additive tensor before candle's softmax with `GLINT_FUSED=0`.
 struct AttentionMask {
     keys: KeyMask,
     additive: Option<Tensor>,
@@ -491,8 +484,8 @@ impl Llama {
                 fast
             }
         };
-        let composed_layers = fast == OpPath::Composed || differentiable;
-        let mask = AttentionMask::new(t, past, composed_layers, embeds.device())?;
+        let additive = crate::kernels::fused_disabled();
+        let mask = AttentionMask::new(t, past, additive, embeds.device())?;
         let mut tap = tap;
         let mut tapped = None;
         let mut x = embeds.clone();
