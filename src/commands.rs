@@ -82,6 +82,15 @@ pub fn cache(model: &ModelArgs, args: &CacheArgs) -> Result<()> {
             summary.store_bytes as f64 / 1e6,
             summary.store_bytes_per_image / 1e3
         );
+        let st = &summary.stages;
+        println!(
+            "  busy seconds per stage: waiting for images {:.1} · device {:.1} · aggregation {:.1} · commits {:.1} built, {:.1} written",
+            st.wait_for_images_s,
+            st.device_s,
+            st.aggregate_s,
+            st.commit_prepare_s,
+            st.commit_write_s
+        );
         for s in &summary.skipped {
             println!("  skipped {} ({}): {}", s.index, s.path, s.reason);
         }

@@ -30,6 +30,15 @@ template <> __device__ __forceinline__ __half from_f<__half>(float x) { return _
 
 #define SOFTMAX_WARPS 4
 
+__device__ __forceinline__ void online_add(float v, float &m, float &l) {
+    if (v > m) {
+        l = l * expf(m - v) + 1.f;
+        m = v;
+    } else {
+        l += expf(v - m);
+    }
+}
+
 template <typename T>
 __device__ void masked_softmax(const T *__restrict__ x, T *__restrict__ y, int rows, int cols,
                                int t_q, int past, int causal, float scale) {
@@ -39,17 +48,24 @@ __device__ void masked_softmax(const T *__restrict__ x, T *__restrict__ y, int r
     const T *xr = x + (size_t)row * cols;
     T *yr = y + (size_t)row * cols;
     const int limit = causal ? min(cols, past + (row % t_q) + 1) : cols;
+    // 16-byte loads and stores when rows allow it (keys are padded to a multiple of 8).
+    constexpr int V = 16 / sizeof(T);
+    const bool vec = cols % V == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
+                     reinterpret_cast<uintptr_t>(y) % 16 == 0;
 
     // Online max and sum: one read of the row for both.
     float m = -INFINITY, l = 0.f;
-    for (int c = lane; c < limit; c += 32) {
-        const float v = to_f(xr[c]) * scale;
-        if (v > m) {
-            l = l * expf(m - v) + 1.f;
-            m = v;
-        } else {
-            l += expf(v - m);
+    if (vec) {
+        for (int c0 = lane * V; c0 < limit; c0 += 32 * V) {
+            alignas(16) T vals[V];
+            *reinterpret_cast<uint4 *>(vals) = *reinterpret_cast<const uint4 *>(xr + c0);
+#pragma unroll
+            for (int i = 0; i < V; i++) {
+                if (c0 + i < limit) online_add(to_f(vals[i]) * scale, m, l);
+            }
         }
+    } else {
+        for (int c = lane; c < limit; c += 32) online_add(to_f(xr[c]) * scale, m, l);
     }
 #pragma unroll
     for (int off = 16; off > 0; off >>= 1) {
@@ -62,9 +78,24 @@ __device__ void masked_softmax(const T *__restrict__ x, T *__restrict__ y, int r
         l = a + b;
     }
     const float inv = l > 0.f ? 1.f / l : 0.f;
-    for (int c = lane; c < cols; c += 32) {
-        const float p = c < limit ? expf(to_f(xr[c]) * scale - m) * inv : 0.f;
-        yr[c] = from_f<T>(p);
+    if (vec) {
+        for (int c0 = lane * V; c0 < cols; c0 += 32 * V) {
+            alignas(16) T vals[V];
+            if (c0 < limit) {
+                *reinterpret_cast<uint4 *>(vals) = *reinterpret_cast<const uint4 *>(xr + c0);
+            }
+#pragma unroll
+            for (int i = 0; i < V; i++) {
+                const int c = c0 + i;
+                vals[i] = from_f<T>(c < limit ? expf(to_f(vals[i]) * scale - m) * inv : 0.f);
+            }
+            *reinterpret_cast<uint4 *>(yr + c0) = *reinterpret_cast<const uint4 *>(vals);
+        }
+    } else {
+        for (int c = lane; c < cols; c += 32) {
+            const float p = c < limit ? expf(to_f(xr[c]) * scale - m) * inv : 0.f;
+            yr[c] = from_f<T>(p);
+        }
     }
 }
 

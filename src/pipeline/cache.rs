@@ -3,7 +3,10 @@
 //! The forward stops after the tapped layer; SAE codes stay sparse (k per token); only the
 //! aggregator's per-feature top-N lists and statistics are held in memory (see
 //! [`crate::store::Aggregator`] for the bound). Progress is committed every `commit_every`
-//! images in one atomic batch, so a killed run resumes where its last commit left it.
+//! images in one atomic batch (written on its own thread while the next images aggregate), so a
+//! killed run resumes where its last commit left it.
+
+mod commit;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -21,6 +24,7 @@ use crate::store::{
     Aggregator, FeatureFilter, GLINT_VERSION, ImageRecord, Manifest, RankRule, SCHEMA_VERSION,
     Store,
 };
+use commit::CommitPipe;
 
 /// Images each preparation worker decodes ahead of the device.
 const PREFETCH: usize = 2;
@@ -86,6 +90,23 @@ pub struct CacheSummary {
     pub store_bytes: u64,
     /// `store_bytes` over every image the store holds (this run's and resumed ones).
     pub store_bytes_per_image: f64,
+    /// Where the time went, per stage (each stage runs on its own thread).
+    pub stages: CacheStages,
+}
+
+/// Seconds each stage of `glint --batch cache` was busy; the largest bounds the throughput.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CacheStages {
+    /// The device thread waiting for decoded, preprocessed images.
+    pub wait_for_images_s: f64,
+    /// Model forward to the tap, SAE encode and the copy of the codes to the host.
+    pub device_s: f64,
+    /// Folding codes into the top-example lists and statistics.
+    pub aggregate_s: f64,
+    /// Building commit batches (on the aggregation thread).
+    pub commit_prepare_s: f64,
+    /// Writing and flushing commit batches to the store (on the writer thread).
+    pub commit_write_s: f64,
 }
 
 /// Bytes of every file under `dir` (0 for what cannot be read).
@@ -233,7 +254,7 @@ pub fn run_cache(
     // Three stages so the device never waits on the host: workers decode and preprocess images
     // ahead (in dataset order, `PREFETCH` each), this thread runs the model and SAE, and one
     // thread aggregates and commits.
-    let (done, tokens, skipped) = std::thread::scope(|scope| -> Result<_> {
+    let (done, tokens, skipped, stages) = std::thread::scope(|scope| -> Result<_> {
         let mut prepared = Vec::with_capacity(workers);
         for w in 0..workers {
             let (tx, rx) = std::sync::mpsc::sync_channel(PREFETCH);
@@ -249,50 +270,68 @@ pub fn run_cache(
         }
         let (to_agg, from_device) = std::sync::mpsc::sync_channel::<(usize, Result<ImageActs>)>(2);
         let todo_ref = &todo;
-        let aggregation = scope.spawn(move || -> Result<(usize, u64, Vec<Skipped>)> {
-            let (mut done, mut tokens, mut skipped) = (0usize, 0u64, Vec::new());
-            for (n, result) in from_device {
-                let item = todo_ref[n];
-                match result {
-                    Ok(a) => {
-                        tokens += a.scored_tokens as u64;
-                        agg.add_image(a.record, &a.acts, a.base_tokens, a.scored_tokens)?;
-                        done += 1;
+        let store = &store;
+        let mut writer = CommitPipe::spawn(scope, store, todo.len(), started, bar.is_none());
+        let aggregation =
+            scope.spawn(move || -> Result<(usize, u64, Vec<Skipped>, CacheStages)> {
+                let (mut done, mut tokens, mut skipped) = (0usize, 0u64, Vec::new());
+                let mut stages = CacheStages::default();
+                for (n, result) in from_device {
+                    let item = todo_ref[n];
+                    let t = Instant::now();
+                    match result {
+                        Ok(a) => {
+                            tokens += a.scored_tokens as u64;
+                            agg.add_image(a.record, &a.acts, a.base_tokens, a.scored_tokens)?;
+                            done += 1;
+                        }
+                        Err(e) => skipped.push(Skipped {
+                            index: item.index,
+                            path: item.rel.clone(),
+                            reason: format!("{e:#}"),
+                        }),
                     }
-                    Err(e) => skipped.push(Skipped {
-                        index: item.index,
-                        path: item.rel.clone(),
-                        reason: format!("{e:#}"),
-                    }),
+                    stages.aggregate_s += t.elapsed().as_secs_f64();
+                    writer.poll()?;
+                    if agg.pending_images() >= opts.commit_every.max(1) {
+                        writer.wait()?;
+                        let t = Instant::now();
+                        let commit = agg.prepare_commit(store)?;
+                        stages.commit_prepare_s += t.elapsed().as_secs_f64();
+                        writer.send(commit, n + 1)?;
+                    }
+                    match &bar {
+                        Some(b) => b.inc(1),
+                        None if n + 1 == todo_ref.len() => {
+                            let rate = (n + 1) as f64 / started.elapsed().as_secs_f64().max(1e-9);
+                            eprintln!(
+                                "cache: {}/{} images, {rate:.2} images/s",
+                                n + 1,
+                                todo_ref.len()
+                            );
+                        }
+                        None => {}
+                    }
                 }
-                let committed = agg.pending_images() >= opts.commit_every.max(1);
-                if committed {
-                    agg.commit(&store)?;
+                writer.close()?;
+                let t = Instant::now();
+                agg.finish(store)?;
+                stages.commit_write_s = writer.write_s + t.elapsed().as_secs_f64();
+                if let Some(b) = bar {
+                    b.finish_and_clear();
                 }
-                let rate = (n + 1) as f64 / started.elapsed().as_secs_f64().max(1e-9);
-                match &bar {
-                    Some(b) => b.inc(1),
-                    // Without a terminal, one line per commit: logs show what a rerun resumes from.
-                    None if committed || n + 1 == todo_ref.len() => eprintln!(
-                        "cache: {}/{} images, {rate:.2} images/s{}",
-                        n + 1,
-                        todo_ref.len(),
-                        if committed { ", committed" } else { "" }
-                    ),
-                    None => {}
-                }
-            }
-            agg.finish(&store)?;
-            if let Some(b) = bar {
-                b.finish_and_clear();
-            }
-            Ok((done, tokens, skipped))
-        });
+                Ok((done, tokens, skipped, stages))
+            });
+        let (mut wait_s, mut device_s) = (0.0, 0.0);
         for (n, item) in todo.iter().enumerate() {
+            let t = Instant::now();
             let image = prepared[n % workers]
                 .recv()
                 .context("an image-preparation worker stopped early")?;
+            wait_s += t.elapsed().as_secs_f64();
+            let t = Instant::now();
             let result = image.and_then(|p| activations_of(session, item, p));
+            device_s += t.elapsed().as_secs_f64();
             if to_agg.send((n, result)).is_err() {
                 break; // the aggregation failed; its error comes back from join
             }
@@ -300,9 +339,12 @@ pub fn run_cache(
         drop(to_agg);
         // Unblock workers still waiting to hand over images nobody will take.
         drop(prepared);
-        aggregation
+        let (done, tokens, skipped, mut stages) = aggregation
             .join()
-            .map_err(|_| anyhow::anyhow!("the aggregation thread panicked"))?
+            .map_err(|_| anyhow::anyhow!("the aggregation thread panicked"))??;
+        stages.wait_for_images_s = wait_s;
+        stages.device_s = device_s;
+        Ok((done, tokens, skipped, stages))
     })?;
     let seconds = started.elapsed().as_secs_f64();
     let store_bytes = folder_bytes(&opts.out);
@@ -318,6 +360,7 @@ pub fn run_cache(
         peak_rss_bytes: peak_rss_bytes(),
         store_bytes,
         store_bytes_per_image: store_bytes as f64 / (done as f64 + resumed as f64).max(1.0),
+        stages,
     })
 }
 

@@ -232,6 +232,13 @@ impl Aggregator {
 
     /// Write everything added since the last commit to `store` in one atomic batch, and flush.
     pub fn commit(&mut self, store: &Store) -> Result<()> {
+        self.prepare_commit(store)?.write(store)
+    }
+
+    /// Build the batch [`Aggregator::commit`] writes, without writing it, so the caller can
+    /// write it on another thread while aggregation goes on. It must be written before the
+    /// next `prepare_commit` or `finish` (which check the store is at the last commit).
+    pub fn prepare_commit(&mut self, store: &Store) -> Result<PendingCommit> {
         let m = store.manifest();
         let dir = store.dir().display();
         if (m.num_latents, m.top_n, m.rank, &m.features)
@@ -272,15 +279,27 @@ impl Aggregator {
             );
         }
         batch.insert(KEY_PROGRESS, serde_json::to_vec(&self.progress)?);
-        store.apply(batch)?;
         self.committed = self.progress.clone();
-        Ok(())
+        Ok(PendingCommit { batch })
     }
 
     /// Commit and mark the store complete (no further images).
     pub fn finish(&mut self, store: &Store) -> Result<()> {
         self.progress.complete = true;
         self.commit(store)
+    }
+}
+
+/// A commit built by [`Aggregator::prepare_commit`], not yet in the store.
+#[must_use = "a prepared commit does nothing until it is written"]
+pub struct PendingCommit {
+    batch: sled::Batch,
+}
+
+impl PendingCommit {
+    /// Apply the batch to `store` atomically and flush.
+    pub fn write(self, store: &Store) -> Result<()> {
+        store.apply(self.batch)
     }
 }
 
