@@ -1,7 +1,7 @@
 //! Plumbing shared by glint's CUDA kernel wrappers: contiguous device views of tensors, output
 //! wrapping, launch sizes and per-dtype kernel names.
 
-use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView, DeviceRepr};
+use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView, DeviceRepr, LaunchConfig};
 use candle_core::op::BackpropOp;
 use candle_core::{CudaDevice, CudaStorage, DType, Result, Shape, Storage, Tensor, bail};
 
@@ -11,6 +11,15 @@ pub(crate) const THREADS: u32 = 256;
 /// Blocks for `total` elements, capped so the grid-stride loops keep each thread busy.
 pub(crate) fn grid_for(total: usize) -> u32 {
     total.div_ceil(THREADS as usize).clamp(1, 65_535 * 4) as u32
+}
+
+/// A grid-stride launch over `total` elements.
+pub(crate) fn elementwise_launch(total: usize) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (grid_for(total), 1, 1),
+        block_dim: (THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    }
 }
 
 /// `n` as a kernel's `int` argument, or an error naming `what`.
@@ -114,4 +123,51 @@ macro_rules! with_float_type {
             }
         }
     };
+}
+
+/// A kernel's operands `x`, a vector `row` over its last dimension (a weight or bias), and an
+/// optional tensor shaped like `x` (a residual), checked and made contiguous.
+pub(crate) struct RowOperands {
+    /// The main input.
+    pub(crate) x: Tensor,
+    /// The per-column vector.
+    pub(crate) row: Tensor,
+    /// The optional same-shape operand.
+    pub(crate) extra: Option<Tensor>,
+    /// Their common dtype.
+    pub(crate) dtype: DType,
+    /// The last dimension of `x`.
+    pub(crate) width: usize,
+}
+
+impl RowOperands {
+    /// Check the operands of kernel `op` and make them contiguous.
+    pub(crate) fn new(op: &str, x: &Tensor, row: &Tensor, extra: Option<&Tensor>) -> Result<Self> {
+        let dtype = check_float(x, op)?;
+        let width = x.dim(candle_core::D::Minus1)?;
+        if row.dims() != [width] || row.dtype() != dtype {
+            bail!(
+                "{op}: vector {:?} {:?} does not match rows of {width} {dtype:?}",
+                row.dims(),
+                row.dtype()
+            );
+        }
+        if let Some(e) = extra
+            && (e.dims() != x.dims() || e.dtype() != dtype)
+        {
+            bail!(
+                "{op}: operand {:?} {:?} does not match {:?} {dtype:?}",
+                e.dims(),
+                e.dtype(),
+                x.dims()
+            );
+        }
+        Ok(Self {
+            x: x.contiguous()?,
+            row: row.contiguous()?,
+            extra: extra.map(Tensor::contiguous).transpose()?,
+            dtype,
+            width,
+        })
+    }
 }

@@ -11,7 +11,9 @@ use candle_core::cuda_backend::WrapErr;
 use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
 use candle_core::{DType, Result, Tensor, bail};
 
-use super::cuda_call::{CudaInput, THREADS, check_float, grid_for, i32_arg, kernel_name, wrap};
+use super::cuda_call::{
+    CudaInput, RowOperands, THREADS, check_float, elementwise_launch, i32_arg, kernel_name, wrap,
+};
 use crate::with_float_type;
 
 /// `T(x / rms(x)) * weight` over the last dimension, in f32 inside.
@@ -36,33 +38,20 @@ fn norm_impl(
     weight: &Tensor,
     eps: f64,
 ) -> Result<(Option<Tensor>, Tensor)> {
-    let dtype = check_float(x, "rms_norm")?;
-    let d = x.dim(candle_core::D::Minus1)?;
-    if weight.dims() != [d] || weight.dtype() != dtype {
-        bail!(
-            "rms_norm: weight {:?} does not match rows of {d} {dtype:?}",
-            weight.dims()
-        );
-    }
-    if let Some(delta) = delta
-        && (delta.dims() != x.dims() || delta.dtype() != dtype)
-    {
-        bail!(
-            "add_rms_norm: {:?} + {:?} shapes or dtypes differ",
-            x.dims(),
-            delta.dims()
-        );
-    }
-    let rows = x.elem_count() / d.max(1);
-    let (x, weight) = (x.contiguous()?, weight.contiguous()?);
-    let delta = delta.map(Tensor::contiguous).transpose()?;
-    let (xi, wi) = (
-        CudaInput::new(&x, "rms_norm")?,
-        CudaInput::new(&weight, "rms_norm")?,
-    );
-    let di = delta
+    let op = if delta.is_some() {
+        "add_rms_norm"
+    } else {
+        "rms_norm"
+    };
+    let ops = RowOperands::new(op, x, weight, delta)?;
+    let (dtype, d) = (ops.dtype, ops.width);
+    let rows = ops.x.elem_count() / d.max(1);
+    let xi = CudaInput::new(&ops.x, op)?;
+    let wi = CudaInput::new(&ops.row, op)?;
+    let di = ops
+        .extra
         .as_ref()
-        .map(|t| CudaInput::new(t, "add_rms_norm"))
+        .map(|t| CudaInput::new(t, op))
         .transpose()?;
     let dev = xi.device();
     let (d_i, eps) = (i32_arg(d, "rms_norm width")?, eps as f32);
@@ -129,11 +118,7 @@ pub fn silu_mul(gate_up: &Tensor) -> Result<Tensor> {
     let gi = CudaInput::new(&gate_up, "silu_mul")?;
     let dev = gi.device();
     let (inter_i, total_u) = (i32_arg(inter, "silu_mul width")?, total as u64);
-    let cfg = LaunchConfig {
-        grid_dim: (grid_for(total), 1, 1),
-        block_dim: (THREADS, 1, 1),
-        shared_mem_bytes: 0,
-    };
+    let cfg = elementwise_launch(total);
     with_float_type!(dtype, T, {
         // SAFETY: the kernel writes every element.
         let y = unsafe { dev.alloc::<T>(total.max(1))? };
@@ -247,11 +232,7 @@ pub fn split_heads(
         i32_arg(rope.map_or(0, |r| r.offset), "position offset")?,
     ];
     let (total_u, null) = (total as u64, 0u64);
-    let cfg = LaunchConfig {
-        grid_dim: (grid_for(total), 1, 1),
-        block_dim: (THREADS, 1, 1),
-        shared_mem_bytes: 0,
-    };
+    let cfg = elementwise_launch(total);
     with_float_type!(dtype, T, {
         // SAFETY: the kernel writes every element of the three outputs.
         let q = unsafe { dev.alloc::<T>((b * heads * t * head_dim).max(1))? };
@@ -312,41 +293,19 @@ pub fn bias_act(
     act: Activation,
     residual: Option<&Tensor>,
 ) -> Result<Tensor> {
-    let dtype = check_float(x, "bias_act")?;
-    let n = x.dim(candle_core::D::Minus1)?;
-    if bias.dims() != [n] || bias.dtype() != dtype {
-        bail!(
-            "bias_act: bias {:?} does not match rows of {n} {dtype:?}",
-            bias.dims()
-        );
-    }
-    if let Some(r) = residual
-        && (r.dims() != x.dims() || r.dtype() != dtype)
-    {
-        bail!(
-            "bias_act: residual {:?} does not match {:?}",
-            r.dims(),
-            x.dims()
-        );
-    }
-    let (x, bias) = (x.contiguous()?, bias.contiguous()?);
-    let residual = residual.map(Tensor::contiguous).transpose()?;
-    let (xi, bi) = (
-        CudaInput::new(&x, "bias_act")?,
-        CudaInput::new(&bias, "bias_act")?,
-    );
-    let ri = residual
+    let ops = RowOperands::new("bias_act", x, bias, residual)?;
+    let (dtype, n, x) = (ops.dtype, ops.width, &ops.x);
+    let xi = CudaInput::new(x, "bias_act")?;
+    let bi = CudaInput::new(&ops.row, "bias_act")?;
+    let ri = ops
+        .extra
         .as_ref()
         .map(|r| CudaInput::new(r, "bias_act"))
         .transpose()?;
     let dev = xi.device();
     let total = x.elem_count();
     let (total_u, n_i, act_i, null) = (total as u64, i32_arg(n, "bias width")?, act as i32, 0u64);
-    let cfg = LaunchConfig {
-        grid_dim: (grid_for(total), 1, 1),
-        block_dim: (THREADS, 1, 1),
-        shared_mem_bytes: 0,
-    };
+    let cfg = elementwise_launch(total);
     with_float_type!(dtype, T, {
         // SAFETY: the kernel writes every element.
         let y = unsafe { dev.alloc::<T>(total.max(1))? };
