@@ -378,18 +378,47 @@ impl DecoderLayer {
 
     fn forward(
         &self,
-        x: &Tensor,
+        x: &Residual,
         offset: usize,
         rotary: &Rotary,
         cache: Option<(&mut KvCache, usize)>,
         mask: &AttentionMask,
         path: OpPath,
-    ) -> Result<Tensor> {
-        let h = self.input_norm.forward(x, path)?;
+    ) -> Result<Residual> {
+        let (x, h) = match &x.pending {
+            Some(delta) => self.input_norm.add_forward(&x.base, delta, path)?,
+            None => (x.base.clone(), self.input_norm.forward(&x.base, path)?),
+        };
         let a = self.attn.forward(&h, offset, rotary, cache, mask, path)?;
-        let (x, h) = self.post_norm.add_forward(x, &a, path)?;
-        let m = self.mlp.forward(&h, path)?;
-        x + m
+        let (x, h) = self.post_norm.add_forward(&x, &a, path)?;
+        Ok(Residual {
+            base: x,
+            pending: Some(self.mlp.forward(&h, path)?),
+        })
+    }
+}
+
+/// The residual stream between decoder layers: `base + pending`, the MLP's output left unadded
+/// so the next layer's norm can fuse the add (one pass over the stream instead of two).
+struct Residual {
+    base: Tensor,
+    pending: Option<Tensor>,
+}
+
+impl Residual {
+    fn new(x: Tensor) -> Self {
+        Self {
+            base: x,
+            pending: None,
+        }
+    }
+
+    /// The stream as one tensor.
+    fn materialize(self) -> Result<Tensor> {
+        match self.pending {
+            Some(delta) => self.base + delta,
+            None => Ok(self.base),
+        }
     }
 }
 
@@ -488,13 +517,14 @@ impl Llama {
         let mask = AttentionMask::new(t, past, additive, embeds.device())?;
         let mut tap = tap;
         let mut tapped = None;
-        let mut x = embeds.clone();
+        let mut stream = Residual::new(embeds.clone());
         for (i, layer) in self.layers.iter().enumerate() {
             let slot = cache.as_deref_mut().map(|c| (c, i));
-            x = layer.forward(&x, offset, &self.rotary, slot, &mask, path_of(i))?;
+            stream = layer.forward(&stream, offset, &self.rotary, slot, &mask, path_of(i))?;
             if let Some(tp) = tap.as_mut()
                 && tp.layer == i
             {
+                let mut x = stream.materialize()?;
                 if let Some(edit) = tp.edit.as_deref_mut()
                     && let Some(new) = edit.edit(
                         &x,
@@ -514,8 +544,10 @@ impl Llama {
                         logits: None,
                     });
                 }
+                stream = Residual::new(x);
             }
         }
+        let x = stream.materialize()?;
         let Until::Logits(which) = until else {
             candle_core::bail!("the forward was asked to stop at a tap it never reached")
         };
