@@ -235,7 +235,13 @@ pub fn run_steer(
         &mut |e| stream(ctl, ticket, Side::Steered, total, e, &mut seen, emit),
     )
     .map_err(|e| ModelError::Failed(format!("steered generation: {e:#}")))?;
-    let warnings = chain.0.iter().flat_map(|e| e.stats.warnings()).collect();
+    let mut warnings = Vec::new();
+    for e in chain.0.iter_mut() {
+        let stats = e
+            .stats()
+            .map_err(|err| ModelError::Failed(format!("steering statistics: {err:#}")))?;
+        warnings.extend(stats.warnings());
+    }
     emit(SteerEvent::Finished {
         ticket,
         side: Side::Steered,

@@ -226,7 +226,7 @@ pub fn generate(
         cancel,
         on_event,
     )?;
-    let stats = edit.stats;
+    let stats = edit.into_stats()?;
     generation.warnings.extend(stats.warnings());
     generation.edits = Some(stats);
     Ok(generation)

@@ -14,9 +14,23 @@ pub struct SteerEdit<'a> {
     iv: &'a Intervention,
     prompt: &'a SequenceMap,
     feats: Tensor,
+    /// The edits' target values `[f]` (f32), on the SAE's device.
+    targets: Tensor,
     dirs: Tensor,
-    /// Totals so far.
-    pub stats: EditStats,
+    stats: EditStats,
+    pending: Pending,
+}
+
+/// Device-side records of past edits, folded into the statistics only when they are read:
+/// copying them to the host inside each step would make every decode step wait for the device
+/// halfway through its layers.
+#[derive(Default)]
+struct Pending {
+    /// `replace` blocks: scope mask, the edited features' original pre-activations, and the
+    /// block's top-k values and indices after the edit.
+    replaced: Vec<(Vec<bool>, Tensor, Tensor, Tensor)>,
+    /// Row norms of each edit's change and of the rows it changed.
+    changes: Vec<(Tensor, Tensor)>,
 }
 
 impl<'a> SteerEdit<'a> {
@@ -25,6 +39,8 @@ impl<'a> SteerEdit<'a> {
         iv.validate(sae)?;
         let ids: Vec<u32> = iv.edits.iter().map(|e| e.0).collect();
         let feats = Tensor::new(ids.as_slice(), sae.device())?;
+        let values: Vec<f32> = iv.edits.iter().map(|e| e.1).collect();
+        let targets = Tensor::new(values.as_slice(), sae.device())?;
         let mut dirs = sae.w_dec().index_select(&feats, 0)?;
         if iv.mode == Mode::Add && iv.direction == Direction::Unit {
             let norms = dirs.sqr()?.sum_keepdim(1)?.sqrt()?;
@@ -42,9 +58,48 @@ impl<'a> SteerEdit<'a> {
             iv,
             prompt,
             feats,
+            targets,
             dirs,
             stats: EditStats::new(iv),
+            pending: Pending::default(),
         })
+    }
+
+    /// Totals so far (copies the pending device-side records to the host first).
+    pub fn stats(&mut self) -> Result<&EditStats> {
+        self.settle()?;
+        Ok(&self.stats)
+    }
+
+    /// The final totals.
+    pub fn into_stats(mut self) -> Result<EditStats> {
+        self.settle()?;
+        Ok(self.stats)
+    }
+
+    fn settle(&mut self) -> Result<()> {
+        for (mask, orig, vals, ids) in std::mem::take(&mut self.pending.replaced) {
+            let before = orig.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+            let vals = vals.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+            self.count_replace(&mask, &before, &vals, &ids.to_vec2::<u32>()?);
+        }
+        for (delta, base) in std::mem::take(&mut self.pending.changes) {
+            let (d, b) = (delta.to_vec1::<f32>()?, base.to_vec1::<f32>()?);
+            self.stats.rel_change_sum += d
+                .iter()
+                .zip(&b)
+                .map(|(x, y)| if *y > 0.0 { f64::from(x / y) } else { 0.0 })
+                .sum::<f64>();
+        }
+        Ok(())
+    }
+
+    /// Record `Σ_rows ‖delta_r‖ / ‖base_r‖` for [`Self::settle`], without waiting for it.
+    fn note_change(&mut self, delta: &Tensor, base: &Tensor) -> Result<()> {
+        let norm =
+            |t: &Tensor| -> Result<Tensor> { Ok(t.to_dtype(DType::F32)?.sqr()?.sum(1)?.sqrt()?) };
+        self.pending.changes.push((norm(delta)?, norm(base)?));
+        Ok(())
     }
 
     /// Edit `[rows, d]` residual rows; `mask` marks the scoped rows. `None` means unchanged.
@@ -68,13 +123,12 @@ impl<'a> SteerEdit<'a> {
     fn replace(&mut self, h: &Tensor, mask: &[bool]) -> Result<Tensor> {
         let (rows, block, f) = (h.dim(0)?, self.sae.encode_block_rows(), self.iv.edits.len());
         let dev = self.sae.device();
-        let values: Vec<f32> = self.iv.edits.iter().map(|e| e.1).collect();
         let mut parts = Vec::new();
         for start in (0..rows).step_by(block) {
             let len = block.min(rows - start);
             let m = &mask[start..start + len];
             let mut pre = self.sae.pre_acts(&h.narrow(0, start, len)?)?;
-            let mut before = None;
+            let mut edited = None;
             if m.iter().any(|&b| b) {
                 let orig = pre.index_select(&self.feats, 1)?;
                 let idx = self
@@ -82,18 +136,26 @@ impl<'a> SteerEdit<'a> {
                     .unsqueeze(0)?
                     .broadcast_as((len, f))?
                     .contiguous()?;
-                let target = Tensor::new(values.as_slice(), dev)?
+                let target = self
+                    .targets
                     .to_dtype(pre.dtype())?
                     .unsqueeze(0)?
                     .broadcast_as((len, f))?;
-                let sel: Vec<u8> = m.iter().map(|&b| u8::from(b)).collect();
-                let sel = Tensor::from_vec(sel, (len, 1), dev)?.broadcast_as((len, f))?;
-                pre = pre.scatter(&idx, &sel.where_cond(&target, &orig)?.contiguous()?, 1)?;
-                before = Some(orig.to_dtype(DType::F32)?.to_vec2::<f32>()?);
+                // A fully scoped block (every decode step) needs no host-made selection.
+                let new = if m.iter().all(|&b| b) {
+                    target.contiguous()?
+                } else {
+                    let sel: Vec<u8> = m.iter().map(|&b| u8::from(b)).collect();
+                    let sel = Tensor::from_vec(sel, (len, 1), dev)?.broadcast_as((len, f))?;
+                    sel.where_cond(&target, &orig)?.contiguous()?
+                };
+                pre = pre.scatter(&idx, &new, 1)?;
+                edited = Some(orig);
             }
             let (vals, ids) = topk_rows(&pre, self.sae.k())?;
-            if let Some(before) = before {
-                self.count_replace(m, &before, &vals.to_vec2()?, &ids.to_vec2()?);
+            if let Some(orig) = edited {
+                let record = (m.to_vec(), orig, vals.clone(), ids.clone());
+                self.pending.replaced.push(record);
             }
             parts.push(self.sae.decode(&SparseCodes {
                 values: vals,
@@ -101,9 +163,11 @@ impl<'a> SteerEdit<'a> {
             })?);
         }
         let x_hat = Tensor::cat(&parts, 0)?.to_dtype(h.dtype())?;
-        if let Some(idx) = scoped_index(mask, h)? {
+        if mask.iter().all(|&b| b) {
+            self.note_change(&(&x_hat - h)?, h)?;
+        } else if let Some(idx) = scoped_index(mask, h)? {
             let diff = (x_hat.index_select(&idx, 0)? - h.index_select(&idx, 0)?)?;
-            self.stats.rel_change_sum += rel_sum(&diff, &h.index_select(&idx, 0)?)?;
+            self.note_change(&diff, &h.index_select(&idx, 0)?)?;
         }
         Ok(x_hat)
     }
@@ -175,7 +239,7 @@ impl<'a> SteerEdit<'a> {
             .to_dtype(self.dirs.dtype())?
             .matmul(&self.dirs)?
             .to_dtype(h.dtype())?;
-        self.stats.rel_change_sum += rel_sum(&delta, &hs)?;
+        self.note_change(&delta, &hs)?;
         Ok(Some(h.index_add(&idx, &delta, 0)?))
     }
 }
@@ -192,18 +256,6 @@ fn scoped_index(mask: &[bool], like: &Tensor) -> Result<Option<Tensor>> {
         return Ok(None);
     }
     Ok(Some(Tensor::new(rows.as_slice(), like.device())?))
-}
-
-/// `Σ_rows ‖delta_r‖ / ‖base_r‖`, rows of zero norm counted as 0.
-fn rel_sum(delta: &Tensor, base: &Tensor) -> Result<f64> {
-    let norm = |t: &Tensor| -> Result<Vec<f32>> {
-        Ok(t.to_dtype(DType::F32)?.sqr()?.sum(1)?.sqrt()?.to_vec1()?)
-    };
-    let (d, b) = (norm(delta)?, norm(base)?);
-    Ok(d.iter()
-        .zip(&b)
-        .map(|(x, y)| if *y > 0.0 { f64::from(x / y) } else { 0.0 })
-        .sum())
 }
 
 impl TapEdit for SteerEdit<'_> {

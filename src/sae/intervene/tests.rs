@@ -44,7 +44,7 @@ fn run(sae: &Sae, iv: &Intervention, mask: &[bool]) -> (Option<Vec<Vec<f32>>>, E
     let map = SequenceMap::default();
     let mut e = SteerEdit::new(sae, iv, &map).unwrap();
     let out = e.apply_rows(&rows(), mask).unwrap();
-    (out.map(|t| t.to_vec2().unwrap()), e.stats)
+    (out.map(|t| t.to_vec2().unwrap()), e.into_stats().unwrap())
 }
 
 #[test]
@@ -214,7 +214,8 @@ fn the_tap_edit_touches_only_scoped_positions() {
             .unwrap()
             .is_none()
     );
-    assert_eq!((e.stats.positions, e.stats.in_scope), (5, 2));
+    let stats = e.stats().unwrap();
+    assert_eq!((stats.positions, stats.in_scope), (5, 2));
 }
 
 /// The original hook (seed-spec §5.1), transcribed with dense loops: ReLU pre-activations,
@@ -291,5 +292,5 @@ fn replace_scoped_to_prefill_reproduces_the_original_hook() {
             );
         }
     }
-    assert_eq!(e.stats.in_scope, 5);
+    assert_eq!(e.stats().unwrap().in_scope, 5);
 }
