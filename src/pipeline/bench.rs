@@ -240,19 +240,13 @@ pub fn run_bench(opts: &BenchOptions) -> Result<(BenchReport, LoadedModel)> {
     let aggregate_total = std::thread::scope(|scope| -> Result<f64> {
         let n_tokens = pre.layout.num_image_tokens() as u32;
         let base_tokens = pre.layout.base_tokens();
+        let tokens: Vec<u16> = keep.iter().map(|t| (t - first_image) as u16).collect();
         let (keep, agg) = (&keep, &mut agg);
         let folder = scope.spawn(move || -> Result<f64> {
             let mut busy = 0.0;
             for (i, values, indices) in rx {
                 let ta = Instant::now();
-                let mut acts = Vec::new();
-                for (r, tok) in keep.iter().enumerate() {
-                    for (f, v) in indices[r].iter().zip(&values[r]) {
-                        if *v > 1e-5 {
-                            acts.push(((*tok - first_image) as u16, *f, *v));
-                        }
-                    }
-                }
+                let acts = super::cache::sparse_acts(&tokens, &values, &indices);
                 let record = ImageRecord {
                     index: i,
                     id: format!("bench-{i}"),

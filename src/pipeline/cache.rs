@@ -21,8 +21,8 @@ use crate::model::anyres::TokenKind;
 use crate::model::llava_next::SeqToken;
 use crate::model::preprocess::PreprocessedImage;
 use crate::store::{
-    Aggregator, FeatureFilter, GLINT_VERSION, ImageRecord, Manifest, RankRule, SCHEMA_VERSION,
-    Store,
+    ACTIVE_MIN, Aggregator, FeatureFilter, GLINT_VERSION, ImageRecord, Manifest, RankRule,
+    SCHEMA_VERSION, Store,
 };
 use commit::CommitPipe;
 
@@ -166,6 +166,24 @@ pub struct ImageActs {
     pub scored_tokens: usize,
 }
 
+/// The `(token, feature, value)` triples the aggregator takes from host top-k codes, row `r`
+/// belonging to image token `tokens[r]`; values that are not activations are left out.
+pub fn sparse_acts(
+    tokens: &[u16],
+    values: &[Vec<f32>],
+    indices: &[Vec<u32>],
+) -> Vec<(u16, u32, f32)> {
+    let mut acts = Vec::with_capacity(tokens.len() * values.first().map_or(0, Vec::len));
+    for ((&tok, vals), ids) in tokens.iter().zip(values).zip(indices) {
+        for (&f, &v) in ids.iter().zip(vals) {
+            if v > ACTIVE_MIN {
+                acts.push((tok, f, v));
+            }
+        }
+    }
+    acts
+}
+
 /// Run one dataset image through the model and SAE.
 pub fn image_activations(
     session: &Session,
@@ -202,14 +220,7 @@ fn activations_of(
     let codes = session.sae.encode(&rows)?;
     let values = codes.values.to_dtype(DType::F32)?.to_vec2::<f32>()?;
     let indices = codes.indices.to_vec2::<u32>()?;
-    let mut acts = Vec::with_capacity(tokens.len() * session.sae.k());
-    for (r, &tok) in tokens.iter().enumerate() {
-        for (&f, &v) in indices[r].iter().zip(&values[r]) {
-            if v > 1e-5 {
-                acts.push((tok, f, v));
-            }
-        }
-    }
+    let acts = sparse_acts(&tokens, &values, &indices);
     let (h, w) = layout.original;
     let record = ImageRecord {
         index: item.index,

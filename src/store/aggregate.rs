@@ -20,7 +20,7 @@ mod bucket;
 pub const IMAGE_TOP_FEATURES: usize = 32;
 
 /// Activations at or below this are not activations (the original system's non-zero test).
-const ACTIVE_MIN: f32 = 1e-5;
+pub const ACTIVE_MIN: f32 = 1e-5;
 
 const DIRTY_STATS: u8 = 1;
 const DIRTY_HEAP: u8 = 2;

@@ -45,7 +45,7 @@ mod testutil;
 
 use std::path::PathBuf;
 
-pub use aggregate::{Aggregator, IMAGE_TOP_FEATURES, PendingCommit};
+pub use aggregate::{ACTIVE_MIN, Aggregator, IMAGE_TOP_FEATURES, PendingCommit};
 pub use db::{SLED_CACHE_BYTES, Store};
 pub use explanations::{EXPLANATIONS_TREE, Explanation, TokenUsage, unix_now};
 pub use manifest::{FeatureFilter, GLINT_VERSION, Manifest, RankRule, SCHEMA_VERSION};
