@@ -51,6 +51,46 @@ impl<'a> CudaInput<'a> {
         })
     }
 
+    /// A rank-4 CUDA tensor whose rows (last axis) are dense and follow each other (a view
+    /// into a larger buffer, such as the KV cache's, is fine), with its batch and head strides.
+    /// Offsets and strides must keep 16-byte alignment for the kernels' vector loads.
+    pub(crate) fn dense_rows(t: &'a Tensor, what: &str) -> Result<(Self, [usize; 2])> {
+        let (guard, layout) = t.storage_and_layout();
+        let (dims, stride) = (layout.dims(), layout.stride());
+        if dims.len() != 4 || stride[3] != 1 || stride[2] != dims[3] {
+            bail!("{what}: rows of {dims:?} (strides {stride:?}) are not dense");
+        }
+        if !matches!(&*guard, Storage::Cuda(_)) {
+            bail!("{what}: tensor is not on a CUDA device");
+        }
+        let per_16_bytes = 16 / t.dtype().size_in_bytes();
+        let offset = layout.start_offset();
+        if [offset, stride[0], stride[1], stride[2]]
+            .iter()
+            .any(|x| x % per_16_bytes != 0)
+        {
+            bail!("{what}: offset {offset} or strides {stride:?} break 16-byte alignment");
+        }
+        let len = if dims.contains(&0) {
+            0
+        } else {
+            1 + dims
+                .iter()
+                .zip(stride)
+                .map(|(n, s)| (n - 1) * s)
+                .sum::<usize>()
+        };
+        let strides = [stride[0], stride[1]];
+        Ok((
+            Self {
+                guard: Box::new(guard),
+                offset,
+                len,
+            },
+            strides,
+        ))
+    }
+
     /// The CUDA storage behind the view.
     fn storage(&self) -> &CudaStorage {
         match &**self.guard {

@@ -5,6 +5,7 @@
 //   scale, cast to f32, mask add, softmax and cast back).
 // sae_topk_*: bias + ReLU + exact top-k of each row of SAE pre-activations by radix select,
 //   one thread block per row, results sorted by value (descending), ties by lower index.
+// flash_attention_*, flash_combine_*: attention in one pass over the keys (flash_attention.cu).
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -445,3 +446,5 @@ __device__ void bias_act(const T *__restrict__ x, const T *__restrict__ bias,
 BIAS_OP(float, bias_act_f32)
 BIAS_OP(__nv_bfloat16, bias_act_bf16)
 BIAS_OP(__half, bias_act_f16)
+
+#include "flash_attention.cu"

@@ -152,10 +152,16 @@ impl EncoderLayer {
             head_dim: hd,
         };
         let (q, k, v) = split_heads(&qkv, self.qkv.bias(), None, shape)?;
-        let (k, v) = pad_keys(&k, &v, key_alignment(q.device()))?;
         let scale = (hd as f32).powf(-0.5);
-        let ctx = masked_softmax(&q.matmul(&k.t()?)?, scale, KeyMask::First(t))?.matmul(&v)?;
-        let ctx = ctx.transpose(1, 2)?.reshape((b, t, c))?;
+        let ctx = if crate::kernels::attention::supported(q.dtype(), hd) {
+            crate::kernels::attention::flash_attention(&q, &k, &v, KeyMask::All, scale)?
+        } else {
+            let (k, v) = pad_keys(&k, &v, key_alignment(q.device()))?;
+            masked_softmax(&q.matmul(&k.t()?)?, scale, KeyMask::First(t))?
+                .matmul(&v)?
+                .transpose(1, 2)?
+        };
+        let ctx = ctx.reshape((b, t, c))?;
         let x = linear_epilogue(&self.out, &ctx, Activation::None, Some(x))?;
         let act = if self.quick_gelu {
             Activation::QuickGelu

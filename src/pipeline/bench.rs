@@ -19,6 +19,7 @@ use super::generate::PreparedPrompt;
 use super::session::Session;
 
 pub mod attribute;
+pub mod flash_check;
 pub mod kernels;
 pub mod setup;
 pub mod train;
@@ -89,6 +90,8 @@ pub struct BenchReport {
     pub topk_check: Option<TopkCheck>,
     /// The decoder-layer kernels against composed f32 ops on this card (CUDA only).
     pub kernel_check: Option<kernels::KernelCheck>,
+    /// Flash attention against attention composed in f32 on the same card (CUDA only).
+    pub flash_check: Option<flash_check::FlashCheck>,
     /// Prefill of the whole model to last-position logits, seconds.
     pub prefill_s: f64,
     /// Greedy decode tokens/s with the image prompt, unsteered.
@@ -211,6 +214,18 @@ pub fn run_bench(opts: &BenchOptions) -> Result<(BenchReport, LoadedModel)> {
         head_dim: tc.head_dim(),
     };
     let kernel_check = kernels::check(&opts.device, opts.dtype, &layer_shape)?;
+    let vc = &cfg.vision_config;
+    let attention_shapes = flash_check::AttentionShapes {
+        tokens: seq.tokens.len(),
+        heads: tc.num_attention_heads,
+        kv_heads: tc.kv_heads(),
+        head_dim: tc.head_dim(),
+        crops: pre.pixel_values.dim(0)?,
+        vision_tokens: (vc.image_size / vc.patch_size).pow(2) + 1,
+        vision_heads: vc.num_attention_heads,
+        vision_head_dim: vc.hidden_size / vc.num_attention_heads,
+    };
+    let flash_check = flash_check::check(&opts.device, opts.dtype, &attention_shapes)?;
 
     let t = Instant::now();
     for _ in 0..opts.images {
@@ -355,6 +370,7 @@ pub fn run_bench(opts: &BenchOptions) -> Result<(BenchReport, LoadedModel)> {
         fused_kernels: !crate::kernels::fused_disabled(),
         topk_check,
         kernel_check,
+        flash_check,
         decode_tok_per_s: decode,
         decode_steered_tok_per_s: decode_steered,
         train,

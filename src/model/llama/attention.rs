@@ -1,5 +1,6 @@
-//! Self-attention: the stacked q/k/v projection, the KV cache, grouped-query attention through
-//! the masked softmax (or candle's composed ops with `GLINT_FUSED=0`).
+//! Self-attention: the stacked q/k/v projection, the KV cache, grouped-query attention as one
+//! flash-attention kernel (CUDA, half precision), through the masked softmax, or with candle's
+//! composed ops (`GLINT_FUSED=0`).
 
 use candle_core::{D, DType, Device, Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
@@ -89,15 +90,25 @@ impl Attention {
     ) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let (q, mut k, mut v) = self.project(x, offset, rotary, path)?;
+        let flash = self.flash(path, q.dtype());
         if let Some((cache, layer)) = cache {
-            // The additive mask covers exactly the cached keys; the fused softmax masks
-            // padding itself, so its keys come padded for aligned matmuls.
-            let align = if mask.additive.is_some() {
+            // The additive mask covers exactly the cached keys, and flash attention reads any
+            // count; the fused softmax masks padding itself, so its keys come padded for
+            // aligned matmuls.
+            let align = if mask.additive.is_some() || flash {
                 1
             } else {
                 key_alignment(x.device())
             };
             (k, v) = cache.append(layer, &k, &v, align)?;
+        }
+        #[cfg(feature = "cuda")]
+        if flash {
+            let scale = (self.head_dim as f32).powf(-0.5);
+            let ctx = crate::kernels::attention::flash_attention(&q, &k, &v, mask.keys, scale)?;
+            return self
+                .o
+                .forward(&ctx.reshape((b, t, self.heads * self.head_dim))?);
         }
         let groups = self.heads / self.kv_heads;
         let dtype = q.dtype();
@@ -133,6 +144,16 @@ impl Attention {
             .transpose(1, 2)?
             .reshape((b, t, self.heads * self.head_dim))?;
         self.o.forward(&ctx)
+    }
+
+    /// Whether this forward runs attention as one kernel (CUDA, half precision, no backward).
+    fn flash(&self, path: OpPath, dtype: DType) -> bool {
+        #[cfg(feature = "cuda")]
+        if path == OpPath::Cuda {
+            return crate::kernels::attention::supported(dtype, self.head_dim);
+        }
+        let _ = (path, dtype);
+        false
     }
 }
 
