@@ -133,85 +133,111 @@ __device__ __forceinline__ uint32_t warp_inclusive_scan(uint32_t v, int lane) {
     return v;
 }
 
-template <typename T, int PASSES>
-__device__ void sae_topk(const T *__restrict__ pre, const T *__restrict__ bias,
-                         float *__restrict__ out_vals, uint32_t *__restrict__ out_idx, int n,
-                         int k) {
-    __shared__ uint32_t hist[TOPK_WARPS][256];
-    __shared__ uint32_t warp_tot[TOPK_WARPS];
-    __shared__ uint32_t s_prefix, s_remaining, s_total;
-    __shared__ unsigned long long sorted[TOPK_MAX_K];
+// The keys of x[c0 .. c0 + V) with their biases, V = 1 or one 16-byte load of each.
+template <typename T, int V>
+__device__ __forceinline__ void load_keys(const T *x, const T *bias, int c0, int n,
+                                          uint32_t (&keys)[V]) {
+    if constexpr (V == 1) {
+        keys[0] = c0 < n ? topk_key(x[c0], bias[c0]) : 0u;
+    } else {
+        alignas(16) T xv[V];
+        alignas(16) T bv[V];
+        if (c0 < n) {
+            *reinterpret_cast<uint4 *>(xv) = *reinterpret_cast<const uint4 *>(x + c0);
+            *reinterpret_cast<uint4 *>(bv) = *reinterpret_cast<const uint4 *>(bias + c0);
+        }
+#pragma unroll
+        for (int i = 0; i < V; i++) keys[i] = c0 < n ? topk_key(xv[i], bv[i]) : 0u;
+    }
+}
+
+// One row per block. V consecutive values per thread and load (rows of a multiple of V, 16-byte
+// aligned) or one (any other row).
+struct TopkShared {
+    uint32_t hist[TOPK_WARPS][256];
+    uint32_t warp_tot[TOPK_WARPS];
+    uint32_t prefix, remaining, total;
+    unsigned long long sorted[TOPK_MAX_K];
+};
+
+template <typename T, int PASSES, int V>
+__device__ void sae_topk_row(const T *__restrict__ x, const T *__restrict__ bias,
+                             float *__restrict__ out_vals, uint32_t *__restrict__ out_idx, int n,
+                             int k, TopkShared &sh) {
+    auto &hist = sh.hist;
+    auto &warp_tot = sh.warp_tot;
+    auto &sorted = sh.sorted;
+    uint32_t &s_prefix = sh.prefix, &s_remaining = sh.remaining, &s_total = sh.total;
 
     const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
-    const T *x = pre + (size_t)blockIdx.x * n;
+    constexpr int STEP = TOPK_THREADS * V;
 
-    // How many values are positive: with at most k of them the threshold is 0 and the
-    // remaining places go to zeros of the lowest indices (as the host path orders ties).
-    uint32_t positive = 0;
-    for (int c = tid; c < n; c += TOPK_THREADS) positive += topk_key(x[c], bias[c]) != 0;
-    positive = warp_inclusive_scan(positive, lane);
-    if (lane == 31) warp_tot[warp] = positive;
-    __syncthreads();
-    if (tid == 0) {
-        uint32_t s = 0;
-        for (int w = 0; w < TOPK_WARPS; ++w) s += warp_tot[w];
-        s_total = s;
-    }
-    __syncthreads();
-    const uint32_t total_positive = s_total;
-
-    uint32_t thr = 0, greater = total_positive, needed_eq = 0;
-    if (total_positive <= (uint32_t)k) {
-        needed_eq = k - total_positive;
-    } else {
-        uint32_t prefix = 0, prefix_mask = 0, remaining = k;
-        for (int p = 0; p < PASSES; ++p) {
-            const int shift = 24 - 8 * p;
-            for (int i = tid; i < TOPK_WARPS * 256; i += TOPK_THREADS) (&hist[0][0])[i] = 0;
-            __syncthreads();
-            for (int c = tid; c < n; c += TOPK_THREADS) {
-                const uint32_t key = topk_key(x[c], bias[c]);
-                if (key != 0 && (key & prefix_mask) == prefix)
-                    atomicAdd(&hist[warp][(key >> shift) & 255], 1u);
+    // Radix passes over the keys' bytes from the top. The first pass histograms every positive
+    // key, so it also counts them: with at most k positive the threshold is 0 and the remaining
+    // places go to zeros of the lowest indices (as the host path orders ties).
+    uint32_t thr = 0, greater = 0, needed_eq = 0;
+    uint32_t prefix = 0, prefix_mask = 0, remaining = k;
+    for (int p = 0; p < PASSES; ++p) {
+        const int shift = 24 - 8 * p;
+        for (int i = tid; i < TOPK_WARPS * 256; i += TOPK_THREADS) (&hist[0][0])[i] = 0;
+        __syncthreads();
+        for (int c0 = tid * V; c0 < n; c0 += STEP) {
+            uint32_t keys[V];
+            load_keys<T, V>(x, bias, c0, n, keys);
+#pragma unroll
+            for (int i = 0; i < V; i++) {
+                if (keys[i] != 0 && (keys[i] & prefix_mask) == prefix)
+                    atomicAdd(&hist[warp][(keys[i] >> shift) & 255], 1u);
             }
-            __syncthreads();
-            // Fold the per-warp histograms into the first one.
-            for (int b = tid; b < 256; b += TOPK_THREADS) {
-                uint32_t s = 0;
-                for (int w = 0; w < TOPK_WARPS; ++w) s += hist[w][b];
-                hist[0][b] = s;
-            }
-            __syncthreads();
-            if (tid == 0) {
-                uint32_t above = 0;
-                int b = 255;
-                for (; b > 0; --b) {
-                    if (above + hist[0][b] >= remaining) break;
-                    above += hist[0][b];
-                }
-                s_prefix = prefix | ((uint32_t)b << shift);
-                s_remaining = remaining - above;
-            }
-            __syncthreads();
-            prefix = s_prefix;
-            remaining = s_remaining;
-            prefix_mask |= 0xFFu << shift;
-            __syncthreads();
         }
+        __syncthreads();
+        // Fold the per-warp histograms into the first one.
+        for (int b = tid; b < 256; b += TOPK_THREADS) {
+            uint32_t s = 0;
+            for (int w = 0; w < TOPK_WARPS; ++w) s += hist[w][b];
+            hist[0][b] = s;
+        }
+        __syncthreads();
+        if (tid == 0) {
+            uint32_t above = 0, all = 0;
+            for (int b = 0; b < 256; ++b) all += hist[0][b];
+            int b = 255;
+            for (; b > 0; --b) {
+                if (above + hist[0][b] >= remaining) break;
+                above += hist[0][b];
+            }
+            s_prefix = prefix | ((uint32_t)b << shift);
+            s_remaining = remaining - above;
+            s_total = all;
+        }
+        __syncthreads();
+        if (p == 0 && s_total <= (uint32_t)k) {
+            greater = s_total;
+            needed_eq = k - s_total;
+            break;
+        }
+        prefix = s_prefix;
+        remaining = s_remaining;
+        prefix_mask |= 0xFFu << shift;
         thr = prefix;
         greater = k - remaining;
         needed_eq = remaining;
+        __syncthreads();
     }
 
-    // Gather in index order with a block-wide scan of (greater, equal) flags packed in 16-bit
-    // halves (a chunk holds at most TOPK_THREADS of each).
+    // Gather in index order with a block-wide scan of (greater, equal) counts packed in 16-bit
+    // halves (a chunk holds at most STEP of each).
     uint32_t base_gt = 0, base_eq = 0;
-    for (int start = 0; start < n; start += TOPK_THREADS) {
-        const int c = start + tid;
-        const uint32_t key = c < n ? topk_key(x[c], bias[c]) : 0;
-        const bool g = c < n && key > thr;
-        const bool e = c < n && key == thr;
-        const uint32_t v = (uint32_t)g | ((uint32_t)e << 16);
+    for (int start = 0; start < n; start += STEP) {
+        const int c0 = start + tid * V;
+        uint32_t keys[V];
+        load_keys<T, V>(x, bias, c0, n, keys);
+        uint32_t v = 0;
+#pragma unroll
+        for (int i = 0; i < V; i++) {
+            const bool live = c0 + i < n;
+            v += (uint32_t)(live && keys[i] > thr) | ((uint32_t)(live && keys[i] == thr) << 16);
+        }
         const uint32_t incl = warp_inclusive_scan(v, lane);
         if (lane == 31) warp_tot[warp] = incl;
         __syncthreads();
@@ -223,12 +249,21 @@ __device__ void sae_topk(const T *__restrict__ pre, const T *__restrict__ bias,
         }
         __syncthreads();
         const uint32_t excl = warp_tot[warp] + incl - v;
-        const uint32_t rank_g = base_gt + (excl & 0xFFFF);
-        const uint32_t rank_e = base_eq + (excl >> 16);
-        const unsigned long long packed =
-            ((unsigned long long)key << 32) | (unsigned long long)(0xFFFFFFFFu - (uint32_t)c);
-        if (g) sorted[rank_g] = packed;
-        if (e && rank_e < needed_eq) sorted[greater + rank_e] = packed;
+        uint32_t rank_g = base_gt + (excl & 0xFFFF);
+        uint32_t rank_e = base_eq + (excl >> 16);
+#pragma unroll
+        for (int i = 0; i < V; i++) {
+            const int c = c0 + i;
+            if (c >= n) continue;
+            const unsigned long long packed =
+                ((unsigned long long)keys[i] << 32) | (unsigned long long)(0xFFFFFFFFu - (uint32_t)c);
+            if (keys[i] > thr) {
+                sorted[rank_g++] = packed;
+            } else if (keys[i] == thr) {
+                if (rank_e < needed_eq) sorted[greater + rank_e] = packed;
+                rank_e++;
+            }
+        }
         const uint32_t tot = s_total;
         base_gt += tot & 0xFFFF;
         base_eq += tot >> 16;
@@ -264,6 +299,23 @@ __device__ void sae_topk(const T *__restrict__ pre, const T *__restrict__ bias,
         const unsigned long long w = sorted[i];
         vals[i] = __uint_as_float((uint32_t)(w >> 32));
         idx[i] = 0xFFFFFFFFu - (uint32_t)(w & 0xFFFFFFFFull);
+    }
+}
+
+template <typename T, int PASSES>
+__device__ void sae_topk(const T *__restrict__ pre, const T *__restrict__ bias,
+                         float *__restrict__ out_vals, uint32_t *__restrict__ out_idx, int n,
+                         int k) {
+    // One copy of the scratch for both instantiations below.
+    __shared__ TopkShared sh;
+    constexpr int V = 16 / sizeof(T);
+    const T *x = pre + (size_t)blockIdx.x * n;
+    const bool vec = n % V == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
+                     reinterpret_cast<uintptr_t>(bias) % 16 == 0;
+    if (vec) {
+        sae_topk_row<T, PASSES, V>(x, bias, out_vals, out_idx, n, k, sh);
+    } else {
+        sae_topk_row<T, PASSES, 1>(x, bias, out_vals, out_idx, n, k, sh);
     }
 }
 
@@ -340,16 +392,40 @@ NORM_OP(__nv_bfloat16, rms_norm_bf16, add_rms_norm_bf16)
 NORM_OP(__half, rms_norm_f16, add_rms_norm_f16)
 
 // y[r, j] = T(silu(gate)) * up with gate = gu[r, j] and up = gu[r, inter + j] (the fused
-// gate/up projection's output).
+// gate/up projection's output). Rows of a multiple of V = 16 / sizeof(T) (16-byte aligned) go V
+// elements to a thread, in 16-byte loads and stores.
+__device__ __forceinline__ float silu_f(float g) { return g / (1.f + expf(-g)); }
+
 template <typename T>
 __device__ void silu_mul(const T *__restrict__ gu, T *__restrict__ y, size_t total, int inter) {
+    constexpr int V = 16 / sizeof(T);
+    const bool vec = inter % V == 0 && reinterpret_cast<uintptr_t>(gu) % 16 == 0 &&
+                     reinterpret_cast<uintptr_t>(y) % 16 == 0;
+    if (vec) {
+        for (size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * V; i < total;
+             i += (size_t)gridDim.x * blockDim.x * V) {
+            const size_t row = i / inter, j = i % inter;
+            alignas(16) T g[V];
+            alignas(16) T u[V];
+            alignas(16) T out[V];
+            *reinterpret_cast<uint4 *>(g) =
+                *reinterpret_cast<const uint4 *>(gu + row * 2 * inter + j);
+            *reinterpret_cast<uint4 *>(u) =
+                *reinterpret_cast<const uint4 *>(gu + row * 2 * inter + inter + j);
+#pragma unroll
+            for (int e = 0; e < V; e++) {
+                out[e] = from_f<T>(to_f(from_f<T>(silu_f(to_f(g[e])))) * to_f(u[e]));
+            }
+            *reinterpret_cast<uint4 *>(y + i) = *reinterpret_cast<const uint4 *>(out);
+        }
+        return;
+    }
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
          i += (size_t)gridDim.x * blockDim.x) {
         const size_t row = i / inter, j = i % inter;
         const float g = to_f(gu[row * 2 * inter + j]);
         const float u = to_f(gu[row * 2 * inter + inter + j]);
-        const float s = to_f(from_f<T>(g / (1.f + expf(-g))));
-        y[i] = from_f<T>(s * u);
+        y[i] = from_f<T>(to_f(from_f<T>(silu_f(g))) * u);
     }
 }
 

@@ -118,7 +118,14 @@ pub fn silu_mul(gate_up: &Tensor) -> Result<Tensor> {
     let gi = CudaInput::new(&gate_up, "silu_mul")?;
     let dev = gi.device();
     let (inter_i, total_u) = (i32_arg(inter, "silu_mul width")?, total as u64);
-    let cfg = elementwise_launch(total);
+    // Rows of a multiple of 16 bytes go a 16-byte vector to a thread (the kernel checks the
+    // alignment of the fresh buffers itself); size the grid for that.
+    let per_thread = if inter % (16 / dtype.size_in_bytes()) == 0 {
+        16 / dtype.size_in_bytes()
+    } else {
+        1
+    };
+    let cfg = elementwise_launch(total.div_ceil(per_thread));
     with_float_type!(dtype, T, {
         // SAFETY: the kernel writes every element.
         let y = unsafe { dev.alloc::<T>(total.max(1))? };
