@@ -1,14 +1,13 @@
 //! `glint --batch attribute` end to end on the sample world: the original's JSON in, ranked
 //! latents and a filter file out.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
+use common::{glint, sample_image};
 use serde_json::Value;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// A fully formatted Llama-3 chat prompt, as the original's probing data carries.
 const PROMPT: &str = "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n<image>\n\
@@ -16,7 +15,7 @@ const PROMPT: &str = "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\
                       <|end_header_id|>\n\n";
 
 fn write_items(dir: &Path, answer: &str) -> PathBuf {
-    let image = root().join("sample-data/shapes/images/shape-0000.png");
+    let image = sample_image("shape-0000.png");
     let items = serde_json::json!([{
         "prompt": PROMPT,
         "answer": answer,
@@ -29,10 +28,7 @@ fn write_items(dir: &Path, answer: &str) -> PathBuf {
 }
 
 fn attribute(data: &Path, dir: &Path, extra: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_glint"))
-        .current_dir(root())
-        .env_remove("GLINT_MODEL")
-        .env_remove("GLINT_SAE")
+    glint()
         .args(["--batch", "attribute", "--data"])
         .arg(data)
         .arg("--out")

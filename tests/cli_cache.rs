@@ -1,37 +1,14 @@
 //! `glint --batch cache` end to end on the sample world: resume after kill -9, shards + merge,
 //! seed export/import, and skipped images.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
+use common::{glint, root, run_ok, sample_image};
 use glint::store::Store;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn glint() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_glint"));
-    cmd.current_dir(root())
-        .env_remove("GLINT_MODEL")
-        .env_remove("GLINT_SAE")
-        .env_remove("RANK")
-        .env_remove("WORLD_SIZE")
-        .env_remove("SLURM_PROCID")
-        .env_remove("SLURM_NTASKS");
-    cmd
-}
-
-fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// Everything a store holds, as text, for equality checks (manifest shard field excluded).
 fn digest(path: &Path) -> String {
@@ -240,11 +217,7 @@ fn broken_images_are_skipped_with_a_reason() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir(&data).unwrap();
-    std::fs::copy(
-        root().join("sample-data/shapes/images/shape-0000.png"),
-        data.join("a.png"),
-    )
-    .unwrap();
+    std::fs::copy(sample_image("shape-0000.png"), data.join("a.png")).unwrap();
     std::fs::write(data.join("b.png"), b"\x89PNG\r\n\x1a\n truncated").unwrap();
     std::fs::write(data.join("c.jpg"), b"not an image at all").unwrap();
     let out = dir.path().join("s");

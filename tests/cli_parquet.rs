@@ -1,15 +1,13 @@
 //! `glint --batch cache` over a Hugging Face style parquet dataset: images are extracted to the
 //! cache folder, the store names the parquet source, and a row without bytes is skipped.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
+use std::path::{Path, PathBuf};
+
+use common::{glint, sample_image};
 use glint::pipeline::dataset::parquet_image_root;
 use glint::store::Store;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 #[test]
 fn a_parquet_split_is_cached_from_extracted_images() {
@@ -17,12 +15,7 @@ fn a_parquet_split_is_cached_from_extracted_images() {
     let cache = dir.path().join("cache");
     let out = dir.path().join("store");
     let source = "tests/fixtures/parquet/hf";
-    let res = Command::new(env!("CARGO_BIN_EXE_glint"))
-        .current_dir(root())
-        .env_remove("GLINT_MODEL")
-        .env_remove("GLINT_SAE")
-        .env_remove("RANK")
-        .env_remove("WORLD_SIZE")
+    let res = glint()
         .env("GLINT_CACHE_DIR", &cache)
         .args(["--batch", "cache", "--json", "--top-n", "5", "--limit", "2"])
         .args(["--dataset", source, "--split", "test", "--out"])
@@ -50,7 +43,7 @@ fn a_parquet_split_is_cached_from_extracted_images() {
         .collect();
     assert_eq!(folders.len(), 1);
     let image = folders[0].join(&rec.path);
-    let original = root().join("sample-data/shapes/images/shape-0003.png");
+    let original = sample_image("shape-0003.png");
     assert!(std::fs::read(&image).unwrap() == std::fs::read(original).unwrap());
     // SAFETY: this test binary runs this one test, so no other thread reads the environment.
     unsafe { std::env::set_var("GLINT_CACHE_DIR", &cache) };

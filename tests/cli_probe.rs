@@ -1,39 +1,16 @@
 //! `glint probe` end to end on the sample world.
 
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
 
 use candle_core::{DType, Device};
+use common::{glint, ok, sample_image};
 use glint::sae::{Sae, SaeConfig};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn glint() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_glint"));
-    cmd.current_dir(root())
-        .env_remove("GLINT_MODEL")
-        .env_remove("GLINT_SAE");
-    cmd
-}
-
-fn sample_image(name: &str) -> PathBuf {
-    root().join("sample-data/shapes/images").join(name)
-}
 
 #[test]
 fn probe_json_covers_every_position() {
-    let out = glint()
+    let out = ok(glint()
         .args(["probe", "--json", "--top", "4", "--image"])
-        .arg(sample_image("shape-0001.png"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .arg(sample_image("shape-0001.png")));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let positions = report["positions"].as_u64().unwrap();
     let image_tokens = report["image_tokens"].as_u64().unwrap();
@@ -55,18 +32,11 @@ fn probe_json_covers_every_position() {
 fn probe_dump_has_the_documented_tensors() {
     let dir = tempfile::tempdir().unwrap();
     let dump = dir.path().join("probe.safetensors");
-    let out = glint()
+    ok(glint()
         .args(["probe", "--prompt", "What colour is the square?", "--image"])
         .arg(sample_image("shape-0000.png"))
         .arg("--dump")
-        .arg(&dump)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .arg(&dump));
     let t = candle_core::safetensors::load(&dump, &Device::Cpu).unwrap();
     let n = t["input_ids"].dims()[0];
     assert_eq!(t["input_ids"].dtype(), DType::U32);

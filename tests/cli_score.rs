@@ -2,38 +2,13 @@
 //! masks: scores are stored, a second run resumes (skips), `--force` redoes, and the CSV/JSON
 //! export carries them.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
+use std::path::Path;
+
+use common::{glint, root, run_ok};
 use glint::sample::shapes::read_manifest;
 use glint::store::{Explanation, Store};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn glint() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_glint"));
-    cmd.current_dir(root())
-        .env_remove("GLINT_MODEL")
-        .env_remove("GLINT_SAE")
-        .env_remove("GLINT_SCORE_URL")
-        .env_remove("RANK")
-        .env_remove("WORLD_SIZE")
-        .env_remove("SLURM_PROCID")
-        .env_remove("SLURM_NTASKS");
-    cmd
-}
-
-fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 fn explanation(f: u32, text: &str) -> Explanation {
     Explanation {

@@ -1,46 +1,28 @@
 //! `glint --batch steer` end to end on the sample world (tiny random-weight model: the text is
 //! gibberish, but deterministic).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::path::Path;
+use std::process::Command;
+
+use common::{glint, ok, sample_image};
 use serde_json::Value;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn steer(out: &Path, extra: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_glint"));
-    cmd.current_dir(root())
-        .env_remove("GLINT_MODEL")
-        .env_remove("GLINT_SAE")
-        .env_remove("RANK")
-        .env_remove("WORLD_SIZE")
-        .env_remove("SLURM_PROCID")
-        .env_remove("SLURM_NTASKS")
-        .args([
-            "--batch",
-            "steer",
-            "--prompt",
-            "What is in the image?",
-            "--max-new-tokens",
-            "8",
-            "--out",
-        ])
-        .arg(out)
-        .args(extra);
+    let mut cmd = glint();
+    cmd.args([
+        "--batch",
+        "steer",
+        "--prompt",
+        "What is in the image?",
+        "--max-new-tokens",
+        "8",
+        "--out",
+    ])
+    .arg(out)
+    .args(extra);
     cmd
-}
-
-fn ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 fn rows(path: &Path) -> Vec<Value> {
@@ -52,10 +34,7 @@ fn rows(path: &Path) -> Vec<Value> {
 }
 
 fn image() -> String {
-    root()
-        .join("sample-data/shapes/images/shape-0000.png")
-        .display()
-        .to_string()
+    sample_image("shape-0000.png").display().to_string()
 }
 
 #[test]
@@ -202,13 +181,7 @@ fn a_steer_that_does_nothing_says_so() {
 fn max_units_read_the_cached_max_activation() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
-    let mut cache = Command::new(env!("CARGO_BIN_EXE_glint"));
-    cache
-        .current_dir(root())
-        .env_remove("GLINT_MODEL")
-        .env_remove("GLINT_SAE")
-        .env_remove("RANK");
-    ok(cache
+    ok(glint()
         .args(["--batch", "cache", "--limit", "3", "--out"])
         .arg(&store));
     let (fired, max, silent) = {

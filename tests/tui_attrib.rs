@@ -2,54 +2,28 @@
 //! snapshot of a hand-made result, and the model actor attributing a sample item on the tiny
 //! sample model.
 
+mod common;
+
 use std::path::PathBuf;
 
+use common::{app_of, code, draw, drive, feature_row, key, sample_image, sample_model};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use glint::attribute::{AttributionResult, LatentAttribution, TokenChoice};
-use glint::cli::ModelArgs;
-use glint::engine::{AttribRequest, ModelError, ModelHandle, SessionEngine};
+use glint::engine::{AttribRequest, ModelError};
 use glint::model::anyres::ImageLayout;
-use glint::pipeline::session::Session;
 use glint::tui::app::{App, Effect, Event, Screen};
 use glint::tui::attrib::{AttribDone, AttribJob, AttribSort, MapSign};
-use glint::tui::data::FeatureRow;
-use glint::tui::keymap::Keymap;
-use glint::tui::theme::Theme;
 use glint::tui::ui::{self, Graphics};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
 fn app() -> App {
-    let row = |id: u32, explanation: Option<&str>| FeatureRow {
-        id,
-        density: 0.01,
-        max: 3.0,
-        images: 3,
-        explanation: explanation.map(String::from),
-        label: None,
-        score: None,
-    };
     let rows = vec![
-        row(3, Some("red squares")),
-        row(7, Some("circles near the top")),
-        row(12, None),
+        feature_row(3, 3.0, Some("red squares")),
+        feature_row(7, 3.0, Some("circles near the top")),
+        feature_row(12, 3.0, None),
     ];
-    let mut app = App::new(
-        rows,
-        Keymap::load(&[]).unwrap(),
-        Theme::load("dark", &[]).unwrap(),
-        "sample · 3 features".into(),
-    );
-    app.size = (100, 28);
-    app
-}
-
-fn key(c: char) -> Event {
-    Event::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE))
-}
-
-fn code(c: KeyCode) -> Event {
-    Event::Key(KeyEvent::new(c, KeyModifiers::NONE))
+    app_of(rows, "sample · 3 features", (100, 28))
 }
 
 /// Open a prompt with `k`, type `text` and press Enter.
@@ -58,17 +32,6 @@ fn typed(k: char, text: &str) -> Vec<Event> {
     v.extend(text.chars().map(key));
     v.push(code(KeyCode::Enter));
     v
-}
-
-fn drive(app: &mut App, events: Vec<Event>) -> Vec<Effect> {
-    events.into_iter().flat_map(|e| app.update(e)).collect()
-}
-
-fn draw(app: &App) -> String {
-    let mut t = Terminal::new(TestBackend::new(app.size.0, app.size.1)).unwrap();
-    t.draw(|f| ui::render(app, f, &mut Graphics::HalfBlocks))
-        .unwrap();
-    format!("{}", t.backend())
 }
 
 fn tok(text: &str, id: u32) -> TokenChoice {
@@ -283,25 +246,10 @@ fn attribution_screen_snapshot() {
     assert_eq!(at(x1, y1), plain(x1, y1), "bottom-right is untouched");
 }
 
-fn sample_model() -> ModelHandle {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sample-data");
-    let args = ModelArgs {
-        model: Some(root.join("llava-next-tiny").display().to_string()),
-        sae: Some(root.join("sae-tiny").display().to_string()),
-        hookpoint: None,
-        device: "cpu".into(),
-        dtype: "f32".into(),
-        random_weights: None,
-        max_pixels: 40_000_000,
-    };
-    ModelHandle::spawn(move || Ok(SessionEngine::new(Session::open(&args, None)?))).unwrap()
-}
-
 #[test]
 fn the_actor_attributes_a_sample_item_and_reports_bad_tokens() {
     let model = sample_model();
-    let image =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sample-data/shapes/images/shape-0000.png");
+    let image = sample_image("shape-0000.png");
     let req = AttribRequest {
         ticket: 1,
         image: Some(image.clone()),

@@ -2,16 +2,17 @@
 //! scripted key and mouse sequences driving `update` without a terminal, the explain key against
 //! an in-process OpenAI-compatible server, and (ignored, run by hand) the speed benchmark.
 
+mod common;
 #[path = "../src/explain/mock_server.rs"]
 mod mock_server;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use common::{app_of, code, draw, key, root, sample_model, sample_model_args};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
-use glint::cli::ModelArgs;
-use glint::engine::{Job, Lane, ModelHandle, SessionEngine};
+use glint::engine::{Job, Lane};
 use glint::pipeline::cache::{CacheOptions, run_cache};
 use glint::pipeline::dataset::{Dataset, DatasetOptions};
 use glint::pipeline::session::Session;
@@ -19,30 +20,12 @@ use glint::store::{FeatureFilter, RankRule, Store};
 use glint::tui::app::{App, Effect, Event, Hit, ImageFocus, ImageSource, Screen};
 use glint::tui::data::{self, THUMB_SIDE};
 use glint::tui::explainer::config_from_toml;
-use glint::tui::keymap::Keymap;
 use glint::tui::runner::Runner;
-use glint::tui::theme::Theme;
-use glint::tui::ui::{self, Graphics};
-use ratatui::Terminal;
-use ratatui::backend::TestBackend;
-
-fn model_args() -> ModelArgs {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sample-data");
-    ModelArgs {
-        model: Some(root.join("llava-next-tiny").display().to_string()),
-        sae: Some(root.join("sae-tiny").display().to_string()),
-        hookpoint: None,
-        device: "cpu".into(),
-        dtype: "f32".into(),
-        random_weights: None,
-        max_pixels: 40_000_000,
-    }
-}
 
 /// A store of the first `images` sample images in `dir`.
 fn build_store(dir: &Path, images: usize) -> Store {
-    let session = Session::open(&model_args(), None).unwrap();
-    let spec = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sample-data/shapes/manifest.jsonl");
+    let session = Session::open(&sample_model_args(), None).unwrap();
+    let spec = root().join("sample-data/shapes/manifest.jsonl");
     let dataset = Dataset::open(
         &spec,
         &DatasetOptions {
@@ -83,23 +66,11 @@ fn app() -> App {
 }
 
 fn app_on(store: &Store) -> App {
-    let rows = data::feature_rows(store).unwrap();
-    let mut app = App::new(
-        rows,
-        Keymap::load(&[]).unwrap(),
-        Theme::load("dark", &[]).unwrap(),
-        "sample · 6 images".into(),
-    );
-    app.size = (100, 30);
-    app
-}
-
-fn key(c: char) -> Event {
-    Event::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE))
-}
-
-fn code(c: KeyCode) -> Event {
-    Event::Key(KeyEvent::new(c, KeyModifiers::NONE))
+    app_of(
+        data::feature_rows(store).unwrap(),
+        "sample · 6 images",
+        (100, 30),
+    )
 }
 
 fn click(x: u16, y: u16) -> Event {
@@ -154,13 +125,6 @@ fn spot(app: &App, pick: impl Fn(Hit) -> bool) -> (u16, u16) {
     let hits = app.hits.borrow();
     let (r, _) = hits.iter().find(|(_, h)| pick(*h)).expect("region drawn");
     (r.x + r.width / 2, r.y + r.height / 2)
-}
-
-fn draw(app: &App) -> String {
-    let mut t = Terminal::new(TestBackend::new(app.size.0, app.size.1)).unwrap();
-    t.draw(|f| ui::render(app, f, &mut Graphics::HalfBlocks))
-        .unwrap();
-    format!("{}", t.backend())
 }
 
 #[test]
@@ -298,9 +262,7 @@ fn image_screen_runs_the_model_actor_and_lists_features() {
         vec![Effect::CancelModel]
     );
     let (path, _) = data::dataset_image(store(), 2).unwrap();
-    let args = model_args();
-    let handle =
-        ModelHandle::spawn(move || Ok(SessionEngine::new(Session::open(&args, None)?))).unwrap();
+    let handle = sample_model();
     let result = handle
         .submit(
             Job::Analyze {
@@ -463,12 +425,10 @@ fn explain_key_asks_the_explainer_in_the_background_and_labels_are_kept() {
             "base-url = \"{}\"\nexplainer-model = \"mock-vlm\"\ntimeout = 10\n",
             server.url
         ),
-        &model_args(),
+        &sample_model_args(),
     )
     .unwrap();
-    let args = model_args();
-    let handle =
-        ModelHandle::spawn(move || Ok(SessionEngine::new(Session::open(&args, None)?))).unwrap();
+    let handle = sample_model();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let runner = Runner::new(store.clone(), handle, tx).with_explainer(cfg);
     let mut a = app_on(&store);
@@ -556,13 +516,11 @@ fn explain_key_asks_the_explainer_in_the_background_and_labels_are_kept() {
     let bad = config_from_toml(
         "explainer.toml",
         "base-url = \"http://127.0.0.1:9\"\ntimeout = 1\nretries = 0\n",
-        &model_args(),
+        &sample_model_args(),
     )
     .unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let args = model_args();
-    let handle =
-        ModelHandle::spawn(move || Ok(SessionEngine::new(Session::open(&args, None)?))).unwrap();
+    let handle = sample_model();
     let runner = Runner::new(store.clone(), handle, tx).with_explainer(bad);
     let other = a.features.rows[1].id;
     a.explain.running.insert(other, 0);
@@ -641,9 +599,7 @@ fn bench_feature_switching_and_frames() {
         t.elapsed().as_secs_f64() * 1e3
     );
     // Frames while the model actor analyses images back to back.
-    let args = model_args();
-    let handle =
-        ModelHandle::spawn(move || Ok(SessionEngine::new(Session::open(&args, None)?))).unwrap();
+    let handle = sample_model();
     let replies: Vec<_> = (0..6)
         .map(|i| {
             let (path, _) = data::dataset_image(s, i % 6).unwrap();

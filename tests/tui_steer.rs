@@ -2,58 +2,31 @@
 //! presets through the effects, and a steered generation streamed by the model actor on the
 //! sample world with a newer edit cancelling the running one.
 
-use std::path::PathBuf;
+mod common;
+
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use glint::cli::ModelArgs;
-use glint::engine::{ModelError, ModelHandle, SessionEngine, Side, SteerEvent, SteerRequest};
+use common::{app_of, code, draw, drive, feature_row, key, sample_model};
+use crossterm::event::KeyCode;
+use glint::engine::{ModelError, Side, SteerEvent, SteerRequest};
 use glint::pipeline::generate::{StopReason, StrengthUnit};
-use glint::pipeline::session::Session;
 use glint::sae::intervene::{Mode, Phase, TokenScope};
 use glint::tui::app::{App, Effect, Event, Screen};
-use glint::tui::data::FeatureRow;
-use glint::tui::keymap::Keymap;
 use glint::tui::steer::preset::Preset;
 use glint::tui::steer::{SteerEffect, SteerMsg};
-use glint::tui::theme::Theme;
 use glint::tui::ui::{self, Graphics};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
 /// Features 3, 7 and 12 with cached maxima 2, 10 and 4.
 fn app() -> App {
-    let row = |id: u32, max: f32, explanation: Option<&str>| FeatureRow {
-        id,
-        density: 0.01,
-        max,
-        images: 3,
-        explanation: explanation.map(String::from),
-        label: None,
-        score: None,
-    };
     let rows = vec![
-        row(3, 2.0, Some("red squares")),
-        row(7, 10.0, Some("circles near the top")),
-        row(12, 4.0, None),
+        feature_row(3, 2.0, Some("red squares")),
+        feature_row(7, 10.0, Some("circles near the top")),
+        feature_row(12, 4.0, None),
     ];
-    let mut app = App::new(
-        rows,
-        Keymap::load(&[]).unwrap(),
-        Theme::load("dark", &[]).unwrap(),
-        "sample · 3 features".into(),
-    );
-    app.size = (110, 30);
-    app
-}
-
-fn key(c: char) -> Event {
-    Event::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE))
-}
-
-fn code(c: KeyCode) -> Event {
-    Event::Key(KeyEvent::new(c, KeyModifiers::NONE))
+    app_of(rows, "sample · 3 features", (110, 30))
 }
 
 fn typed(text: &str) -> Vec<Event> {
@@ -70,10 +43,6 @@ fn backspaces(n: usize) -> Vec<Event> {
     (0..n).map(|_| code(KeyCode::Backspace)).collect()
 }
 
-fn drive(app: &mut App, events: Vec<Event>) -> Vec<Effect> {
-    events.into_iter().flat_map(|e| app.update(e)).collect()
-}
-
 /// The requests among `effects`.
 fn requests(effects: &[Effect]) -> Vec<SteerRequest> {
     effects
@@ -83,13 +52,6 @@ fn requests(effects: &[Effect]) -> Vec<SteerRequest> {
             _ => None,
         })
         .collect()
-}
-
-fn draw(app: &App) -> String {
-    let mut t = Terminal::new(TestBackend::new(app.size.0, app.size.1)).unwrap();
-    t.draw(|f| ui::render(app, f, &mut Graphics::HalfBlocks))
-        .unwrap();
-    format!("{}", t.backend())
 }
 
 fn ev(e: SteerEvent) -> Event {
@@ -405,20 +367,6 @@ fn presets_save_and_load_through_effects() {
     );
     let (msg, error) = b.message.clone().unwrap();
     assert!(error && msg.contains("bad.json"), "{msg}");
-}
-
-fn sample_model() -> ModelHandle {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sample-data");
-    let args = ModelArgs {
-        model: Some(root.join("llava-next-tiny").display().to_string()),
-        sae: Some(root.join("sae-tiny").display().to_string()),
-        hookpoint: None,
-        device: "cpu".into(),
-        dtype: "f32".into(),
-        random_weights: None,
-        max_pixels: 40_000_000,
-    };
-    ModelHandle::spawn(move || Ok(SessionEngine::new(Session::open(&args, None)?))).unwrap()
 }
 
 /// Receive events of any ticket until `ticket` ends.

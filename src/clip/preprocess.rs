@@ -13,6 +13,7 @@ use image::{DynamicImage, RgbImage};
 use serde::{Deserialize, Deserializer};
 
 use super::resample::{Filter, resize};
+use crate::util::image_processor::{IntOr, check_scaling, level_lut};
 
 /// `size` of the processor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -64,10 +65,10 @@ pub struct ClipProcessorConfig {
     /// Normalise with `image_mean` / `image_std`.
     pub do_normalize: bool,
     /// Per-channel mean (RGB).
-    #[serde(deserialize_with = "crate::model::preprocess::de_triple")]
+    #[serde(deserialize_with = "crate::util::image_processor::de_triple")]
     pub image_mean: [f32; 3],
     /// Per-channel standard deviation (RGB).
-    #[serde(deserialize_with = "crate::model::preprocess::de_triple")]
+    #[serde(deserialize_with = "crate::util::image_processor::de_triple")]
     pub image_std: [f32; 3],
 }
 
@@ -92,31 +93,19 @@ impl Default for ClipProcessorConfig {
 }
 
 fn de_size<'de, D: Deserializer<'de>>(d: D) -> Result<ResizeTo, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum IntOr {
-        Int(u32),
-        Dict(ResizeTo),
-    }
-    Ok(match IntOr::deserialize(d)? {
+    Ok(match IntOr::<ResizeTo>::deserialize(d)? {
         IntOr::Int(n) => ResizeTo::ShortestEdge { shortest_edge: n },
-        IntOr::Dict(s) => s,
+        IntOr::Other(s) => s,
     })
 }
 
 fn de_crop<'de, D: Deserializer<'de>>(d: D) -> Result<Crop, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum IntOr {
-        Int(u32),
-        Dict(Crop),
-    }
-    Ok(match IntOr::deserialize(d)? {
+    Ok(match IntOr::<Crop>::deserialize(d)? {
         IntOr::Int(n) => Crop {
             height: n,
             width: n,
         },
-        IntOr::Dict(c) => c,
+        IntOr::Other(c) => c,
     })
 }
 
@@ -126,15 +115,7 @@ impl ClipProcessorConfig {
         let cfg: Self = serde_json::from_str(text)
             .map_err(|e| anyhow::anyhow!("{origin}: not a CLIP preprocessor_config.json: {e}"))?;
         Filter::from_pil(cfg.resample).with_context(|| origin.to_string())?;
-        if cfg.image_std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
-            bail!("{origin}: image_std {:?} must be positive", cfg.image_std);
-        }
-        if !(cfg.rescale_factor.is_finite() && cfg.rescale_factor > 0.0) {
-            bail!(
-                "{origin}: rescale_factor {} must be positive",
-                cfg.rescale_factor
-            );
-        }
+        check_scaling(origin, cfg.rescale_factor, &cfg.image_std)?;
         Ok(cfg)
     }
 
@@ -166,21 +147,11 @@ impl ClipProcessorConfig {
 
     /// Normalised value of every byte per channel, computed in transformers' precision.
     fn lut(&self) -> [[f32; 256]; 3] {
-        let mut lut = [[0f32; 256]; 3];
-        for (c, table) in lut.iter_mut().enumerate() {
-            for (v, out) in table.iter_mut().enumerate() {
-                let mut x = if self.do_rescale {
-                    (v as f64 * self.rescale_factor) as f32
-                } else {
-                    v as f32
-                };
-                if self.do_normalize {
-                    x = (x - self.image_mean[c]) / self.image_std[c];
-                }
-                *out = x;
-            }
-        }
-        lut
+        level_lut(
+            self.do_rescale.then_some(self.rescale_factor),
+            self.do_normalize
+                .then_some((&self.image_mean, &self.image_std)),
+        )
     }
 
     /// The resized and cropped 8-bit image, before rescaling.

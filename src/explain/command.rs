@@ -4,16 +4,16 @@
 use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
 use super::batch::{BatchOptions, BatchSummary, run_batch};
-use super::client::{ClientConfig, parse_header};
+use super::client::ClientConfig;
 use super::explainer::{Explainer, ExplainerConfig};
 use super::prompt::PromptTemplate;
 use super::seed_json::{SEED_EXPLAINER, export_seed_json, import_seed_json};
 use super::select::{EvidenceOptions, EvidenceStyle};
+use super::setup::{Endpoint, block_on, print_or_json};
 use crate::cli::{ExplainArgs, ModelArgs};
 use crate::store::{FeatureFilter, Store};
 
@@ -56,53 +56,21 @@ pub fn parse_features(text: &str, hookpoint: &str) -> Result<FeatureFilter> {
         .with_context(|| format!("{}: bad filter file", path.display()))
 }
 
-/// A progress bar on stderr when `enabled`.
-pub(crate) fn progress_bar(enabled: bool, len: usize) -> Option<indicatif::ProgressBar> {
-    if !enabled {
-        return None;
-    }
-    let bar = indicatif::ProgressBar::new(len as u64);
-    let style = indicatif::ProgressStyle::with_template(
-        "{spinner} explain [{bar:30}] {pos}/{len} features · eta {eta} · {wide_msg}",
-    )
-    .map(|s| s.progress_chars("=> "));
-    if let Ok(style) = style {
-        bar.set_style(style);
-    }
-    Some(bar)
-}
-
 /// The explainer settings named by the arguments.
 pub fn explainer_config(model: &ModelArgs, args: &ExplainArgs) -> Result<ExplainerConfig> {
-    if !(args.timeout.is_finite() && args.timeout > 0.0) {
-        bail!(
-            "--timeout {} must be a positive number of seconds",
-            args.timeout
-        );
-    }
-    let headers = args
-        .headers
-        .iter()
-        .map(|h| parse_header(h))
-        .collect::<Result<Vec<_>>>()?;
-    let mut image_extra = serde_json::Map::new();
-    if args.sglang_multi_images {
-        image_extra.insert("modalities".into(), "multi-images".into());
-    }
+    let endpoint = Endpoint {
+        base_url: &args.base_url,
+        model: args.explainer_model.as_deref().unwrap_or(SEED_EXPLAINER),
+        api_key_env: &args.api_key_env,
+        headers: &args.headers,
+        timeout: args.timeout,
+        retries: args.retries,
+        sglang_multi_images: args.sglang_multi_images,
+    };
     let client = ClientConfig {
-        base_url: args.base_url.clone(),
-        model: args
-            .explainer_model
-            .clone()
-            .unwrap_or_else(|| SEED_EXPLAINER.to_string()),
-        api_key_env: args.api_key_env.clone(),
-        headers,
         temperature: args.temperature,
         max_tokens: (args.max_tokens > 0).then_some(args.max_tokens),
-        timeout: Duration::from_secs_f64(args.timeout),
-        retries: args.retries,
-        image_extra,
-        ..ClientConfig::default()
+        ..endpoint.client_config()?
     };
     let style: EvidenceStyle = args
         .style
@@ -178,11 +146,7 @@ pub fn run(model: &ModelArgs, args: &ExplainArgs) -> Result<ExitCode> {
         progress_bar: std::io::stderr().is_terminal() && !args.json,
         handle_ctrl_c: true,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let summary = runtime.block_on(run_batch(&explainer, &store, &opts))?;
+    let summary = block_on(run_batch(&explainer, &store, &opts))?;
     print_or_json(args.json, &summary, || format_summary(&summary))?;
     let partial = !summary.failed.is_empty() || summary.stopped.is_some();
     Ok(if partial {
@@ -190,19 +154,6 @@ pub fn run(model: &ModelArgs, args: &ExplainArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
-}
-
-fn print_or_json<T: serde::Serialize>(
-    json: bool,
-    value: &T,
-    text: impl FnOnce() -> String,
-) -> Result<()> {
-    if json {
-        println!("{}", serde_json::to_string_pretty(value)?);
-    } else {
-        println!("{}", text());
-    }
-    Ok(())
 }
 
 /// Write the images and request body of each feature that a run would explain under `dir`.

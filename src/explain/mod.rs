@@ -11,6 +11,7 @@ pub mod overlay;
 pub mod prompt;
 pub mod seed_json;
 pub mod select;
+pub(crate) mod setup;
 
 pub use batch::{BatchOptions, BatchSummary, run_batch};
 pub use explainer::{ExplainError, Explainer, ExplainerConfig, Stage, explain_feature};

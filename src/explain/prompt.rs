@@ -3,11 +3,12 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
-use base64::Engine;
+use anyhow::{Result, bail};
 use serde_json::{Value, json};
 
-use crate::util::hash::Fingerprint;
+use crate::util::prompt_template::{
+    N_IMAGES, Sections, read_template, split_sections, template_hash, text_and_images,
+};
 
 /// Name of the shipped default template.
 pub const BUILTIN_NAME: &str = "explain-v1";
@@ -20,9 +21,6 @@ pub const ANSWER_MARKER: &str = "[EXPLANATION]";
 
 /// What the original system's explainer answers when it sees no common pattern.
 pub const DECLINED: &str = "Unable to produce descriptions";
-
-/// Placeholder replaced by the number of images sent.
-const N_IMAGES: &str = "{{n_images}}";
 
 /// A prompt template: an optional system message and a user text followed by the images.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,43 +41,14 @@ impl PromptTemplate {
 
     /// A user-supplied template file.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("{}: cannot read the prompt file", path.display()))?;
-        Self::parse(&path.display().to_string(), &text)
-            .with_context(|| format!("{}: bad prompt file", path.display()))
+        read_template(path, Self::parse)
     }
 
     /// Parse template text: comment lines (`#`) first, then `=== system ===` and `=== user ===`
     /// sections; text without any section header is all user text.
     pub fn parse(name: &str, text: &str) -> Result<Self> {
-        let (mut system, mut user) = (None::<Vec<&str>>, None::<Vec<&str>>);
-        let mut current: Option<&mut Vec<&str>> = None;
-        let mut headerless = Vec::new();
-        for line in text.lines() {
-            match line.trim() {
-                "=== system ===" => current = Some(system.insert(Vec::new())),
-                "=== user ===" => current = Some(user.insert(Vec::new())),
-                _ => match current.as_mut() {
-                    Some(section) => section.push(line),
-                    None if line.starts_with('#') => {}
-                    None => headerless.push(line),
-                },
-            }
-        }
-        let join = |lines: Vec<&str>| lines.join("\n").trim().to_string();
-        let system = system.map(join).filter(|s| !s.is_empty());
-        let user = match user {
-            Some(lines) => {
-                if headerless.iter().any(|l| !l.trim().is_empty()) {
-                    bail!(
-                        "text before the first section header; start it with '#' or move it into a section"
-                    );
-                }
-                join(lines)
-            }
-            None if system.is_none() => join(headerless),
-            None => bail!("there is a `=== system ===` section but no `=== user ===` section"),
-        };
+        let Sections { system, user } =
+            split_sections(text, "start it with '#' or move it into a section")?;
         if user.is_empty() {
             bail!("the user text is empty; the template must say what to do with the images");
         }
@@ -98,11 +67,7 @@ impl PromptTemplate {
     /// Hash of the template text and `recipe` (everything else that shapes the request except
     /// the model), stored with each explanation to tell runs apart.
     pub fn hash(&self, recipe: &str) -> String {
-        Fingerprint::new()
-            .field("glint-explain-prompt")
-            .field(&self.source)
-            .field(recipe)
-            .hex()
+        template_hash("glint-explain-prompt", &self.source, recipe)
     }
 
     /// Chat messages: the system text, then one user message of a text part followed by one
@@ -113,18 +78,7 @@ impl PromptTemplate {
         image_extra: &serde_json::Map<String, Value>,
     ) -> Value {
         let n = pngs.len().to_string();
-        let mut parts = vec![json!({"type": "text", "text": self.user.replace(N_IMAGES, &n)})];
-        for png in pngs {
-            let url = format!(
-                "data:image/png;base64,{}",
-                base64::engine::general_purpose::STANDARD.encode(png)
-            );
-            let mut part = json!({"type": "image_url", "image_url": {"url": url}});
-            if let Some(obj) = part.as_object_mut() {
-                obj.extend(image_extra.iter().map(|(k, v)| (k.clone(), v.clone())));
-            }
-            parts.push(part);
-        }
+        let parts = text_and_images(&self.user.replace(N_IMAGES, &n), pngs, image_extra);
         let mut messages = Vec::new();
         if let Some(system) = &self.system {
             messages.push(json!({"role": "system", "content": system.replace(N_IMAGES, &n)}));

@@ -24,6 +24,7 @@ use image::{DynamicImage, ImageError, ImageReader, Limits, RgbImage};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::anyres::ImageLayout;
+use crate::util::image_processor::{IntOr, check_scaling, de_triple, level_lut};
 
 /// `size` of the processor: `{"shortest_edge": n}` or `{"height": h, "width": w}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -114,13 +115,6 @@ impl Default for ImageProcessorConfig {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum IntOr<T> {
-    Int(u32),
-    Other(T),
-}
-
 fn de_size<'de, D: Deserializer<'de>>(d: D) -> Result<SizeDict, D::Error> {
     // A bare int means the shortest edge (transformers: default_to_square=False for `size`).
     Ok(match IntOr::<SizeDict>::deserialize(d)? {
@@ -139,20 +133,6 @@ fn de_crop<'de, D: Deserializer<'de>>(d: D) -> Result<CropSize, D::Error> {
             width: n,
         },
         IntOr::Other(c) => c,
-    })
-}
-
-/// A per-channel value given as one number or three (HF image processors accept both).
-pub(crate) fn de_triple<'de, D: Deserializer<'de>>(d: D) -> Result<[f32; 3], D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Triple {
-        One(f32),
-        Three([f32; 3]),
-    }
-    Ok(match Triple::deserialize(d)? {
-        Triple::One(v) => [v; 3],
-        Triple::Three(v) => v,
     })
 }
 
@@ -194,16 +174,7 @@ impl ImageProcessorConfig {
             );
         }
         self.filter().with_context(|| origin.to_string())?;
-        if !(self.rescale_factor.is_finite() && self.rescale_factor > 0.0) {
-            bail!(
-                "{origin}: rescale_factor {} must be positive",
-                self.rescale_factor
-            );
-        }
-        if self.image_std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
-            bail!("{origin}: image_std {:?} must be positive", self.image_std);
-        }
-        Ok(())
+        check_scaling(origin, self.rescale_factor, &self.image_std)
     }
 
     /// The image-crate filter standing in for the PIL `resample` id.
@@ -219,21 +190,11 @@ impl ImageProcessorConfig {
 
     /// Normalised value of every u8 level per channel, computed as transformers does.
     fn lut(&self) -> [[f32; 256]; 3] {
-        let mut lut = [[0.0f32; 256]; 3];
-        for (c, table) in lut.iter_mut().enumerate() {
-            for (v, out) in table.iter_mut().enumerate() {
-                let mut x = if self.do_rescale {
-                    (v as f64 * self.rescale_factor) as f32
-                } else {
-                    v as f32
-                };
-                if self.do_normalize {
-                    x = (x - self.image_mean[c]) / self.image_std[c];
-                }
-                *out = x;
-            }
-        }
-        lut
+        level_lut(
+            self.do_rescale.then_some(self.rescale_factor),
+            self.do_normalize
+                .then_some((&self.image_mean, &self.image_std)),
+        )
     }
 }
 

@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::{Method, ScoreJob, score_feature};
+use crate::explain::setup::progress_bar;
 use crate::store::{FeatureFilter, Store};
 
 /// Which features a run scores and how it reports.
@@ -50,21 +51,6 @@ pub struct ScoreSummary {
     pub mean: Option<f64>,
     /// Wall time.
     pub seconds: f64,
-}
-
-fn progress_bar(enabled: bool, len: usize, method: Method) -> Option<indicatif::ProgressBar> {
-    if !enabled {
-        return None;
-    }
-    let bar = indicatif::ProgressBar::new(len as u64);
-    let template = format!(
-        "{{spinner}} score {} [{{bar:30}}] {{pos}}/{{len}} features · eta {{eta}} · {{wide_msg}}",
-        method.as_str()
-    );
-    if let Ok(style) = indicatif::ProgressStyle::with_template(&template) {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    Some(bar)
 }
 
 /// Score the chosen features one after another, skipping those already scored for the same
@@ -111,7 +97,8 @@ pub async fn run_scores(job: &ScoreJob, store: &Store, opts: &RunOptions) -> Res
             todo.push(e);
         }
     }
-    let bar = progress_bar(opts.progress_bar, todo.len(), job.method);
+    let title = format!("score {}", job.method.as_str());
+    let bar = progress_bar(opts.progress_bar, todo.len(), &title);
     let total = todo.len();
     let mut values = Vec::new();
     for (k, e) in todo.into_iter().enumerate() {

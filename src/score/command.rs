@@ -16,9 +16,10 @@ use super::prompt::{Builtin, ScorePrompt};
 use super::refine::Refiner;
 use super::{Method, RunOptions, ScoreJob, ScoreSummary, Scorer, run_scores};
 use crate::cli::ModelArgs;
-use crate::explain::client::{ChatClient, ClientConfig, parse_header};
+use crate::explain::client::{ChatClient, ClientConfig};
 use crate::explain::command::{EXIT_PARTIAL, parse_features};
 use crate::explain::select::dataset_root;
+use crate::explain::setup::{Endpoint, block_on, print_or_json};
 use crate::store::Store;
 
 /// Arguments of `glint --batch score`.
@@ -129,31 +130,16 @@ pub struct ScoreArgs {
 }
 
 fn client_config(args: &ScoreArgs, base_url: &str, model: &str) -> Result<ClientConfig> {
-    if !(args.timeout.is_finite() && args.timeout > 0.0) {
-        bail!(
-            "--timeout {} must be a positive number of seconds",
-            args.timeout
-        );
-    }
-    let headers = args
-        .headers
-        .iter()
-        .map(|h| parse_header(h))
-        .collect::<Result<Vec<_>>>()?;
-    let mut image_extra = serde_json::Map::new();
-    if args.sglang_multi_images {
-        image_extra.insert("modalities".into(), "multi-images".into());
-    }
-    Ok(ClientConfig {
-        base_url: base_url.to_string(),
-        model: model.to_string(),
-        api_key_env: args.api_key_env.clone(),
-        headers,
-        timeout: Duration::from_secs_f64(args.timeout),
+    Endpoint {
+        base_url,
+        model,
+        api_key_env: &args.api_key_env,
+        headers: &args.headers,
+        timeout: args.timeout,
         retries: args.retries,
-        image_extra,
-        ..ClientConfig::default()
-    })
+        sglang_multi_images: args.sglang_multi_images,
+    }
+    .client_config()
 }
 
 /// The labelled manifest of the store's dataset: `--dataset` or the recorded path when it is a
@@ -268,16 +254,8 @@ pub fn run(model: &ModelArgs, args: &ScoreArgs) -> Result<ExitCode> {
         force: args.force,
         progress_bar: std::io::stderr().is_terminal() && !args.json,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let summary = runtime.block_on(run_scores(&job, &store, &opts))?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
-    } else {
-        println!("{}", format_summary(&summary));
-    }
+    let summary = block_on(run_scores(&job, &store, &opts))?;
+    print_or_json(args.json, &summary, || format_summary(&summary))?;
     Ok(if summary.failed.is_empty() {
         ExitCode::SUCCESS
     } else {

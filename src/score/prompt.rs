@@ -3,17 +3,15 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
-use base64::Engine;
+use anyhow::{Result, bail};
 use serde_json::{Value, json};
 
-use crate::util::hash::Fingerprint;
+use crate::util::prompt_template::{
+    N_IMAGES, Sections, read_template, split_sections, template_hash, text_and_images,
+};
 
 /// Placeholder replaced by the explanation (or label) being scored.
 pub const EXPLANATION: &str = "{{explanation}}";
-
-/// Placeholder replaced by the number of images in the request.
-const N_IMAGES: &str = "{{n_images}}";
 
 /// Which shipped template.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,10 +54,7 @@ impl ScorePrompt {
 
     /// A user-supplied template file.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("{}: cannot read the prompt file", path.display()))?;
-        Self::parse(&path.display().to_string(), &text)
-            .with_context(|| format!("{}: bad prompt file", path.display()))
+        read_template(path, Self::parse)
     }
 
     /// The file at `path` if given, else the shipped `which`.
@@ -74,28 +69,7 @@ impl ScorePrompt {
     /// sections (text without headers is all user text); the user text must hold
     /// `{{explanation}}`.
     pub fn parse(name: &str, text: &str) -> Result<Self> {
-        let (mut system, mut user) = (None::<Vec<&str>>, None::<Vec<&str>>);
-        let mut current: Option<&mut Vec<&str>> = None;
-        let mut loose = Vec::new();
-        for line in text.lines() {
-            match line.trim() {
-                "=== system ===" => current = Some(system.insert(Vec::new())),
-                "=== user ===" => current = Some(user.insert(Vec::new())),
-                _ => match current.as_mut() {
-                    Some(section) => section.push(line),
-                    None if line.starts_with('#') => {}
-                    None => loose.push(line),
-                },
-            }
-        }
-        let join = |lines: Vec<&str>| lines.join("\n").trim().to_string();
-        let system = system.map(join).filter(|s| !s.is_empty());
-        let user = match user {
-            Some(lines) if loose.iter().all(|l| l.trim().is_empty()) => join(lines),
-            Some(_) => bail!("text before the first section header; start it with '#'"),
-            None if system.is_none() => join(loose),
-            None => bail!("there is a `=== system ===` section but no `=== user ===` section"),
-        };
+        let Sections { system, user } = split_sections(text, "start it with '#'")?;
         if !user.contains(EXPLANATION) {
             bail!("the user text never mentions {EXPLANATION}, so the judge would not see it");
         }
@@ -109,11 +83,7 @@ impl ScorePrompt {
 
     /// Hash of the template text and `recipe` (everything else that shapes the score).
     pub fn hash(&self, recipe: &str) -> String {
-        Fingerprint::new()
-            .field("glint-score-prompt")
-            .field(&self.source)
-            .field(recipe)
-            .hex()
+        template_hash("glint-score-prompt", &self.source, recipe)
     }
 
     /// Chat messages for `explanation` and the PNG images, each image part carrying
@@ -134,18 +104,7 @@ impl ScorePrompt {
             messages.push(json!({"role": "user", "content": fill(&self.user)}));
             return Value::Array(messages);
         }
-        let mut parts = vec![json!({"type": "text", "text": fill(&self.user)})];
-        for png in pngs {
-            let url = format!(
-                "data:image/png;base64,{}",
-                base64::engine::general_purpose::STANDARD.encode(png)
-            );
-            let mut part = json!({"type": "image_url", "image_url": {"url": url}});
-            if let Some(obj) = part.as_object_mut() {
-                obj.extend(image_extra.iter().map(|(k, v)| (k.clone(), v.clone())));
-            }
-            parts.push(part);
-        }
+        let parts = text_and_images(&fill(&self.user), pngs, image_extra);
         messages.push(json!({"role": "user", "content": parts}));
         Value::Array(messages)
     }

@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use super::Store;
-use crate::util::hash::Fingerprint;
+use super::tree_codec::{JsonTree, feature_key};
 
 /// Name of the sled tree holding explanations (the cache's default tree is never touched).
 pub const EXPLANATIONS_TREE: &str = "explanations";
@@ -78,57 +78,25 @@ pub fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// Where explanations live and how their damage is reported.
+const EXPLANATIONS: JsonTree = JsonTree {
+    name: EXPLANATIONS_TREE,
+    record: "explanation",
+    repair: "delete it with a new explanation for that feature or re-import",
+};
+
 /// Key of an explanation: feature (big-endian, so a feature's explanations are adjacent), then
 /// the fingerprint of (model, prompt hash).
 fn explanation_key(feature: u32, model: &str, prompt_hash: &str) -> Vec<u8> {
-    let mut k = feature.to_be_bytes().to_vec();
-    k.push(b'/');
-    k.extend(
-        Fingerprint::new()
-            .field(model)
-            .field(prompt_hash)
-            .hex()
-            .as_bytes(),
-    );
-    k
+    feature_key(feature, &[], model, prompt_hash)
 }
 
 impl Store {
-    fn explanations_tree(&self) -> Result<sled::Tree> {
-        self.tree(EXPLANATIONS_TREE)
-    }
-
-    fn decode_explanation(&self, k: &[u8], v: &[u8]) -> Result<Explanation> {
-        serde_json::from_slice(v).with_context(|| {
-            format!(
-                "explanation record {k:?} in store {} is damaged; delete it with a new \
-                 explanation for that feature or re-import",
-                self.dir().display()
-            )
-        })
-    }
-
     /// Store `e`, replacing any explanation of the same feature, model and prompt hash, and flush.
     pub fn put_explanation(&self, e: &Explanation) -> Result<()> {
-        if e.feature as usize >= self.manifest().num_latents {
-            bail!(
-                "feature {} is outside this store's SAE ({} latents); explanation not stored",
-                e.feature,
-                self.manifest().num_latents
-            );
-        }
-        let tree = self.explanations_tree()?;
-        let ctx = || {
-            format!(
-                "cannot write the explanation of feature {} to store {}",
-                e.feature,
-                self.dir().display()
-            )
-        };
+        self.check_feature(e.feature, "explanation")?;
         let k = explanation_key(e.feature, &e.explainer_model, &e.prompt_hash);
-        tree.insert(k, serde_json::to_vec(e)?).with_context(ctx)?;
-        tree.flush().with_context(ctx)?;
-        Ok(())
+        self.put_record(&EXPLANATIONS, k, e, e.feature, "explanation")
     }
 
     /// The explanation of feature `f` by `model` with `prompt_hash`, if there is one.
@@ -139,31 +107,14 @@ impl Store {
         prompt_hash: &str,
     ) -> Result<Option<Explanation>> {
         let k = explanation_key(f, model, prompt_hash);
-        let got = self.explanations_tree()?.get(&k).with_context(|| {
-            format!(
-                "cannot read the explanation of feature {f} from store {}",
-                self.dir().display()
-            )
-        })?;
-        match got {
-            None => Ok(None),
-            Some(v) => {
-                let e = self.decode_explanation(&k, &v)?;
-                // Guards against a fingerprint collision between two (model, hash) pairs.
-                Ok((e.explainer_model == model && e.prompt_hash == prompt_hash).then_some(e))
-            }
-        }
+        let got: Option<Explanation> = self.get_record(&EXPLANATIONS, &k, f, "explanation")?;
+        // Guards against a fingerprint collision between two (model, hash) pairs.
+        Ok(got.filter(|e| e.explainer_model == model && e.prompt_hash == prompt_hash))
     }
 
     /// Every explanation of feature `f`, newest first.
     pub fn explanations_of(&self, f: u32) -> Result<Vec<Explanation>> {
-        let tree = self.explanations_tree()?;
-        let mut out = Vec::new();
-        for kv in tree.scan_prefix(f.to_be_bytes()) {
-            let (k, v) =
-                kv.with_context(|| format!("cannot scan store {}", self.dir().display()))?;
-            out.push(self.decode_explanation(&k, &v)?);
-        }
+        let mut out: Vec<Explanation> = self.scan_records(&EXPLANATIONS, Some(f))?;
         out.sort_by_key(|e| std::cmp::Reverse(e.created_unix));
         Ok(out)
     }
@@ -178,14 +129,7 @@ impl Store {
 
     /// Every explanation in the store, by feature.
     pub fn all_explanations(&self) -> Result<Vec<Explanation>> {
-        let tree = self.explanations_tree()?;
-        let mut out = Vec::new();
-        for kv in tree.iter() {
-            let (k, v) =
-                kv.with_context(|| format!("cannot scan store {}", self.dir().display()))?;
-            out.push(self.decode_explanation(&k, &v)?);
-        }
-        Ok(out)
+        self.scan_records(&EXPLANATIONS, None)
     }
 }
 
@@ -202,12 +146,7 @@ struct HumanLabel {
 impl Store {
     /// Set feature `f`'s human label (`None` or blank removes it) and flush.
     pub fn put_label(&self, f: u32, text: Option<&str>) -> Result<()> {
-        if f as usize >= self.manifest().num_latents {
-            bail!(
-                "feature {f} is outside this store's SAE ({} latents); label not stored",
-                self.manifest().num_latents
-            );
-        }
+        self.check_feature(f, "label")?;
         let tree = self.tree(LABELS_TREE)?;
         let ctx = || {
             format!(

@@ -12,13 +12,14 @@
 //! | `p` | [`Progress`] as JSON: images, tokens, next image index, complete flag |
 //! | `i/<image>` | [`ImageRecord`] as JSON |
 //! | `s/<feature>` | [`FeatureStats`]: fired tokens u64, fired images u64, exact sum u128 (units of 2^-40), max f32, [`HIST_LEN`] × u32 histogram |
-//! | `h/<feature>` | the feature's top-N list, best first: N × (score f32, image u32) |
-//! | `e/<feature><image>` | [`Example`]: image u32, score f32, max f32, mean_base f32, count u32, count × (token u16, f16 bits u16) |
+//! | `t/<feature>` | the feature's top-N examples back to back, best first, each an [`Example`]: image u32, score f32, max f32, mean_base f32, count u32, count × (token u16, f16 bits u16) |
 //! | tree `explanations`: `<feature>/<fp>` | [`Explanation`] as JSON; `fp` = 16 hex digits of FNV(explainer model, prompt hash); written and flushed one at a time |
 //! | tree `scores`: `<feature>/<method>/<fp>` | [`Score`] as JSON; `fp` = 16 hex digits of FNV(scorer model, prompt hash); flushed one at a time |
 //!
-//! All numbers are little-endian. Features that never fired have no `s/`, `h/` or `e/` records.
-//! An `e/` record exists exactly for each (feature, image) pair in that feature's `h/` list.
+//! All numbers are little-endian. Features that never fired have no `s/` or `t/` records. A
+//! commit writes a feature's `s/` record when it fired and its `t/` record when its top-N list
+//! changed: two keys per feature at most, however many of the committed images entered the list
+//! (the `t/` record is read back and rewritten, examples already listed copied as they are).
 //! The `explanations` tree is user data, not cache: merges and seed exports leave it out.
 //!
 //! # Ranking and determinism
@@ -42,6 +43,7 @@ mod scores;
 mod seed;
 #[cfg(test)]
 mod testutil;
+mod tree_codec;
 
 use std::path::PathBuf;
 

@@ -4,11 +4,11 @@
 //! triple again replaces it, so a changed recipe is stored beside the old one rather than over
 //! it. Every write is flushed before it returns, as for explanations.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
 use super::Store;
-use crate::util::hash::Fingerprint;
+use super::tree_codec::{JsonTree, feature_key};
 
 /// Name of the sled tree holding scores.
 pub const SCORES_TREE: &str = "scores";
@@ -47,64 +47,30 @@ pub struct Score {
     pub details: serde_json::Value,
 }
 
+/// Where scores live and how their damage is reported.
+const SCORES: JsonTree = JsonTree {
+    name: SCORES_TREE,
+    record: "score",
+    repair: "score that feature again with --force",
+};
+
 /// Key: feature (big-endian), `/`, method, `/`, fingerprint of (model, prompt hash).
 fn score_key(feature: u32, method: &str, model: &str, prompt_hash: &str) -> Vec<u8> {
-    let mut k = feature.to_be_bytes().to_vec();
-    k.push(b'/');
-    k.extend(method.as_bytes());
-    k.push(b'/');
-    k.extend(
-        Fingerprint::new()
-            .field(model)
-            .field(prompt_hash)
-            .hex()
-            .as_bytes(),
-    );
-    k
+    feature_key(feature, &[method], model, prompt_hash)
 }
 
 impl Store {
-    fn scores_tree(&self) -> Result<sled::Tree> {
-        self.tree(SCORES_TREE)
-    }
-
-    fn decode_score(&self, k: &[u8], v: &[u8]) -> Result<Score> {
-        serde_json::from_slice(v).with_context(|| {
-            format!(
-                "score record {k:?} in store {} is damaged; score that feature again with --force",
-                self.dir().display()
-            )
-        })
-    }
-
     /// Store `s`, replacing any score of the same feature, method, model and prompt hash; flush.
     pub fn put_score(&self, s: &Score) -> Result<()> {
-        if s.feature as usize >= self.manifest().num_latents {
-            bail!(
-                "feature {} is outside this store's SAE ({} latents); score not stored",
-                s.feature,
-                self.manifest().num_latents
-            );
-        }
+        self.check_feature(s.feature, "score")?;
         if s.method.is_empty() || s.method.contains('/') {
             bail!(
                 "score method {:?} must be a non-empty name without '/'",
                 s.method
             );
         }
-        let tree = self.scores_tree()?;
-        let ctx = || {
-            format!(
-                "cannot write the {} score of feature {} to store {}",
-                s.method,
-                s.feature,
-                self.dir().display()
-            )
-        };
         let k = score_key(s.feature, &s.method, &s.model, &s.prompt_hash);
-        tree.insert(k, serde_json::to_vec(s)?).with_context(ctx)?;
-        tree.flush().with_context(ctx)?;
-        Ok(())
+        self.put_record(&SCORES, k, s, s.feature, &format!("{} score", s.method))
     }
 
     /// The score of `f` by `method` with this scorer model and prompt hash, if stored.
@@ -116,33 +82,14 @@ impl Store {
         prompt_hash: &str,
     ) -> Result<Option<Score>> {
         let k = score_key(f, method, model, prompt_hash);
-        let got = self.scores_tree()?.get(&k).with_context(|| {
-            format!(
-                "cannot read the {method} score of feature {f} from store {}",
-                self.dir().display()
-            )
-        })?;
-        match got {
-            None => Ok(None),
-            Some(v) => {
-                let s = self.decode_score(&k, &v)?;
-                Ok(
-                    (s.model == model && s.prompt_hash == prompt_hash && s.method == method)
-                        .then_some(s),
-                )
-            }
-        }
+        let got: Option<Score> = self.get_record(&SCORES, &k, f, &format!("{method} score"))?;
+        // Guards against a fingerprint collision between two (model, hash) pairs.
+        Ok(got.filter(|s| s.model == model && s.prompt_hash == prompt_hash && s.method == method))
     }
 
     /// Every score of feature `f`, newest first (for the TUI's feature screen).
     pub fn scores_of(&self, f: u32) -> Result<Vec<Score>> {
-        let tree = self.scores_tree()?;
-        let mut out = Vec::new();
-        for kv in tree.scan_prefix(f.to_be_bytes()) {
-            let (k, v) =
-                kv.with_context(|| format!("cannot scan store {}", self.dir().display()))?;
-            out.push(self.decode_score(&k, &v)?);
-        }
+        let mut out: Vec<Score> = self.scan_records(&SCORES, Some(f))?;
         out.sort_by_key(|s| std::cmp::Reverse(s.created_unix));
         Ok(out)
     }
@@ -154,14 +101,7 @@ impl Store {
 
     /// Every score in the store, by feature.
     pub fn all_scores(&self) -> Result<Vec<Score>> {
-        let tree = self.scores_tree()?;
-        let mut out = Vec::new();
-        for kv in tree.iter() {
-            let (k, v) =
-                kv.with_context(|| format!("cannot scan store {}", self.dir().display()))?;
-            out.push(self.decode_score(&k, &v)?);
-        }
-        Ok(out)
+        self.scan_records(&SCORES, None)
     }
 }
 
