@@ -5,16 +5,17 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result, bail};
 
 use super::records::{
-    KEY_PROGRESS, PREFIX_EXAMPLE, PREFIX_HEAP, PREFIX_IMAGE, PREFIX_STATS, decode_heap,
-    encode_heap, key, key_id,
+    KEY_PROGRESS, PREFIX_IMAGE, PREFIX_STATS, PREFIX_TOP, key, key_id, top_entries,
 };
 use super::{
     Example, FeatureFilter, FeatureStats, ImageRecord, Manifest, Progress, RankRule, Store,
     rank_order,
 };
 use bucket::{Buckets, FoldParams, Folded};
+pub use pending::PendingCommit;
 
 mod bucket;
+mod pending;
 
 /// Features kept per image in [`ImageRecord::top_features`].
 pub const IMAGE_TOP_FEATURES: usize = 32;
@@ -39,9 +40,12 @@ const DIRTY_HEAP: u8 = 2;
 /// L = 131 072, N = 50. On top come the writes pending since the last commit (image records and
 /// the token maps of examples that entered a top-N: about 4 B per activation plus 100 B per
 /// (feature, image) pair of the uncommitted images) and the largest image's activations grouped
-/// by feature (8 B each; the buffer is reused from image to image). Token maps of examples already in a top-N live only in the
-/// store, and sled's page cache is capped at [`super::SLED_CACHE_BYTES`]. Commit every few
-/// images to keep the pending part small.
+/// by feature (8 B each; the buffer is reused from image to image). Token maps of examples
+/// already in a top-N live only in the store, and sled's page cache is capped at
+/// [`super::SLED_CACHE_BYTES`]. Writing a commit reads back and rewrites the whole top record
+/// of each feature whose list changed, so the batch being written holds those records (`N`
+/// examples each, about `20 + 4 × tokens` B an example). Commit every few images to keep the
+/// pending part small.
 pub struct Aggregator {
     num_latents: usize,
     top_n: usize,
@@ -52,7 +56,6 @@ pub struct Aggregator {
     dirty: Vec<u8>,
     dirty_list: Vec<u32>,
     new_examples: BTreeMap<(u32, u32), Example>,
-    gone_examples: Vec<(u32, u32)>,
     new_images: Vec<ImageRecord>,
     progress: Progress,
     committed: Progress,
@@ -84,7 +87,6 @@ impl Aggregator {
             dirty: vec![0; num_latents],
             dirty_list: Vec::new(),
             new_examples: BTreeMap::new(),
-            gone_examples: Vec::new(),
             new_images: Vec::new(),
             progress: Progress::default(),
             committed: Progress::default(),
@@ -120,12 +122,16 @@ impl Aggregator {
             let (f, s) = item?;
             agg.stats[check(f)?] = Some(s);
         }
-        for kv in store.scan_raw(PREFIX_HEAP) {
+        for kv in store.scan_raw(PREFIX_TOP) {
             let (k, v) = kv?;
-            let f = key_id(PREFIX_HEAP, &k).with_context(|| format!("store {dir}: bad key"))?;
-            let heap = decode_heap(&v).with_context(|| {
-                format!("store {dir}: the top-N list of feature {f} is damaged")
-            })?;
+            let f = key_id(PREFIX_TOP, &k).with_context(|| format!("store {dir}: bad key"))?;
+            let heap: Vec<(f32, u32)> = top_entries(&v)
+                .with_context(|| {
+                    format!("store {dir}: the top examples of feature {f} are damaged; rebuild the cache")
+                })?
+                .iter()
+                .map(|e| (e.score, e.image))
+                .collect();
             if heap.len() > agg.top_n {
                 bail!(
                     "store {dir}: feature {f} lists {} examples, more than top_n",
@@ -205,10 +211,9 @@ impl Aggregator {
             if let Some((example, evicted)) = entered {
                 self.mark(f, DIRTY_HEAP);
                 self.new_examples.insert((f, index), example);
-                if let Some(old) = evicted
-                    && self.new_examples.remove(&(f, old)).is_none()
-                {
-                    self.gone_examples.push((f, old));
+                // An example evicted before its first commit never reaches the store.
+                if let Some(old) = evicted {
+                    self.new_examples.remove(&(f, old));
                 }
             }
         }
@@ -235,9 +240,10 @@ impl Aggregator {
         self.prepare_commit(store)?.write(store)
     }
 
-    /// Build the batch [`Aggregator::commit`] writes, without writing it, so the caller can
-    /// write it on another thread while aggregation goes on. It must be written before the
-    /// next `prepare_commit` or `finish` (which check the store is at the last commit).
+    /// Take what [`Aggregator::commit`] writes, without writing it, so the caller can write it
+    /// on another thread while aggregation goes on. It must be written before the next
+    /// `prepare_commit` or `finish` (which check the store is at the last commit): writing it
+    /// reads the changed features' top records back from the store to rewrite them.
     pub fn prepare_commit(&mut self, store: &Store) -> Result<PendingCommit> {
         let m = store.manifest();
         let dir = store.dir().display();
@@ -254,24 +260,31 @@ impl Aggregator {
             );
         }
         let mut batch = sled::Batch::default();
+        let (mut changed, mut stats_keys) = (Vec::new(), 0);
         for &f in &self.dirty_list {
             let d = std::mem::take(&mut self.dirty[f as usize]);
             if d & DIRTY_STATS != 0
                 && let Some(s) = &self.stats[f as usize]
             {
                 batch.insert(key(PREFIX_STATS, &[f]), s.encode());
+                stats_keys += 1;
             }
             if d & DIRTY_HEAP != 0 {
-                batch.insert(key(PREFIX_HEAP, &[f]), encode_heap(&self.heaps[f as usize]));
+                changed.push(f);
             }
         }
         self.dirty_list.clear();
-        for ((f, i), e) in std::mem::take(&mut self.new_examples) {
-            batch.insert(key(PREFIX_EXAMPLE, &[f, i]), e.encode());
-        }
-        for (f, i) in self.gone_examples.drain(..) {
-            batch.remove(key(PREFIX_EXAMPLE, &[f, i]));
-        }
+        // The writer walks the new examples in (feature, image) order alongside these.
+        changed.sort_unstable();
+        let mut lists = Vec::new();
+        let tops: Vec<(u32, usize)> = changed
+            .into_iter()
+            .map(|f| {
+                lists.extend_from_slice(&self.heaps[f as usize]);
+                (f, lists.len())
+            })
+            .collect();
+        let keys = stats_keys + tops.len() + self.new_images.len() + 1;
         for image in self.new_images.drain(..) {
             batch.insert(
                 key(PREFIX_IMAGE, &[image.index]),
@@ -279,27 +292,21 @@ impl Aggregator {
             );
         }
         batch.insert(KEY_PROGRESS, serde_json::to_vec(&self.progress)?);
-        self.committed = self.progress.clone();
-        Ok(PendingCommit { batch })
+        let base = std::mem::replace(&mut self.committed, self.progress.clone());
+        Ok(PendingCommit {
+            base,
+            batch,
+            tops,
+            lists,
+            entered: std::mem::take(&mut self.new_examples),
+            keys,
+        })
     }
 
     /// Commit and mark the store complete (no further images).
     pub fn finish(&mut self, store: &Store) -> Result<()> {
         self.progress.complete = true;
         self.commit(store)
-    }
-}
-
-/// A commit built by [`Aggregator::prepare_commit`], not yet in the store.
-#[must_use = "a prepared commit does nothing until it is written"]
-pub struct PendingCommit {
-    batch: sled::Batch,
-}
-
-impl PendingCommit {
-    /// Apply the batch to `store` atomically and flush.
-    pub fn write(self, store: &Store) -> Result<()> {
-        store.apply(self.batch)
     }
 }
 

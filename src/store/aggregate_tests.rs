@@ -52,12 +52,15 @@ fn top_n_order_ties_and_evictions() {
     for gone in [0, 2, 4] {
         assert!(store.example(0, gone).unwrap().is_none(), "image {gone}");
     }
-    let keys = store.scan_raw(PREFIX_EXAMPLE).count();
-    assert_eq!(
-        keys,
-        3 + 3,
-        "exactly the listed examples of features 0 and 1"
-    );
+    // One top record per feature that fired, holding exactly the listed examples.
+    let tops: Vec<u32> = store
+        .scan_raw(PREFIX_TOP)
+        .map(|kv| key_id(PREFIX_TOP, &kv.unwrap().0).unwrap())
+        .collect();
+    assert_eq!(tops, vec![0, 1]);
+    assert_eq!(store.top_examples(1).unwrap().len(), 3);
+    assert_eq!(store.example(0, 3).unwrap().as_ref(), Some(&ex[2]));
+    assert!(store.example(2, 3).unwrap().is_none());
     // Feature 1 ties everywhere: the lowest image indices win.
     assert_eq!(
         store.top_list(1).unwrap(),
@@ -151,8 +154,8 @@ fn filter_limits_what_is_stored() {
         !feats.is_empty() && feats.iter().all(|f| [1, 5, 7].contains(f)),
         "{feats:?}"
     );
-    for kv in store.scan_raw(PREFIX_EXAMPLE) {
-        let f = key_id(PREFIX_EXAMPLE, &kv.unwrap().0).unwrap();
+    for kv in store.scan_raw(PREFIX_TOP) {
+        let f = key_id(PREFIX_TOP, &kv.unwrap().0).unwrap();
         assert!([1, 5, 7].contains(&f));
     }
     for img in store.images() {
@@ -273,6 +276,23 @@ fn killed_repeatedly_equals_uninterrupted_run() {
         dump(&whole) == dump(&store),
         "killed-and-resumed store differs"
     );
+}
+
+#[test]
+fn a_commit_is_written_only_onto_the_store_it_was_prepared_against() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = manifest(8, 2, RankRule::Max);
+    let store = Store::create(tmp.path(), &m).unwrap();
+    let mut a = Aggregator::from_manifest(&m).unwrap();
+    a.add_image(record(0), &[(0, 1, 1.0)], 16, 30).unwrap();
+    let stale = a.prepare_commit(&store).unwrap();
+    assert_eq!(stale.keys(), 4, "stats, top record, image, progress");
+    let mut b = Aggregator::from_manifest(&m).unwrap();
+    b.add_image(record(5), &[(0, 1, 2.0)], 16, 30).unwrap();
+    b.commit(&store).unwrap();
+    let msg = format!("{:#}", stale.write(&store).unwrap_err());
+    assert!(msg.contains("not at the commit"), "{msg}");
+    assert_eq!(store.top_list(1).unwrap(), vec![(2.0, 5)]);
 }
 
 #[test]
@@ -418,10 +438,8 @@ fn reference_add_image(
                 tokens,
             };
             agg.new_examples.insert((f, index), example);
-            if let Some(old) = evicted
-                && agg.new_examples.remove(&(f, old)).is_none()
-            {
-                agg.gone_examples.push((f, old));
+            if let Some(old) = evicted {
+                agg.new_examples.remove(&(f, old));
             }
         }
     }
@@ -442,7 +460,6 @@ fn assert_same_state(a: &Aggregator, b: &Aggregator, what: &str) {
     assert!(a.dirty == b.dirty, "{what}: dirty marks differ");
     assert_eq!(a.dirty_list, b.dirty_list, "{what}: dirty order differs");
     assert!(a.new_examples == b.new_examples, "{what}: examples differ");
-    assert_eq!(a.gone_examples, b.gone_examples, "{what}: evictions differ");
     assert_eq!(a.new_images, b.new_images, "{what}: image records differ");
     assert_eq!(a.progress, b.progress, "{what}: progress differs");
 }
@@ -521,7 +538,7 @@ fn bucketed_fold_equals_reference_fold() {
                 b.commit(&store_b).unwrap();
             }
         }
-        assert!(!a.gone_examples.is_empty() && a.new_examples.len() > 1000);
+        assert!(a.new_examples.len() > 1000);
         // Bad input gives the same error and leaves the state alone.
         let mut bad = random_image(&mut rng, 50, 4, latents, true);
         bad.push((7, 200, 1.0));
@@ -590,5 +607,68 @@ fn bench_aggregate_add_image() {
         times[0] * 1e3,
         times[1] * 1e3,
         times[0] / times[1]
+    );
+}
+
+/// Keys and time per commit on the worst case of `glint --batch cache` with a random SAE: every
+/// one of 131072 features fires on every image, a few tokens each, so every image enters every
+/// top-N list (not a timed test): `cargo test --lib -- --ignored --nocapture bench_commit`.
+#[test]
+#[ignore = "benchmark; run by hand"]
+fn bench_commit_every_feature_fires() {
+    let (latents, tokens, per_feature, images, every) = (131_072u32, 2880u64, 3, 48u32, 16);
+    assert!(
+        images <= 50,
+        "the former layout's count assumes no evictions"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let m = manifest(latents as usize, 50, RankRule::Max);
+    let store = Store::create(tmp.path(), &m).unwrap();
+    let mut agg = Aggregator::from_manifest(&m).unwrap();
+    let mut rng = SeededRng::new(23);
+    let mut acts: Vec<(u16, u32, f32)> = Vec::with_capacity(latents as usize * per_feature);
+    let mut add_s = 0.0;
+    for i in 0..images {
+        acts.clear();
+        for f in 0..latents {
+            let first = rng.below(tokens - per_feature as u64) as u16;
+            for t in 0..per_feature as u16 {
+                acts.push((first + t, f, rng.range_f64(0.01, 10.0) as f32));
+            }
+        }
+        let t = Instant::now();
+        agg.add_image(record(i), &acts, 576, tokens as usize)
+            .unwrap();
+        add_s += t.elapsed().as_secs_f64();
+        if (i + 1) % every == 0 {
+            // With at most top_n images nothing is evicted, so the former layout (a top-list key
+            // and one key per entered example instead of one top record) wrote exactly this.
+            let former = agg.dirty.iter().filter(|&&d| d != 0).count()
+                + agg.new_examples.len()
+                + agg.pending_images()
+                + 1
+                + agg.dirty.iter().filter(|&&d| d & DIRTY_HEAP != 0).count();
+            let t = Instant::now();
+            let commit = agg.prepare_commit(&store).unwrap();
+            let prepare_s = t.elapsed().as_secs_f64();
+            let keys = commit.keys();
+            let t = Instant::now();
+            commit.write(&store).unwrap();
+            let write_s = t.elapsed().as_secs_f64();
+            println!(
+                "commit after image {i}: {keys} keys (former layout: {former}), \
+                 prepare {prepare_s:.2} s, write {write_s:.2} s"
+            );
+        }
+    }
+    let t = Instant::now();
+    let top = store.top_examples(latents - 1).unwrap();
+    let read_s = t.elapsed().as_secs_f64();
+    assert_eq!(top.len(), images.min(50) as usize);
+    println!(
+        "{images} images x {latents} latents x {per_feature} tokens, top_n 50, commit every \
+         {every}: add_image {:.2} s/image, top_examples {:.1} ms",
+        add_s / f64::from(images),
+        read_s * 1e3
     );
 }

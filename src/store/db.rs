@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 use super::records::{
-    KEY_MANIFEST, KEY_PROGRESS, PREFIX_EXAMPLE, PREFIX_HEAP, PREFIX_IMAGE, PREFIX_STATS,
-    decode_heap, key, key_id,
+    KEY_MANIFEST, KEY_PROGRESS, PREFIX_IMAGE, PREFIX_STATS, PREFIX_TOP, TopEntry, key, key_id,
+    top_entries,
 };
 use super::{Example, FeatureStats, ImageRecord, Manifest, Progress, SCHEMA_VERSION, StoreError};
 
@@ -233,38 +233,52 @@ impl Store {
         })
     }
 
+    /// The raw top record of feature `f` (its top examples back to back, best first).
+    pub(crate) fn top_record(&self, f: u32) -> Result<Option<sled::IVec>> {
+        self.get(&key(PREFIX_TOP, &[f]), || {
+            format!("the top examples of feature {f}")
+        })
+    }
+
+    /// Read feature `f`'s top record and hand its entries to `use_entries`; errors from either
+    /// name the feature and say the store is damaged.
+    fn with_top<T>(
+        &self,
+        f: u32,
+        use_entries: impl FnOnce(&[TopEntry]) -> Result<T>,
+    ) -> Result<Option<T>> {
+        let Some(bytes) = self.top_record(f)? else {
+            return Ok(None);
+        };
+        let what = || format!("the top examples of feature {f}");
+        let entries = self.damaged(top_entries(&bytes), what)?;
+        self.damaged(use_entries(&entries), what).map(Some)
+    }
+
     /// The (score, image) top-N list of feature `f`, best first; empty if it never fired.
     pub fn top_list(&self, f: u32) -> Result<Vec<(f32, u32)>> {
-        let what = || format!("the top-N list of feature {f}");
-        match self.get(&key(PREFIX_HEAP, &[f]), what)? {
-            None => Ok(Vec::new()),
-            Some(b) => self.damaged(decode_heap(&b), what),
-        }
+        let list = self.with_top(f, |entries| {
+            Ok(entries.iter().map(|e| (e.score, e.image)).collect())
+        })?;
+        Ok(list.unwrap_or_default())
     }
 
     /// The stored example of feature `f` on image `image`, if it is in the feature's top-N.
     pub fn example(&self, f: u32, image: u32) -> Result<Option<Example>> {
-        let what = || format!("the example of feature {f} on image {image}");
-        match self.get(&key(PREFIX_EXAMPLE, &[f, image]), what)? {
-            None => Ok(None),
-            Some(b) => self.damaged(Example::decode(&b), what).map(Some),
-        }
+        let found = self.with_top(f, |entries| {
+            entries
+                .iter()
+                .find(|e| e.image == image)
+                .map(TopEntry::decode)
+                .transpose()
+        })?;
+        Ok(found.flatten())
     }
 
     /// The top examples of feature `f` with their token maps, best first.
     pub fn top_examples(&self, f: u32) -> Result<Vec<Example>> {
-        self.top_list(f)?
-            .into_iter()
-            .map(|(_, image)| {
-                self.example(f, image)?.with_context(|| {
-                    format!(
-                        "store {} lists image {image} among the top examples of feature {f} \
-                         but has no token map for it; the store is damaged, rebuild the cache",
-                        self.dir.display()
-                    )
-                })
-            })
-            .collect()
+        let all = self.with_top(f, |entries| entries.iter().map(TopEntry::decode).collect())?;
+        Ok(all.unwrap_or_default())
     }
 
     /// The record of image `i`, if it has been aggregated.
@@ -385,6 +399,19 @@ mod tests {
             "{msg}"
         );
         assert!(s.features().next().unwrap().is_err());
+        s.db.insert(key(PREFIX_TOP, &[6]), &[1u8, 0, 0, 0, 0, 0][..])
+            .unwrap();
+        for err in [
+            s.top_examples(6).unwrap_err(),
+            s.top_list(6).unwrap_err(),
+            s.example(6, 1).unwrap_err(),
+        ] {
+            let msg = format!("{err:#}");
+            assert!(
+                msg.contains("feature 6") && msg.contains("damaged; rebuild the cache"),
+                "{msg}"
+            );
+        }
         drop(s);
         let err = Store::open(&dir).unwrap_err();
         assert!(
@@ -392,7 +419,7 @@ mod tests {
                 downcast(&err),
                 Some(StoreError::SchemaVersion {
                     found: 99,
-                    expected: 1,
+                    expected: SCHEMA_VERSION,
                     ..
                 })
             ),

@@ -5,12 +5,15 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 use super::records::{
-    KEY_PROGRESS, PREFIX_EXAMPLE, PREFIX_HEAP, PREFIX_IMAGE, PREFIX_STATS, encode_heap, key, key_id,
+    KEY_PROGRESS, PREFIX_IMAGE, PREFIX_STATS, PREFIX_TOP, key, key_id, top_entries,
 };
 use super::{Progress, Store, rank_order};
 
 /// Records written per atomic batch while merging.
 const BATCH: usize = 4096;
+
+/// A batch is also written once its values reach this many bytes (top records can be large).
+const BATCH_BYTES: usize = 64 << 20;
 
 /// The folder a merge writes to before it is complete and renamed into place.
 fn partial_dir(out_dir: &Path) -> PathBuf {
@@ -70,6 +73,7 @@ fn write_merged(stores: &[Store], out: &Store) -> Result<()> {
         out,
         batch: sled::Batch::default(),
         len: 0,
+        bytes: 0,
     };
     let progress = copy_images(stores, &mut batch)?;
     for f in 0..m.num_latents as u32 {
@@ -158,18 +162,21 @@ fn open_shards(shards: &[PathBuf]) -> Result<Vec<Store>> {
     Ok(stores)
 }
 
-/// Buffers writes into atomic batches of [`BATCH`] records.
+/// Buffers writes into atomic batches of at most [`BATCH`] records or about [`BATCH_BYTES`].
 struct Writer<'a> {
     out: &'a Store,
     batch: sled::Batch,
     len: usize,
+    bytes: usize,
 }
 
 impl Writer<'_> {
     fn put(&mut self, k: Vec<u8>, v: impl Into<sled::IVec>) -> Result<()> {
-        self.batch.insert(k, v.into());
+        let v = v.into();
+        self.bytes += k.len() + v.len();
+        self.batch.insert(k, v);
         self.len += 1;
-        if self.len >= BATCH {
+        if self.len >= BATCH || self.bytes >= BATCH_BYTES {
             self.flush()?;
         }
         Ok(())
@@ -177,7 +184,7 @@ impl Writer<'_> {
 
     fn flush(&mut self) -> Result<()> {
         self.out.apply(std::mem::take(&mut self.batch))?;
-        self.len = 0;
+        (self.len, self.bytes) = (0, 0);
         Ok(())
     }
 }
@@ -231,32 +238,37 @@ fn copy_images(stores: &[Store], out: &mut Writer) -> Result<Progress> {
     Ok(total)
 }
 
-/// Merge one feature's statistics and top-N lists, copying the surviving examples' token maps.
+/// Merge one feature's statistics and top examples: the shards' top records re-ranked, the
+/// best `top_n` examples copied as they are.
 fn merge_feature(stores: &[Store], f: u32, top_n: usize, out: &mut Writer) -> Result<()> {
     let mut stats = None;
-    let mut pool: Vec<((f32, u32), usize)> = Vec::new();
-    for (j, s) in stores.iter().enumerate() {
+    let mut records = Vec::with_capacity(stores.len());
+    for s in stores {
         if let Some(st) = s.feature_stats(f)? {
             stats
                 .get_or_insert_with(super::FeatureStats::default)
                 .merge(&st);
         }
-        pool.extend(s.top_list(f)?.into_iter().map(|item| (item, j)));
+        records.push(s.top_record(f)?);
     }
     let Some(stats) = stats else { return Ok(()) };
-    pool.sort_by(|a, b| rank_order(a.0, b.0));
+    let mut pool = Vec::new();
+    for (s, record) in stores.iter().zip(&records) {
+        if let Some(bytes) = record {
+            pool.extend(top_entries(bytes).with_context(|| {
+                format!(
+                    "the top examples of feature {f} in shard {} are damaged; rebuild that shard",
+                    s.dir().display()
+                )
+            })?);
+        }
+    }
+    pool.sort_by(|a, b| rank_order((a.score, a.image), (b.score, b.image)));
     pool.truncate(top_n);
     out.put(key(PREFIX_STATS, &[f]), stats.encode())?;
-    let heap: Vec<(f32, u32)> = pool.iter().map(|p| p.0).collect();
-    out.put(key(PREFIX_HEAP, &[f]), encode_heap(&heap))?;
-    for ((_, image), j) in pool {
-        let e = stores[j].example(f, image)?.with_context(|| {
-            format!(
-                "shard {} lists image {image} for feature {f} but has no token map; it is damaged",
-                stores[j].dir().display()
-            )
-        })?;
-        out.put(key(PREFIX_EXAMPLE, &[f, image]), e.encode())?;
+    if !pool.is_empty() {
+        let top: Vec<u8> = pool.iter().flat_map(|e| e.bytes.iter().copied()).collect();
+        out.put(key(PREFIX_TOP, &[f]), top)?;
     }
     Ok(())
 }

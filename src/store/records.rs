@@ -201,8 +201,20 @@ mod tokens_as_f32 {
 }
 
 impl Example {
+    /// Bytes of the encoding of an example with `n` tokens.
+    pub(crate) fn encoded_len(n: usize) -> usize {
+        20 + 4 * n
+    }
+
+    #[cfg(test)]
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(20 + 4 * self.tokens.len());
+        let mut out = Vec::with_capacity(Self::encoded_len(self.tokens.len()));
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// Append the encoding to `out` (top records are examples back to back).
+    pub(crate) fn encode_into(&self, out: &mut Vec<u8>) {
         out.extend(self.image.to_le_bytes());
         out.extend(self.score.to_le_bytes());
         out.extend(self.max.to_le_bytes());
@@ -212,7 +224,6 @@ impl Example {
             out.extend(t.to_le_bytes());
             out.extend(v.to_bits().to_le_bytes());
         }
-        out
     }
 
     pub(crate) fn decode(bytes: &[u8]) -> Result<Self> {
@@ -280,8 +291,7 @@ pub(crate) const KEY_MANIFEST: &[u8] = b"m";
 pub(crate) const KEY_PROGRESS: &[u8] = b"p";
 pub(crate) const PREFIX_IMAGE: &[u8] = b"i/";
 pub(crate) const PREFIX_STATS: &[u8] = b"s/";
-pub(crate) const PREFIX_HEAP: &[u8] = b"h/";
-pub(crate) const PREFIX_EXAMPLE: &[u8] = b"e/";
+pub(crate) const PREFIX_TOP: &[u8] = b"t/";
 
 /// `prefix` followed by the big-endian ids, so keys sort by id.
 pub(crate) fn key(prefix: &[u8], ids: &[u32]) -> Vec<u8> {
@@ -300,25 +310,56 @@ pub(crate) fn key_id(prefix: &[u8], key: &[u8]) -> Result<u32> {
     }
 }
 
-/// Encode a top-N list of (score, image) pairs.
-pub(crate) fn encode_heap(heap: &[(f32, u32)]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 * heap.len());
-    for (s, i) in heap {
-        out.extend(s.to_le_bytes());
-        out.extend(i.to_le_bytes());
-    }
-    out
+/// One example inside a top record: its rank key and its encoded bytes ([`Example::encode`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TopEntry<'a> {
+    pub score: f32,
+    pub image: u32,
+    pub bytes: &'a [u8],
 }
 
-/// Decode a top-N list written by [`encode_heap`].
-pub(crate) fn decode_heap(bytes: &[u8]) -> Result<Vec<(f32, u32)>> {
-    if !bytes.len().is_multiple_of(8) {
-        bail!("top-N record is {} bytes, not a multiple of 8", bytes.len());
+impl TopEntry<'_> {
+    /// The full example.
+    pub fn decode(&self) -> Result<Example> {
+        Example::decode(self.bytes)
     }
-    let mut r = Reader(bytes);
-    (0..bytes.len() / 8)
-        .map(|_| Ok((r.f32()?, r.u32()?)))
-        .collect()
+}
+
+/// Split a top record (examples back to back, best first) into its entries, checking that the
+/// lengths add up and the entries are in strict rank order, without decoding token maps.
+pub(crate) fn top_entries(bytes: &[u8]) -> Result<Vec<TopEntry<'_>>> {
+    let mut out: Vec<TopEntry> = Vec::new();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let mut r = Reader(rest);
+        let image = r.u32()?;
+        let score = r.f32()?;
+        r.take::<8>()?;
+        let n = r.u32()? as usize;
+        let len = Example::encoded_len(n);
+        if rest.len() < len {
+            bail!(
+                "top record ends inside the example of image {image} ({} of {len} bytes)",
+                rest.len()
+            );
+        }
+        if let Some(prev) = out.last()
+            && !rank_order((prev.score, prev.image), (score, image)).is_lt()
+        {
+            bail!(
+                "top record lists image {image} after image {}, out of rank order",
+                prev.image
+            );
+        }
+        let (entry, tail) = rest.split_at(len);
+        out.push(TopEntry {
+            score,
+            image,
+            bytes: entry,
+        });
+        rest = tail;
+    }
+    Ok(out)
 }
 
 /// A cursor over little-endian fields.
@@ -401,7 +442,7 @@ mod tests {
     }
 
     #[test]
-    fn example_and_heap_codecs() {
+    fn example_and_top_record_codecs() {
         let e = Example {
             image: 7,
             score: 1.5,
@@ -415,12 +456,39 @@ mod tests {
         assert_eq!(serde_json::from_str::<Example>(&json).unwrap(), e);
         let bytes = e.encode();
         assert!(Example::decode(&bytes[..bytes.len() - 1]).is_err());
-        let heap = vec![(3.0, 1), (2.5, 9)];
-        assert_eq!(decode_heap(&encode_heap(&heap)).unwrap(), heap);
-        assert!(decode_heap(&[0; 5]).is_err());
-        let k = key(PREFIX_EXAMPLE, &[3, 258]);
-        assert_eq!(k, b"e/\0\0\0\x03\0\0\x01\x02");
-        assert_eq!(key_id(PREFIX_EXAMPLE, &k).unwrap(), 3);
+        let second = Example {
+            image: 3,
+            score: 1.0,
+            tokens: vec![],
+            ..e.clone()
+        };
+        let mut top = Vec::new();
+        e.encode_into(&mut top);
+        second.encode_into(&mut top);
+        let entries = top_entries(&top).unwrap();
+        let keys: Vec<(f32, u32)> = entries.iter().map(|x| (x.score, x.image)).collect();
+        assert_eq!(keys, vec![(1.5, 7), (1.0, 3)]);
+        assert_eq!(entries[0].decode().unwrap(), e);
+        assert_eq!(entries[1].decode().unwrap(), second);
+        assert!(top_entries(&[]).unwrap().is_empty());
+        assert!(top_entries(&top[..top.len() - 1]).is_err());
+        assert!(top_entries(&top[..top.len() - 21]).is_err());
+        assert_eq!(top_entries(&top[..top.len() - 20]).unwrap().len(), 1);
+        // The same example twice, or the worse one first, is out of rank order.
+        let mut twice = e.encode();
+        e.encode_into(&mut twice);
+        assert!(
+            top_entries(&twice)
+                .unwrap_err()
+                .to_string()
+                .contains("rank order")
+        );
+        let mut swapped = second.encode();
+        e.encode_into(&mut swapped);
+        assert!(top_entries(&swapped).is_err());
+        let k = key(PREFIX_TOP, &[3, 258]);
+        assert_eq!(k, b"t/\0\0\0\x03\0\0\x01\x02");
+        assert_eq!(key_id(PREFIX_TOP, &k).unwrap(), 3);
         assert!(key_id(PREFIX_STATS, &k).is_err());
     }
 
