@@ -121,6 +121,23 @@ impl Sae {
         })
     }
 
+    /// Top-k of each row of latents that are already activated (bias added, ReLU applied, then
+    /// perhaps edited), ordered as [`Sae::encode`] orders codes. On CUDA this is the fused
+    /// kernel with a zero bias, which passes non-negative values through exactly; a row with a
+    /// negative entry (an edit below zero) takes the generic path, where negatives rank last.
+    pub fn topk_of_acts(
+        &self,
+        acts: &Tensor,
+        k: usize,
+        non_negative: bool,
+    ) -> Result<(Tensor, Tensor)> {
+        if non_negative && self.fused_topk_applies() {
+            let zero = Tensor::zeros(acts.dim(1)?, acts.dtype(), acts.device())?;
+            return self.fused_topk_with_bias(acts, &zero, k);
+        }
+        topk_rows(acts, k)
+    }
+
     /// Whether encoding goes through the fused CUDA bias + ReLU + top-k kernel.
     fn fused_topk_applies(&self) -> bool {
         cfg!(feature = "cuda")
@@ -129,13 +146,22 @@ impl Sae {
             && self.k() <= 1024
     }
 
-    #[cfg(feature = "cuda")]
     fn fused_topk(&self, pre: &Tensor, k: usize) -> Result<(Tensor, Tensor)> {
-        crate::kernels::topk::sae_topk(pre, self.b_enc(), k)
+        self.fused_topk_with_bias(pre, self.b_enc(), k)
+    }
+
+    #[cfg(feature = "cuda")]
+    fn fused_topk_with_bias(
+        &self,
+        pre: &Tensor,
+        bias: &Tensor,
+        k: usize,
+    ) -> Result<(Tensor, Tensor)> {
+        crate::kernels::topk::sae_topk(pre, bias, k)
     }
 
     #[cfg(not(feature = "cuda"))]
-    fn fused_topk(&self, _pre: &Tensor, _k: usize) -> Result<(Tensor, Tensor)> {
+    fn fused_topk_with_bias(&self, _: &Tensor, _: &Tensor, _: usize) -> Result<(Tensor, Tensor)> {
         bail!("the fused SAE top-k needs a build with the `cuda` feature")
     }
 

@@ -6,7 +6,7 @@ use candle_core::{DType, Tensor};
 use super::{Direction, EditStats, Intervention, Mode};
 use crate::model::llava_next::SequenceMap;
 use crate::model::tap::{TapEdit, TapSite};
-use crate::sae::{Sae, SparseCodes, topk_rows};
+use crate::sae::{Sae, SparseCodes};
 
 /// An intervention bound to an SAE and a prompt, usable as the layer tap's edit.
 pub struct SteerEdit<'a> {
@@ -16,6 +16,8 @@ pub struct SteerEdit<'a> {
     feats: Tensor,
     /// The edits' target values `[f]` (f32), on the SAE's device.
     targets: Tensor,
+    /// Whether no target is below zero (edited rows then stay valid activations).
+    targets_non_negative: bool,
     dirs: Tensor,
     stats: EditStats,
     pending: Pending,
@@ -59,6 +61,7 @@ impl<'a> SteerEdit<'a> {
             prompt,
             feats,
             targets,
+            targets_non_negative: values.iter().all(|v| *v >= 0.0),
             dirs,
             stats: EditStats::new(iv),
             pending: Pending::default(),
@@ -152,7 +155,9 @@ impl<'a> SteerEdit<'a> {
                 pre = pre.scatter(&idx, &new, 1)?;
                 edited = Some(orig);
             }
-            let (vals, ids) = topk_rows(&pre, self.sae.k())?;
+            let (vals, ids) =
+                self.sae
+                    .topk_of_acts(&pre, self.sae.k(), self.targets_non_negative)?;
             if let Some(orig) = edited {
                 let record = (m.to_vec(), orig, vals.clone(), ids.clone());
                 self.pending.replaced.push(record);
