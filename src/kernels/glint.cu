@@ -352,29 +352,74 @@ __device__ __forceinline__ float block_sum(float v, float *scratch) {
     return scratch[0];
 }
 
+// V elements from `src` into registers (one 16-byte access when V > 1), and back.
+template <typename T, int V> __device__ __forceinline__ void load_vec(T (&dst)[V], const T *src) {
+    if constexpr (V == 1) {
+        dst[0] = src[0];
+    } else {
+        *reinterpret_cast<uint4 *>(dst) = *reinterpret_cast<const uint4 *>(src);
+    }
+}
+template <typename T, int V> __device__ __forceinline__ void store_vec(T *dst, const T (&src)[V]) {
+    if constexpr (V == 1) {
+        dst[0] = src[0];
+    } else {
+        *reinterpret_cast<uint4 *>(dst) = *reinterpret_cast<const uint4 *>(src);
+    }
+}
+
 // y = T(x / rms(x)) * w per row of d; with `delta`, x is first replaced by T(x + delta), which is
-// also written to `sum` (the residual add of a decoder layer fused with the next norm).
+// also written to `sum` (the residual add of a decoder layer fused with the next norm). Rows of a
+// multiple of V = 16 / sizeof(T) (16-byte aligned) are read and written V elements at a time: a
+// decoding step normalises one row, where a block's loop of scalar loads is all latency.
+template <typename T, int V>
+__device__ void rms_norm_row(const T *__restrict__ x, const T *__restrict__ delta,
+                             const T *__restrict__ w, T *__restrict__ sum, T *__restrict__ y,
+                             int d, float eps, float *scratch) {
+    const size_t base = (size_t)blockIdx.x * d;
+    float acc = 0.f;
+    for (int c0 = threadIdx.x * V; c0 < d; c0 += blockDim.x * V) {
+        alignas(16) T xv[V];
+        load_vec<T, V>(xv, x + base + c0);
+        if (delta != nullptr) {
+            alignas(16) T dv[V];
+            load_vec<T, V>(dv, delta + base + c0);
+#pragma unroll
+            for (int i = 0; i < V; i++) xv[i] = from_f<T>(to_f(xv[i]) + to_f(dv[i]));
+            store_vec<T, V>(sum + base + c0, xv);
+        }
+#pragma unroll
+        for (int i = 0; i < V; i++) acc += to_f(xv[i]) * to_f(xv[i]);
+    }
+    const float inv = rsqrtf(block_sum(acc, scratch) / (float)d + eps);
+    const T *src = delta != nullptr ? sum : x;
+    for (int c0 = threadIdx.x * V; c0 < d; c0 += blockDim.x * V) {
+        alignas(16) T xv[V];
+        alignas(16) T wv[V];
+        load_vec<T, V>(xv, src + base + c0);
+        load_vec<T, V>(wv, w + c0);
+#pragma unroll
+        for (int i = 0; i < V; i++) {
+            const float n = to_f(from_f<T>(to_f(xv[i]) * inv));
+            xv[i] = from_f<T>(n * to_f(wv[i]));
+        }
+        store_vec<T, V>(y + base + c0, xv);
+    }
+}
+
 template <typename T>
 __device__ void rms_norm_rows(const T *__restrict__ x, const T *__restrict__ delta,
                               const T *__restrict__ w, T *__restrict__ sum, T *__restrict__ y,
                               int d, float eps) {
     __shared__ float scratch[32];
-    const size_t base = (size_t)blockIdx.x * d;
-    float acc = 0.f;
-    for (int c = threadIdx.x; c < d; c += blockDim.x) {
-        float v = to_f(x[base + c]);
-        if (delta != nullptr) {
-            const T s = from_f<T>(v + to_f(delta[base + c]));
-            sum[base + c] = s;
-            v = to_f(s);
-        }
-        acc += v * v;
-    }
-    const float inv = rsqrtf(block_sum(acc, scratch) / (float)d + eps);
-    const T *src = delta != nullptr ? sum : x;
-    for (int c = threadIdx.x; c < d; c += blockDim.x) {
-        const float n = to_f(from_f<T>(to_f(src[base + c]) * inv));
-        y[base + c] = from_f<T>(n * to_f(w[c]));
+    constexpr int V = 16 / sizeof(T);
+    const auto aligned = [](const void *p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+    const bool vec = d % V == 0 && aligned(x) && aligned(w) && aligned(y) &&
+                     (delta == nullptr || (aligned(delta) && aligned(sum)));
+    if (vec) {
+        rms_norm_row<T, V>(x, delta, w, sum, y, d, eps, scratch);
+    } else {
+        rms_norm_row<T, 1>(x, delta, w, sum, y, d, eps, scratch);
     }
 }
 
