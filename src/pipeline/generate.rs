@@ -301,6 +301,9 @@ pub fn generate_with_edit(
         };
         (plain.0.try_clone()?, plain.1.clone())
     };
+    // Accelerators run the prefill asynchronously: wait for it here, or its time would be
+    // counted as the first decode step's.
+    logits.device().synchronize()?;
     out.prefill_seconds = t0.elapsed().as_secs_f64();
     let _ = on_event(TokenEvent::Prefilled {
         positions: prompt.len(),
