@@ -312,7 +312,13 @@ pub fn bias_act(
     let dev = xi.device();
     let total = x.elem_count();
     let (total_u, n_i, act_i, null) = (total as u64, i32_arg(n, "bias width")?, act as i32, 0u64);
-    let cfg = elementwise_launch(total);
+    // The kernel takes 16-byte vectors when rows allow it (it checks alignment itself).
+    let per_thread = if n % (16 / dtype.size_in_bytes()) == 0 {
+        16 / dtype.size_in_bytes()
+    } else {
+        1
+    };
+    let cfg = elementwise_launch(total.div_ceil(per_thread));
     with_float_type!(dtype, T, {
         // SAFETY: the kernel writes every element.
         let y = unsafe { dev.alloc::<T>(total.max(1))? };
