@@ -27,11 +27,11 @@ const KEYS_PER_TILE: usize = 64;
 const TARGET_BLOCKS: usize = 264;
 
 /// Whether [`flash_attention`] has a kernel for this dtype and head size and is switched on
-/// (`GLINT_FLASH=0` falls back to the score matmul and masked softmax, for A/B timing).
+/// (see [`super::flash_disabled`]).
 pub fn supported(dtype: DType, head_dim: usize) -> bool {
-    static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let off = *OFF.get_or_init(|| std::env::var("GLINT_FLASH").is_ok_and(|v| v == "0"));
-    !off && matches!(dtype, DType::BF16 | DType::F16) && matches!(head_dim, 64 | 128)
+    !super::flash_disabled()
+        && matches!(dtype, DType::BF16 | DType::F16)
+        && matches!(head_dim, 64 | 128)
 }
 
 /// How the keys of each row tile are shared among blocks.

@@ -22,6 +22,14 @@ pub(crate) fn elementwise_launch(total: usize) -> LaunchConfig {
     }
 }
 
+/// Elements a thread of a vectorising elementwise kernel takes: one 16-byte vector of `dtype`
+/// when rows of `width` split into whole vectors (the kernels check pointer alignment
+/// themselves and loop over the rest), else one.
+pub(crate) fn vector_width(dtype: DType, width: usize) -> usize {
+    let v = 16 / dtype.size_in_bytes();
+    if width.is_multiple_of(v) { v } else { 1 }
+}
+
 /// `n` as a kernel's `int` argument, or an error naming `what`.
 pub(crate) fn i32_arg(n: usize, what: &str) -> Result<i32> {
     i32::try_from(n).map_err(|_| candle_core::Error::Msg(format!("{what} = {n} exceeds i32")))

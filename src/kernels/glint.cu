@@ -25,6 +25,27 @@ template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float
 }
 template <> __device__ __forceinline__ __half from_f<__half>(float x) { return __float2half(x); }
 
+// Whether a pointer allows 16-byte vector accesses.
+__device__ __forceinline__ bool aligned16(const void *p) {
+    return reinterpret_cast<uintptr_t>(p) % 16 == 0;
+}
+
+// V elements from `src` into registers (one 16-byte access when V > 1), and back.
+template <typename T, int V> __device__ __forceinline__ void load_vec(T (&dst)[V], const T *src) {
+    if constexpr (V == 1) {
+        dst[0] = src[0];
+    } else {
+        *reinterpret_cast<uint4 *>(dst) = *reinterpret_cast<const uint4 *>(src);
+    }
+}
+template <typename T, int V> __device__ __forceinline__ void store_vec(T *dst, const T (&src)[V]) {
+    if constexpr (V == 1) {
+        dst[0] = src[0];
+    } else {
+        *reinterpret_cast<uint4 *>(dst) = *reinterpret_cast<const uint4 *>(src);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Masked softmax: one warp per row of `cols` scores. Row r is query (r % t_q), at absolute
 // position past + (r % t_q); with `causal`, keys after that position get probability 0.
@@ -51,8 +72,7 @@ __device__ void masked_softmax(const T *__restrict__ x, T *__restrict__ y, int r
     const int limit = causal ? min(cols, past + (row % t_q) + 1) : cols;
     // 16-byte loads and stores when rows allow it (keys are padded to a multiple of 8).
     constexpr int V = 16 / sizeof(T);
-    const bool vec = cols % V == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
-                     reinterpret_cast<uintptr_t>(y) % 16 == 0;
+    const bool vec = cols % V == 0 && aligned16(x) && aligned16(y);
 
     // Online max and sum: one read of the row for both.
     float m = -INFINITY, l = 0.f;
@@ -143,8 +163,8 @@ __device__ __forceinline__ void load_keys(const T *x, const T *bias, int c0, int
         alignas(16) T xv[V];
         alignas(16) T bv[V];
         if (c0 < n) {
-            *reinterpret_cast<uint4 *>(xv) = *reinterpret_cast<const uint4 *>(x + c0);
-            *reinterpret_cast<uint4 *>(bv) = *reinterpret_cast<const uint4 *>(bias + c0);
+            load_vec<T, V>(xv, x + c0);
+            load_vec<T, V>(bv, bias + c0);
         }
 #pragma unroll
         for (int i = 0; i < V; i++) keys[i] = c0 < n ? topk_key(xv[i], bv[i]) : 0u;
@@ -310,8 +330,7 @@ __device__ void sae_topk(const T *__restrict__ pre, const T *__restrict__ bias,
     __shared__ TopkShared sh;
     constexpr int V = 16 / sizeof(T);
     const T *x = pre + (size_t)blockIdx.x * n;
-    const bool vec = n % V == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
-                     reinterpret_cast<uintptr_t>(bias) % 16 == 0;
+    const bool vec = n % V == 0 && aligned16(x) && aligned16(bias);
     if (vec) {
         sae_topk_row<T, PASSES, V>(x, bias, out_vals, out_idx, n, k, sh);
     } else {
@@ -350,22 +369,6 @@ __device__ __forceinline__ float block_sum(float v, float *scratch) {
     }
     __syncthreads();
     return scratch[0];
-}
-
-// V elements from `src` into registers (one 16-byte access when V > 1), and back.
-template <typename T, int V> __device__ __forceinline__ void load_vec(T (&dst)[V], const T *src) {
-    if constexpr (V == 1) {
-        dst[0] = src[0];
-    } else {
-        *reinterpret_cast<uint4 *>(dst) = *reinterpret_cast<const uint4 *>(src);
-    }
-}
-template <typename T, int V> __device__ __forceinline__ void store_vec(T *dst, const T (&src)[V]) {
-    if constexpr (V == 1) {
-        dst[0] = src[0];
-    } else {
-        *reinterpret_cast<uint4 *>(dst) = *reinterpret_cast<const uint4 *>(src);
-    }
 }
 
 // y = T(x / rms(x)) * w per row of d; with `delta`, x is first replaced by T(x + delta), which is
@@ -413,9 +416,8 @@ __device__ void rms_norm_rows(const T *__restrict__ x, const T *__restrict__ del
                               int d, float eps) {
     __shared__ float scratch[32];
     constexpr int V = 16 / sizeof(T);
-    const auto aligned = [](const void *p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
-    const bool vec = d % V == 0 && aligned(x) && aligned(w) && aligned(y) &&
-                     (delta == nullptr || (aligned(delta) && aligned(sum)));
+    const bool vec = d % V == 0 && aligned16(x) && aligned16(w) && aligned16(y) &&
+                     (delta == nullptr || (aligned16(delta) && aligned16(sum)));
     if (vec) {
         rms_norm_row<T, V>(x, delta, w, sum, y, d, eps, scratch);
     } else {
@@ -441,36 +443,30 @@ NORM_OP(__half, rms_norm_f16, add_rms_norm_f16)
 // elements to a thread, in 16-byte loads and stores.
 __device__ __forceinline__ float silu_f(float g) { return g / (1.f + expf(-g)); }
 
+template <typename T, int V>
+__device__ void silu_mul_vec(const T *__restrict__ gu, T *__restrict__ y, size_t total, int inter) {
+    for (size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * V; i < total;
+         i += (size_t)gridDim.x * blockDim.x * V) {
+        const size_t row = i / inter, j = i % inter;
+        alignas(16) T g[V];
+        alignas(16) T u[V];
+        load_vec<T, V>(g, gu + row * 2 * inter + j);
+        load_vec<T, V>(u, gu + row * 2 * inter + inter + j);
+#pragma unroll
+        for (int e = 0; e < V; e++) {
+            g[e] = from_f<T>(to_f(from_f<T>(silu_f(to_f(g[e])))) * to_f(u[e]));
+        }
+        store_vec<T, V>(y + i, g);
+    }
+}
+
 template <typename T>
 __device__ void silu_mul(const T *__restrict__ gu, T *__restrict__ y, size_t total, int inter) {
     constexpr int V = 16 / sizeof(T);
-    const bool vec = inter % V == 0 && reinterpret_cast<uintptr_t>(gu) % 16 == 0 &&
-                     reinterpret_cast<uintptr_t>(y) % 16 == 0;
-    if (vec) {
-        for (size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * V; i < total;
-             i += (size_t)gridDim.x * blockDim.x * V) {
-            const size_t row = i / inter, j = i % inter;
-            alignas(16) T g[V];
-            alignas(16) T u[V];
-            alignas(16) T out[V];
-            *reinterpret_cast<uint4 *>(g) =
-                *reinterpret_cast<const uint4 *>(gu + row * 2 * inter + j);
-            *reinterpret_cast<uint4 *>(u) =
-                *reinterpret_cast<const uint4 *>(gu + row * 2 * inter + inter + j);
-#pragma unroll
-            for (int e = 0; e < V; e++) {
-                out[e] = from_f<T>(to_f(from_f<T>(silu_f(to_f(g[e])))) * to_f(u[e]));
-            }
-            *reinterpret_cast<uint4 *>(y + i) = *reinterpret_cast<const uint4 *>(out);
-        }
-        return;
-    }
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (size_t)gridDim.x * blockDim.x) {
-        const size_t row = i / inter, j = i % inter;
-        const float g = to_f(gu[row * 2 * inter + j]);
-        const float u = to_f(gu[row * 2 * inter + inter + j]);
-        y[i] = from_f<T>(to_f(from_f<T>(silu_f(g))) * u);
+    if (inter % V == 0 && aligned16(gu) && aligned16(y)) {
+        silu_mul_vec<T, V>(gu, y, total, inter);
+    } else {
+        silu_mul_vec<T, 1>(gu, y, total, inter);
     }
 }
 
@@ -579,9 +575,8 @@ __device__ void bias_act(const T *__restrict__ x, const T *__restrict__ bias,
                          const T *__restrict__ residual, T *__restrict__ y, size_t total, int n,
                          int act) {
     constexpr int V = 16 / sizeof(T);
-    const auto aligned = [](const void *p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
-    if (n % V == 0 && aligned(x) && aligned(bias) && aligned(y) &&
-        (residual == nullptr || aligned(residual))) {
+    if (n % V == 0 && aligned16(x) && aligned16(bias) && aligned16(y) &&
+        (residual == nullptr || aligned16(residual))) {
         bias_act_vec<T, V>(x, bias, residual, y, total, n, act);
     } else {
         bias_act_vec<T, 1>(x, bias, residual, y, total, n, act);

@@ -12,7 +12,8 @@ use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
 use candle_core::{DType, Result, Tensor, bail};
 
 use super::cuda_call::{
-    CudaInput, RowOperands, THREADS, check_float, elementwise_launch, i32_arg, kernel_name, wrap,
+    CudaInput, RowOperands, THREADS, check_float, elementwise_launch, i32_arg, kernel_name,
+    vector_width, wrap,
 };
 use crate::with_float_type;
 
@@ -118,14 +119,7 @@ pub fn silu_mul(gate_up: &Tensor) -> Result<Tensor> {
     let gi = CudaInput::new(&gate_up, "silu_mul")?;
     let dev = gi.device();
     let (inter_i, total_u) = (i32_arg(inter, "silu_mul width")?, total as u64);
-    // Rows of a multiple of 16 bytes go a 16-byte vector to a thread (the kernel checks the
-    // alignment of the fresh buffers itself); size the grid for that.
-    let per_thread = if inter % (16 / dtype.size_in_bytes()) == 0 {
-        16 / dtype.size_in_bytes()
-    } else {
-        1
-    };
-    let cfg = elementwise_launch(total.div_ceil(per_thread));
+    let cfg = elementwise_launch(total.div_ceil(vector_width(dtype, inter)));
     with_float_type!(dtype, T, {
         // SAFETY: the kernel writes every element.
         let y = unsafe { dev.alloc::<T>(total.max(1))? };
@@ -312,13 +306,7 @@ pub fn bias_act(
     let dev = xi.device();
     let total = x.elem_count();
     let (total_u, n_i, act_i, null) = (total as u64, i32_arg(n, "bias width")?, act as i32, 0u64);
-    // The kernel takes 16-byte vectors when rows allow it (it checks alignment itself).
-    let per_thread = if n % (16 / dtype.size_in_bytes()) == 0 {
-        16 / dtype.size_in_bytes()
-    } else {
-        1
-    };
-    let cfg = elementwise_launch(total.div_ceil(per_thread));
+    let cfg = elementwise_launch(total.div_ceil(vector_width(dtype, n)));
     with_float_type!(dtype, T, {
         // SAFETY: the kernel writes every element.
         let y = unsafe { dev.alloc::<T>(total.max(1))? };

@@ -24,5 +24,17 @@ pub(crate) const MODULE: &str = "glint_kernels";
 /// Whether the fused kernels are switched off (`GLINT_FUSED=0`), for A/B timing and debugging.
 pub fn fused_disabled() -> bool {
     static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *OFF.get_or_init(|| std::env::var("GLINT_FUSED").is_ok_and(|v| v == "0"))
+    *OFF.get_or_init(|| switched_off("GLINT_FUSED"))
+}
+
+/// Whether flash attention alone is switched off (`GLINT_FLASH=0`): attention then goes through
+/// the score matmul and the masked softmax.
+pub fn flash_disabled() -> bool {
+    static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OFF.get_or_init(|| switched_off("GLINT_FLASH"))
+}
+
+/// Whether environment variable `name` is set to `0`.
+fn switched_off(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| v == "0")
 }

@@ -27,6 +27,18 @@ pub enum KeyMask {
     },
 }
 
+impl KeyMask {
+    /// Keys `0..visible` may be attended to by row `row` of a block of `cols` keys (rows of
+    /// stacked query runs, as [`KeyMask::Causal`] describes).
+    pub fn visible(self, row: usize, cols: usize) -> usize {
+        match self {
+            KeyMask::All => cols,
+            KeyMask::First(n) => n.min(cols),
+            KeyMask::Causal { t_q, past } => (past + row % t_q + 1).min(cols),
+        }
+    }
+}
+
 /// Keys are padded to a multiple of this on CUDA: with an odd key count (2959 positions, 577 CLIP
 /// tokens) cuBLAS falls back to unaligned sm75 kernels for the score and context GEMMs, about 10x
 /// below the card's rate. The mask gives the padding probability 0.
@@ -70,15 +82,6 @@ struct MaskedSoftmax {
 }
 
 impl MaskedSoftmax {
-    /// Keys `0..limit` are visible to row `row`.
-    fn limit(&self, row: usize, cols: usize) -> usize {
-        match self.mask {
-            KeyMask::All => cols,
-            KeyMask::First(n) => n.min(cols),
-            KeyMask::Causal { t_q, past } => (past + row % t_q + 1).min(cols),
-        }
-    }
-
     fn host<T: WithDType>(&self, src: &[T], cols: usize) -> Vec<T> {
         let mut out = vec![T::zero(); src.len()];
         if cols == 0 {
@@ -101,7 +104,7 @@ impl MaskedSoftmax {
             {
                 scope.spawn(move || {
                     for (r, (xr, yr)) in x.chunks(cols).zip(y.chunks_mut(cols)).enumerate() {
-                        let limit = self.limit(chunk * per + r, cols);
+                        let limit = self.mask.visible(chunk * per + r, cols);
                         if T::DTYPE == DType::F64 {
                             row_f64(xr, yr, limit, self.scale as f64);
                         } else {

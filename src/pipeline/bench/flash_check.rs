@@ -62,14 +62,9 @@ pub fn reference_attention(
     let (k, v) = (repeat(k)?, repeat(v)?);
     let q = q.to_dtype(DType::F32)?;
     let scores = (q.matmul(&k.t()?.contiguous()?)? * f64::from(scale))?;
-    let limit = |i: usize| match mask {
-        KeyMask::All => n,
-        KeyMask::First(m) => m.min(n),
-        KeyMask::Causal { past, .. } => (past + i + 1).min(n),
-    };
     let additive: Vec<f32> = (0..t * n)
         .map(|x| {
-            if x % n < limit(x / n) {
+            if x % n < mask.visible(x / n, n) {
                 0.0
             } else {
                 f32::NEG_INFINITY
