@@ -36,6 +36,7 @@
 mod aggregate;
 mod db;
 mod explanations;
+mod feature_list;
 mod manifest;
 mod merge;
 mod records;
