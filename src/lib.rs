@@ -18,12 +18,14 @@
 //! - [`kernels`]: fused attention softmax and SAE top-k (host reference + CUDA).
 //! - [`sae`]: sparse autoencoders in the EleutherAI layout.
 //! - [`clip`]: CLIP in candle for CLIP scores of explanations.
+//! - [`dashboard`]: what a feature page shows: logit lens, neighbours, co-firing.
 //! - [`sample`]: the offline sample world (shapes dataset, tiny checkpoint, tiny SAE).
 //! - [`util`]: small shared helpers.
 
 pub mod attribute;
 pub mod cli;
 pub mod clip;
+pub mod dashboard;
 pub mod dataset;
 pub mod engine;
 pub mod explain;

@@ -18,6 +18,17 @@ pub enum StrengthUnit {
 
 choice!(StrengthUnit, "strength unit" { Raw => "raw", Max => "max" });
 
+impl StrengthUnit {
+    /// `strength` in raw activation units, given the feature's cached max activation (needed,
+    /// and `None` without it, for `max`).
+    pub fn to_raw(self, strength: f32, max: Option<f32>) -> Option<f32> {
+        match self {
+            StrengthUnit::Raw => Some(strength),
+            StrengthUnit::Max => max.map(|m| strength * m),
+        }
+    }
+}
+
 /// One feature and its strength, in the spec's unit.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct FeatureStrength {
@@ -67,19 +78,17 @@ impl Steering {
     ) -> Result<Intervention> {
         let mut edits = Vec::with_capacity(self.features.len());
         for fs in &self.features {
-            let value = match self.unit {
-                StrengthUnit::Raw => fs.strength,
-                StrengthUnit::Max => {
-                    let max = max_act(fs.feature)?.with_context(|| {
-                        format!(
-                            "feature {}: no cached max activation (it never fired in the store); \
-                             give the strength in raw units",
-                            fs.feature
-                        )
-                    })?;
-                    fs.strength * max
-                }
+            let max = match self.unit {
+                StrengthUnit::Raw => None,
+                StrengthUnit::Max => max_act(fs.feature)?,
             };
+            let value = self.unit.to_raw(fs.strength, max).with_context(|| {
+                format!(
+                    "feature {}: no cached max activation (it never fired in the store); \
+                     give the strength in raw units",
+                    fs.feature
+                )
+            })?;
             edits.push((fs.feature, value));
         }
         Ok(Intervention {

@@ -129,6 +129,20 @@ pub struct Llama {
 }
 
 impl Llama {
+    /// The final norm and the unembedding of hidden states `[.., hidden]` (the forward's tail).
+    fn head(&self, x: &Tensor, path: OpPath) -> Result<Tensor> {
+        let x = self.norm.forward(x, path)?;
+        x.broadcast_matmul(&self.lm_head.t()?)?
+            .to_dtype(accumulate_dtype(x.dtype()))
+    }
+
+    /// Logits of `rows` `[n, hidden]` read as final hidden states: the final norm, then the
+    /// unembedding (what a direction in the residual stream writes into the vocabulary).
+    pub fn head_logits(&self, rows: &Tensor) -> Result<Tensor> {
+        let rows = rows.to_dtype(self.embed.dtype())?.unsqueeze(0)?;
+        self.head(&rows, OpPath::Composed)?.squeeze(0)
+    }
+
     /// Load from a `language_model` prefix (`model.*` + `lm_head`); `tie` reuses the embedding.
     pub fn load(cfg: &TextConfig, tie: bool, vb: VarBuilder) -> Result<Self> {
         let m = vb.pp("model");
@@ -251,10 +265,7 @@ impl Llama {
             LogitPositions::Last => x.narrow(1, t - 1, 1)?,
             LogitPositions::All => x,
         };
-        let x = self.norm.forward(&x, path_of(n))?;
-        let logits = x
-            .broadcast_matmul(&self.lm_head.t()?)?
-            .to_dtype(accumulate_dtype(x.dtype()))?;
+        let logits = self.head(&x, path_of(n))?;
         Ok(ForwardOutput {
             tapped,
             logits: Some(logits),
