@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::session::Session;
 use crate::model::kv_cache::KvCache;
 use crate::model::llava_next::{ImageInput, SeqToken, SequenceMap};
-use crate::model::preprocess::{load_image, preprocess};
+use crate::model::preprocess::{load_image_within, preprocess};
 use crate::model::tap::{ForwardOptions, Tap, TapEdit};
 use crate::model::tokenizer::StreamDecoder;
 use crate::sae::intervene::{EditStats, Intervention, SteerEdit};
@@ -156,7 +156,7 @@ impl PreparedPrompt {
     pub fn from_ids(session: &Session, ids: Vec<u32>, image: Option<&Path>) -> Result<Self> {
         let prepared = match image {
             Some(path) => {
-                let img = load_image(path, session.max_pixels)?;
+                let img = load_image_within(path, session.image_limits())?;
                 let cfg = &session.model.config;
                 let pins = cfg.pinpoints();
                 let patch = cfg.vision_config.patch_size as u32;
@@ -217,7 +217,7 @@ pub fn generate(
         return generate_with_edit(session, prompt, None, false, opts, cancel, on_event);
     };
     let mut edit = SteerEdit::new(&session.sae, iv, &prompt.map)?;
-    let mut generation = generate_with_edit(
+    let result = generate_with_edit(
         session,
         prompt,
         Some(&mut edit),
@@ -225,8 +225,11 @@ pub fn generate(
         opts,
         cancel,
         on_event,
-    )?;
+    );
+    // A residual the edit made non-finite explains what fails after it (NaN logits) better
+    // than that failure does, so the edit's own check speaks first.
     let stats = edit.into_stats()?;
+    let mut generation = result?;
     generation.warnings.extend(stats.warnings());
     generation.edits = Some(stats);
     Ok(generation)

@@ -113,6 +113,7 @@ mod tests {
             dtype: "f32".into(),
             random_weights: None,
             max_pixels: 1_000_000,
+            max_file_bytes: crate::model::image_file::DEFAULT_MAX_FILE_BYTES,
         }
     }
 

@@ -1,6 +1,9 @@
 //! Small helpers shared by every layer of glint.
 
+pub mod file_hash;
+pub mod finite;
 pub mod hash;
 pub(crate) mod image_processor;
+pub mod pillow;
 pub(crate) mod prompt_template;
 pub mod rng;

@@ -75,6 +75,7 @@ pub fn sample_model_args() -> ModelArgs {
         dtype: "f32".into(),
         random_weights: None,
         max_pixels: 40_000_000,
+        max_file_bytes: glint::model::image_file::DEFAULT_MAX_FILE_BYTES,
     }
 }
 

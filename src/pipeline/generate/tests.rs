@@ -20,6 +20,7 @@ fn session() -> Session {
         dtype: "f32".into(),
         random_weights: None,
         max_pixels: 40_000_000,
+        max_file_bytes: crate::model::image_file::DEFAULT_MAX_FILE_BYTES,
     };
     Session::open(&args, None).unwrap()
 }
