@@ -67,9 +67,14 @@ pub fn explainer_config(model: &ModelArgs, args: &ExplainArgs) -> Result<Explain
         retries: args.retries,
         sglang_multi_images: args.sglang_multi_images,
     };
+    if args.max_answer_bytes == 0 {
+        bail!("--max-answer-bytes 0 would refuse every answer; give a size in bytes");
+    }
     let client = ClientConfig {
         temperature: args.temperature,
         max_tokens: (args.max_tokens > 0).then_some(args.max_tokens),
+        max_answer_bytes: args.max_answer_bytes,
+        retry_paid: args.retry_paid,
         ..endpoint.client_config()?
     };
     let style: EvidenceStyle = args
@@ -133,7 +138,9 @@ pub fn run(model: &ModelArgs, args: &ExplainArgs) -> Result<ExitCode> {
         })?;
         return Ok(ExitCode::SUCCESS);
     }
-    let explainer = Explainer::new(&store, explainer_config(model, args)?)?;
+    let mut config = explainer_config(model, args)?;
+    config.client.notices = super::client::Notices::stderr();
+    let explainer = Explainer::new(&store, config)?;
     if let Some(dir) = &args.preview {
         return preview(&explainer, &store, &filter, args, dir);
     }
@@ -220,6 +227,18 @@ pub fn format_summary(s: &BatchSummary) -> String {
         "\nskipped {} already explained, {} that never fired",
         s.already_explained, s.never_fired
     );
+    if s.replayed > 0 {
+        out += &format!(
+            "\n{} answers taken from the journal of paid answers (not asked for again)",
+            s.replayed
+        );
+    }
+    if s.maybe_billed > 0 {
+        out += &format!(
+            "\n{} requests may have been billed without a stored answer (timed out, broken off, oversize, malformed, or in flight when an earlier run was killed)",
+            s.maybe_billed
+        );
+    }
     if !s.failed.is_empty() {
         out += &format!("\nfailed {}:", s.failed.len());
         for e in &s.failed {

@@ -5,6 +5,7 @@ pub mod client;
 pub mod command;
 pub mod explainer;
 pub mod heatmap;
+pub mod journal;
 #[cfg(test)]
 pub(crate) mod mock_server;
 pub mod overlay;
