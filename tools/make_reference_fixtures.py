@@ -38,6 +38,8 @@ from transformers.image_utils import ChannelDimension
 from transformers.models.llava_next.image_processing_pil_llava_next import LlavaNextImageProcessorPil
 from transformers.models.llava_next.modeling_llava_next import image_size_to_num_patches, unpad_image
 
+from fixture_images import make_image, save_png, views_to_png
+
 SEED = 20240607
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OUT_DIR = REPO_ROOT / "tests" / "fixtures" / "llava_tiny"
@@ -136,57 +138,6 @@ def rewrite_hub_layout(path: Path) -> None:
     save_file(renamed, path, metadata={"format": "pt"})
 
 
-def make_image(width: int, height: int, index: int) -> np.ndarray:
-    """Low-frequency RGB content (gradients plus a few solid shapes) that keeps PNGs small."""
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
-    u, v = xs / max(width - 1, 1), ys / max(height - 1, 1)
-    img = np.empty((height, width, 3), dtype=np.float64)
-    img[..., 0] = 40 + 180 * u
-    img[..., 1] = 30 + 190 * v
-    img[..., 2] = 90 + 80 * (u + v) / 2 + 20 * index
-    # A solid rectangle, a disc and a triangle, placed relative to the image size.
-    x0, x1 = int(0.10 * width), int(0.35 * width)
-    y0, y1 = int(0.15 * height), int(0.45 * height)
-    img[y0:y1, x0:x1] = [230, 40 + 40 * index, 30]
-    cx, cy, r = 0.68 * width, 0.62 * height, 0.18 * min(width, height)
-    img[(xs - cx) ** 2 + (ys - cy) ** 2 <= r * r] = [20, 60, 200 - 30 * index]
-    tri = (v > 0.70) & (u > 0.05) & (u < 0.45) & (v - 0.70 > np.abs(u - 0.25) * 1.2)
-    img[tri] = [250, 250, 60]
-    return np.clip(np.round(img), 0, 255).astype(np.uint8)
-
-
-def save_png(array: np.ndarray, path: Path) -> None:
-    Image.fromarray(array, mode="RGB").save(path, format="PNG", optimize=True)
-
-
-def views_to_png(processor, pixel_values: np.ndarray, case: str) -> tuple[list[str], bool, float]:
-    """Save each normalised view as 8-bit RGB and check the round trip reproduces it."""
-    mean = np.array(processor.image_mean, dtype=np.float64)[:, None, None]
-    std = np.array(processor.image_std, dtype=np.float64)[:, None, None]
-    names, exact, worst = [], True, 0.0
-    for i, view in enumerate(pixel_values):
-        raw = np.round((view.astype(np.float64) * std + mean) * 255.0)
-        assert raw.min() >= -0.5 and raw.max() <= 255.5, f"{case} view {i}: pixel out of range"
-        u8 = np.clip(raw, 0, 255).astype(np.uint8)
-        # Re-apply the processor's own rescale and normalise to the recovered bytes.
-        again = processor.normalize(
-            processor.rescale(u8, scale=processor.rescale_factor),
-            mean=processor.image_mean,
-            std=processor.image_std,
-        )
-        assert again.dtype == np.float32 and view.dtype == np.float32
-        diff = float(np.max(np.abs(again - view)))
-        worst = max(worst, diff)
-        exact &= bool(np.array_equal(again, view))
-        assert diff <= 1e-6, f"{case} view {i}: pixel round trip off by {diff}"
-        name = f"{case}_view{i}.png"
-        save_png(np.ascontiguousarray(u8.transpose(1, 2, 0)), CASES_DIR / name)
-        with Image.open(CASES_DIR / name) as reread:
-            assert np.array_equal(np.asarray(reread.convert("RGB")), u8.transpose(1, 2, 0))
-        names.append(name)
-    return names, exact, worst
-
-
 def processor_token_count(image_processor, height: int, width: int) -> int:
     """Image-token count from the installed LlavaNextProcessor formula (no tokenizer needed)."""
     proc = object.__new__(LlavaNextProcessor)
@@ -233,7 +184,7 @@ def run_case(model, image_processor, name: str, width: int, height: int, index: 
     pixel_values = inputs["pixel_values"][0]
     image_size_hw = [int(x) for x in inputs["image_sizes"][0]]
     assert image_size_hw == [height, width]
-    view_pngs, exact, worst = views_to_png(image_processor, pixel_values, name)
+    view_pngs, exact, worst = views_to_png(image_processor, pixel_values, name, CASES_DIR)
 
     config = model.config
     best_hw = select_best_resolution((height, width), config.image_grid_pinpoints)

@@ -128,11 +128,19 @@ pub fn top_latents<'a, I>(lists: I, part: Part, k: usize) -> Vec<u32>
 where
     I: IntoIterator<Item = &'a [LatentAttribution]>,
 {
+    top_of_sums(
+        lists
+            .into_iter()
+            .flat_map(|list| list.iter().map(|a| (a.latent, part.of(a)))),
+        k,
+    )
+}
+
+/// The `k` latents of largest summed value over `(latent, value)` pairs (ties by id).
+pub fn top_of_sums(pairs: impl IntoIterator<Item = (u32, f64)>, k: usize) -> Vec<u32> {
     let mut sums: HashMap<u32, f64> = HashMap::new();
-    for list in lists {
-        for a in list {
-            *sums.entry(a.latent).or_default() += part.of(a);
-        }
+    for (latent, v) in pairs {
+        *sums.entry(latent).or_default() += v;
     }
     let mut ranked: Vec<(u32, f64)> = sums.into_iter().collect();
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));

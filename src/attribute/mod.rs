@@ -29,7 +29,7 @@ pub mod prepare;
 #[cfg(test)]
 mod tests;
 
-pub use aggregate::{LatentAttribution, Part, filter_json, sort_by, top_latents};
+pub use aggregate::{LatentAttribution, Part, filter_json, sort_by, top_latents, top_of_sums};
 pub use patch::{CodeChange, HostCodes};
 pub use prepare::{PreparedItem, TokenChoice};
 

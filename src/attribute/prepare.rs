@@ -111,7 +111,11 @@ fn load_views(
     path: &Path,
     max_pixels: u64,
 ) -> Result<crate::model::preprocess::PreprocessedImage> {
-    crate::session::ImagePrep::for_model(model, max_pixels).prepare(path)
+    crate::session::ImagePrep::for_model(
+        model,
+        crate::model::preprocess::ImageLimits::pixels(max_pixels),
+    )
+    .prepare(path)
 }
 
 /// Prompt ids: the chat template around plain text, or the original's fully formatted string.

@@ -2,7 +2,7 @@
 //! model's final norm and unembedding; the tokens it raises and lowers most.
 
 use anyhow::{Context, Result, bail};
-use candle_core::{DType, Tensor};
+use candle_core::DType;
 use serde::{Deserialize, Serialize};
 
 use crate::model::llama::Llama;
@@ -82,7 +82,12 @@ pub fn logit_lens(
 
 /// The dense reference: `rmsnorm(d) · W_U`, for tests.
 #[cfg(test)]
-fn dense_logits(llm: &Llama, d: &Tensor, weight: &Tensor, eps: f64) -> Result<Vec<f32>> {
+fn dense_logits(
+    llm: &Llama,
+    d: &candle_core::Tensor,
+    weight: &candle_core::Tensor,
+    eps: f64,
+) -> Result<Vec<f32>> {
     let d = d.to_dtype(DType::F64)?;
     let rms = (d.sqr()?.mean_all()?.to_scalar::<f64>()? + eps).sqrt();
     let normed = (d / rms)?.broadcast_mul(&weight.to_dtype(DType::F64)?)?;

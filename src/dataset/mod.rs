@@ -12,7 +12,10 @@ use anyhow::{Context, Result, bail};
 use crate::util::hash::Fingerprint;
 use crate::util::rng::SeededRng;
 
+mod folder;
 mod parquet;
+
+pub use folder::Unlisted;
 
 /// File extensions read as images.
 pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "gif", "bmp", "webp", "tif", "tiff"];
@@ -50,6 +53,8 @@ pub struct Dataset {
     pub source: String,
     /// The images, `items[i].index == i`.
     pub items: Vec<DatasetItem>,
+    /// Paths under a dataset folder that were not listed, with the reason.
+    pub unlisted: Vec<Unlisted>,
     options_key: String,
 }
 
@@ -62,6 +67,7 @@ impl Dataset {
     /// [`Dataset::open`], extracting parquet images under `parquet_cache` when given.
     fn open_in(spec: &Path, opts: &DatasetOptions, parquet_cache: Option<&Path>) -> Result<Self> {
         let mut from_parquet = None;
+        let mut unlisted = Vec::new();
         let (root, mut items) = if parquet::is_parquet(spec) {
             let base = match parquet_cache {
                 Some(base) => base.to_path_buf(),
@@ -77,13 +83,14 @@ impl Dataset {
                 spec.display()
             );
         } else if spec.is_dir() {
-            (spec.to_path_buf(), scan_folder(spec)?)
+            let (items, left_out) = scan_folder(spec)?;
+            unlisted = left_out;
+            (spec.to_path_buf(), items)
         } else if spec
             .extension()
             .is_some_and(|e| e == "jsonl" || e == "json")
         {
-            let root = spec.parent().unwrap_or(Path::new(".")).to_path_buf();
-            (root, read_jsonl(spec)?)
+            (manifest_folder(spec), read_jsonl(spec)?)
         } else if !spec.exists() {
             bail!(
                 "{}: no such dataset (expected a folder of images, a .jsonl manifest or .parquet files)",
@@ -121,6 +128,7 @@ impl Dataset {
             root,
             source: spec.display().to_string(),
             items,
+            unlisted,
             options_key,
         })
     }
@@ -161,31 +169,24 @@ pub fn parquet_image_root(source: &Path) -> Option<PathBuf> {
     parquet::extraction_root(source, &parquet::cache_base().ok()?).ok()
 }
 
+/// Folder that the paths of the manifest file `manifest` are relative to: its parent, or `.` for
+/// a bare file name (whose `parent()` is the empty path, which names no folder).
+pub fn manifest_folder(manifest: &Path) -> PathBuf {
+    match manifest.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
 fn is_image(path: &Path) -> bool {
     path.extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
-fn scan_folder(root: &Path) -> Result<Vec<DatasetItem>> {
-    let mut rels = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let entries =
-            std::fs::read_dir(&dir).with_context(|| format!("{}: cannot list", dir.display()))?;
-        for entry in entries {
-            let entry = entry.with_context(|| format!("{}: cannot list", dir.display()))?;
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if is_image(&path) {
-                let rel = path.strip_prefix(root).unwrap_or(&path);
-                rels.push(rel.to_string_lossy().replace('\\', "/"));
-            }
-        }
-    }
-    rels.sort();
-    Ok(rels
+fn scan_folder(root: &Path) -> Result<(Vec<DatasetItem>, Vec<Unlisted>)> {
+    let (rels, unlisted) = folder::scan(root, is_image)?;
+    let items = rels
         .into_iter()
         .map(|rel| DatasetItem {
             index: 0,
@@ -193,13 +194,16 @@ fn scan_folder(root: &Path) -> Result<Vec<DatasetItem>> {
             rel,
             labels: Vec::new(),
         })
-        .collect())
+        .collect();
+    Ok((items, unlisted))
 }
 
 fn read_jsonl(path: &Path) -> Result<Vec<DatasetItem>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("{}: cannot read the manifest", path.display()))?;
     let mut items = Vec::new();
+    // Line of each id: two images under one id would be one image to every reader of a store.
+    let mut lines = std::collections::HashMap::new();
     for (n, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
@@ -216,6 +220,12 @@ fn read_jsonl(path: &Path) -> Result<Vec<DatasetItem>> {
             .as_str()
             .map(String::from)
             .unwrap_or_else(|| rel.clone());
+        if let Some(first) = lines.insert(id.clone(), n + 1) {
+            bail!(
+                "{}: id {id:?} is already the id of line {first}; give every image its own id",
+                at()
+            );
+        }
         let labels = v["labels"]
             .as_array()
             .map(|a| {
@@ -348,6 +358,42 @@ mod tests {
         assert_ne!(a.fingerprint(), ds.fingerprint());
     }
 
+    #[cfg(unix)]
+    #[test]
+    fn directory_links_are_followed_once_and_loops_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::write(root.join("a.png"), b"x").unwrap();
+        std::fs::write(root.join("sub/b.png"), b"x").unwrap();
+        let link =
+            |target: &str, at: &str| std::os::unix::fs::symlink(target, root.join(at)).unwrap();
+        link(".", "loop");
+        link("..", "sub/up");
+        link("sub", "alias");
+        let ds = Dataset::open(root, &DatasetOptions::default()).unwrap();
+        let rels: Vec<&str> = ds.items.iter().map(|i| i.rel.as_str()).collect();
+        assert_eq!(rels, ["a.png", "sub/b.png"]);
+        let left: Vec<&str> = ds.unlisted.iter().map(|u| u.path.as_str()).collect();
+        assert_eq!(left, ["alias", "loop", "sub/up"]);
+        assert!(
+            ds.unlisted[0].reason.contains("the folder sub again"),
+            "{:?}",
+            ds.unlisted
+        );
+        assert!(
+            ds.unlisted[1].reason.contains("the folder . again"),
+            "{:?}",
+            ds.unlisted
+        );
+    }
+
+    #[test]
+    fn a_bare_manifest_name_lies_in_the_working_folder() {
+        assert_eq!(manifest_folder(Path::new("ds.jsonl")), PathBuf::from("."));
+        assert_eq!(manifest_folder(Path::new("d/ds.jsonl")), PathBuf::from("d"));
+    }
+
     #[test]
     fn manifest_errors_name_the_line() {
         let dir = tempfile::tempdir().unwrap();
@@ -357,5 +403,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("m.jsonl:2"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_manifest_ids_are_refused_naming_both_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.jsonl");
+        let text = "{\"path\": \"a.png\", \"id\": \"x\"}\n{\"path\": \"b.png\"}\n\n{\"path\": \"c.png\", \"id\": \"x\"}\n";
+        std::fs::write(&path, text).unwrap();
+        let err = Dataset::open(&path, &DatasetOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("m.jsonl:4") && err.contains("line 1"), "{err}");
     }
 }

@@ -225,7 +225,7 @@ pub fn run_steer(
         tokens_per_second: 0.0,
     };
     let cancel = || ctl.cancelled() || ctl.superseded();
-    let g = generate_with_edit(
+    let result = generate_with_edit(
         session,
         prompt,
         Some(&mut chain),
@@ -233,15 +233,17 @@ pub fn run_steer(
         &opts,
         &cancel,
         &mut |e| stream(ctl, ticket, Side::Steered, total, e, &mut seen, emit),
-    )
-    .map_err(|e| ModelError::Failed(format!("steered generation: {e:#}")))?;
+    );
+    // The edits' statistics come first: one that made the residual non-finite names its
+    // feature and strength, which explains a failure of the generation after it.
     let mut warnings = Vec::new();
     for e in chain.0.iter_mut() {
         let stats = e
             .stats()
-            .map_err(|err| ModelError::Failed(format!("steering statistics: {err:#}")))?;
+            .map_err(|err| ModelError::Failed(format!("steering: {err:#}")))?;
         warnings.extend(stats.warnings());
     }
+    let g = result.map_err(|e| ModelError::Failed(format!("steered generation: {e:#}")))?;
     emit(SteerEvent::Finished {
         ticket,
         side: Side::Steered,

@@ -63,6 +63,12 @@ pub struct BatchSummary {
     pub stopped: Option<String>,
     /// HTTP requests sent (retries included).
     pub requests: u64,
+    /// Answers taken from the journal of paid answers instead of asking again.
+    pub replayed: usize,
+    /// Requests that may have been billed without a stored answer: in this run, attempts that
+    /// timed out, broke off, or answered oversize or malformed; before it, requests a killed
+    /// run had in flight.
+    pub maybe_billed: u64,
     /// Token usage summed over answers that reported it.
     pub usage: TokenUsage,
     /// Answers that reported usage.
@@ -123,12 +129,16 @@ pub async fn run_batch(
         not_started: 0,
         stopped: None,
         requests: 0,
+        replayed: 0,
+        maybe_billed: explainer.journal_unanswered() as u64,
         usage: TokenUsage::default(),
         usage_reported: 0,
         seconds: 0.0,
     };
     let total = todo.len();
     let sent_before = explainer.requests_sent();
+    let unanswered_before = explainer.requests_unanswered();
+    let replayed_before = explainer.answers_replayed();
     let bar = crate::util::progress::bar(opts.progress_bar, total, "explain", "features", false);
     let mut queue = todo.into_iter();
     let mut set = tokio::task::JoinSet::new();
@@ -233,6 +243,8 @@ pub async fn run_batch(
     }
     sum.not_started += queue.count();
     sum.requests = explainer.requests_sent() - sent_before;
+    sum.maybe_billed += explainer.requests_unanswered() - unanswered_before;
+    sum.replayed = (explainer.answers_replayed() - replayed_before) as usize;
     sum.failed.sort_by_key(|e| e.feature);
     sum.unparsed.sort_unstable();
     sum.seconds = started.elapsed().as_secs_f64();

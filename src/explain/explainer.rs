@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::prompt::{PromptTemplate, parse_answer};
 use super::select::{EvidenceImage, EvidenceOptions, dataset_root, render_evidence};
+use crate::llm::journal::Journal;
 use crate::llm::{ChatClient, ClientConfig, FailureKind};
 use crate::store::{Explanation, Store, unix_now};
 
@@ -87,7 +88,8 @@ impl Explainer {
             store.dir(),
             cfg.dataset.as_deref(),
         )?;
-        let client = ChatClient::new(cfg.client)?;
+        let journal = Arc::new(Journal::open(store.dir())?);
+        let client = ChatClient::new(cfg.client)?.with_journal(journal);
         let c = client.config();
         let extra = serde_json::to_string(&c.image_extra)?;
         let recipe = format!(
@@ -127,6 +129,21 @@ impl Explainer {
     /// HTTP requests this explainer (and its clones) has sent, retries included.
     pub fn requests_sent(&self) -> u64 {
         self.inner.client.requests_sent()
+    }
+
+    /// Attempts this explainer has sent that may have been billed without a whole answer.
+    pub fn requests_unanswered(&self) -> u64 {
+        self.inner.client.requests_unanswered()
+    }
+
+    /// Answers taken from the journal of paid answers instead of asking.
+    pub fn answers_replayed(&self) -> u64 {
+        self.inner.client.answers_replayed()
+    }
+
+    /// Requests an earlier run sent and never journalled an answer to (killed in flight).
+    pub fn journal_unanswered(&self) -> usize {
+        self.inner.client.journal().map_or(0, Journal::unanswered)
     }
 
     /// Name of the prompt template in use.
@@ -235,7 +252,16 @@ pub async fn explain_feature(
         imported_from: None,
     };
     let (s, e) = (store.clone(), explanation.clone());
-    let stored = tokio::task::spawn_blocking(move || s.put_explanation(&e)).await;
+    let (client, request) = (explainer.inner.client.clone(), reply.request.clone());
+    let stored = tokio::task::spawn_blocking(move || {
+        s.put_explanation(&e)?;
+        // Marked only once stored: a kill in between replays the answer, never asks again.
+        if let Some(j) = client.journal() {
+            j.stored(&request)?;
+        }
+        anyhow::Ok(())
+    })
+    .await;
     match stored {
         Ok(Ok(())) => Ok(explanation),
         Ok(Err(e)) => Err(err(

@@ -131,7 +131,7 @@ pub fn dataset_root(
         }
         let is_manifest = p.is_file() || p.extension().is_some_and(|e| e == "jsonl");
         if is_manifest {
-            p.parent().unwrap_or(Path::new(".")).to_path_buf()
+            crate::dataset::manifest_folder(p)
         } else {
             p.to_path_buf()
         }

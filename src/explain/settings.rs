@@ -27,6 +27,8 @@ pub const DEFAULT_RETRIES: u32 = 3;
 pub const DEFAULT_EXAMPLES: usize = 5;
 /// Longest side of heat images in pixels, by default.
 pub const DEFAULT_MAX_SIDE: u32 = 672;
+/// Largest answer read from the server, by default.
+pub const DEFAULT_MAX_ANSWER_BYTES: usize = 4 << 20;
 /// Cap on generated tokens, by default.
 pub const DEFAULT_MAX_TOKENS: u32 = 512;
 
@@ -66,6 +68,11 @@ pub struct ExplainSettings {
     pub sglang_multi_images: bool,
     /// Dataset folder or manifest, if it moved since caching.
     pub dataset: Option<PathBuf>,
+    /// Largest answer read from the server, in bytes; a larger one fails and is not stored.
+    pub max_answer_bytes: usize,
+    /// Ask again for answers that arrived cut off, malformed or oversize (they may have been
+    /// billed, so by default they are reported from the journal instead).
+    pub retry_paid: bool,
 }
 
 impl Default for ExplainSettings {
@@ -86,6 +93,8 @@ impl Default for ExplainSettings {
             max_tokens: DEFAULT_MAX_TOKENS,
             sglang_multi_images: false,
             dataset: None,
+            max_answer_bytes: DEFAULT_MAX_ANSWER_BYTES,
+            retry_paid: false,
         }
     }
 }
@@ -138,9 +147,14 @@ impl ExplainSettings {
             retries: self.retries,
             sglang_multi_images: self.sglang_multi_images,
         };
+        if self.max_answer_bytes == 0 {
+            bail!("--max-answer-bytes 0 would refuse every answer; give a size in bytes");
+        }
         let client = ClientConfig {
             temperature: self.temperature,
             max_tokens: (self.max_tokens > 0).then_some(self.max_tokens),
+            max_answer_bytes: self.max_answer_bytes,
+            retry_paid: self.retry_paid,
             ..endpoint.client_config()?
         };
         if self.examples == 0 {
@@ -184,6 +198,8 @@ pub const SETTING_KEYS: &[&str] = &[
     "max-tokens",
     "sglang-multi-images",
     "dataset",
+    "max-answer-bytes",
+    "retry-paid",
 ];
 
 /// 1-based line of top-level `key` in `text`, for error messages.
@@ -205,7 +221,8 @@ mod tests {
         let text = "base-url = \"u\"\nexplainer-model = \"m\"\napi-key-env = \"K\"\nheader = [\"A: b\"]\n\
                     timeout = 5.0\nretries = 1\nexamples = 2\nquantiles = 1\nstyle = \"heat\"\n\
                     max-side = 100\nprompt-file = \"p.txt\"\ntemperature = 0.5\nmax-tokens = 9\n\
-                    sglang-multi-images = true\ndataset = \"d\"\n";
+                    sglang-multi-images = true\ndataset = \"d\"\n\
+                    max-answer-bytes = 1000\nretry-paid = true\n";
         let table: toml::Table = toml::from_str(text).unwrap();
         let keys: Vec<&str> = table.keys().map(String::as_str).collect();
         let mut listed = SETTING_KEYS.to_vec();

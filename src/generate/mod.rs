@@ -207,7 +207,7 @@ pub fn generate(
         return generate_with_edit(session, prompt, None, false, opts, cancel, on_event);
     };
     let mut edit = SteerEdit::new(&session.sae, iv, &prompt.map)?;
-    let mut generation = generate_with_edit(
+    let result = generate_with_edit(
         session,
         prompt,
         Some(&mut edit),
@@ -215,8 +215,11 @@ pub fn generate(
         opts,
         cancel,
         on_event,
-    )?;
+    );
+    // A residual the edit made non-finite explains what fails after it (NaN logits) better
+    // than that failure does, so the edit's own check speaks first.
     let stats = edit.into_stats()?;
+    let mut generation = result?;
     generation.warnings.extend(stats.warnings());
     generation.edits = Some(stats);
     Ok(generation)

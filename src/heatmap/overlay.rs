@@ -3,14 +3,13 @@
 //! [`seed_activation_image`] reproduces the original system's explainer image exactly (Pillow
 //! arithmetic included); [`render_overlay`] is the general renderer for any field and ramp.
 
-pub mod pillow;
-
 use anyhow::{Context, Result, bail};
 use image::codecs::png::PngEncoder;
 use image::{ExtendedColorType, GrayImage, ImageEncoder, RgbImage};
 
 use super::field::ActivationField;
 use crate::model::anyres::{ImageLayout, token_grid_maps};
+use crate::util::pillow;
 
 /// Base-cell activations below this count as inactive in the original system's mask.
 pub const SEED_ACTIVE_MIN: f32 = crate::sae::ACTIVE_MIN;

@@ -1,5 +1,9 @@
 //! `glint --batch attribute`: the original's attribution-patching JSON in, the latents behind
-//! each answer out (JSON), and optionally the original's filter file of the top latents.
+//! each answer out (JSONL, one line per item, written as each finishes), and optionally the
+//! original's filter file of the top latents.
+//!
+//! A rerun with the same data and settings keeps the lines already written and attributes only
+//! the rest, so neither a bad item nor a kill loses the finished ones.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -9,7 +13,7 @@ use serde::Serialize;
 
 use crate::attribute::{
     AttributeOptions, AttributionItem, AttributionResult, Attributor, CodeChange,
-    LatentAttribution, Part, Timing, TokenChoice, filter_json, top_latents,
+    LatentAttribution, Part, Timing, TokenChoice, filter_json, top_of_sums,
 };
 use crate::model::anyres::ImageLayout;
 use crate::session::Session;
@@ -19,7 +23,7 @@ use crate::session::Session;
 pub struct AttributeJob {
     /// JSON list of `{"prompt", "answer", "baseline", "image"}` (the original's probing data).
     pub data: PathBuf,
-    /// Output JSON: one entry per item with its top latents.
+    /// Output JSONL: one line per item with its top latents (a rerun resumes it).
     pub out: PathBuf,
     /// Latents listed per item.
     pub top: usize,
@@ -39,11 +43,14 @@ pub struct AttributeJob {
     pub time_ablation: bool,
 }
 
-/// One item's entry in the output JSON.
+/// One item's line in the output JSONL.
 #[derive(Debug, Clone, Serialize)]
 pub struct ItemReport {
     /// Index in the data file.
     pub index: usize,
+    /// Fingerprint of the item and the settings that produced this line; a rerun reuses the
+    /// line only when it matches.
+    pub key: String,
     /// The prompt as given.
     pub prompt: String,
     /// The image as resolved.
@@ -76,6 +83,10 @@ pub struct ItemReport {
     pub timing: Timing,
     /// With `--time-ablation`: one ablation forward, and the per-latent loop it implies.
     pub ablation: Option<AblationTiming>,
+    /// With `--create-filters`: every active latent's ranked part, so a resumed run still ranks
+    /// the filter over all items.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latent_parts: Option<Vec<(u32, f64)>>,
 }
 
 /// Cost of the per-latent alternative, from one timed ablation forward.
@@ -130,8 +141,58 @@ pub fn filter_path(dir: &Path, k: usize, data: &Path) -> PathBuf {
     dir.join(format!("filters_top_{k}_{stem}.json"))
 }
 
-/// Attribute every item; write the report and, when asked, the filter file.
-pub fn run_attribute(session: &Session, args: &AttributeJob) -> Result<Vec<ItemReport>> {
+/// What identifies item `index` and the settings its line was made with.
+fn item_key(
+    session: &Session,
+    args: &AttributeJob,
+    index: usize,
+    item: &AttributionItem,
+) -> String {
+    let mut fp = crate::util::hash::Fingerprint::new();
+    fp.field(&format!("{index}"))
+        .field(&serde_json::to_string(item).unwrap_or_default())
+        .field(&session.model.fingerprint)
+        .field(&session.sae_fingerprint)
+        .field(&format!(
+            "{}/{}/{}/{}/{:?}/{}",
+            args.top,
+            args.image_only,
+            args.by_abs,
+            args.chat,
+            session.layer,
+            args.create_filters.is_some()
+        ));
+    fp.hex()
+}
+
+/// Lines of an earlier run in `path`, by item index (none when there is no file).
+fn read_done(path: &Path) -> Result<std::collections::HashMap<usize, serde_json::Value>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
+        Err(e) => return Err(e).with_context(|| format!("{}: cannot read", path.display())),
+    };
+    let mut done = std::collections::HashMap::new();
+    for (n, line) in text.lines().enumerate() {
+        // A kill can cut the last line; it is attributed again.
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let index = v["index"].as_u64().with_context(|| {
+            format!(
+                "{}:{}: not a line of glint's attribution output",
+                path.display(),
+                n + 1
+            )
+        })?;
+        done.insert(index as usize, v);
+    }
+    Ok(done)
+}
+
+/// Attribute every item not already in `--out`, appending one line per item as it finishes;
+/// then, when asked and every item succeeded, write the filter file.
+pub fn run_attribute(session: &Session, args: &AttributeJob) -> Result<Vec<serde_json::Value>> {
     let items = read_items(&args.data)?;
     let opts = AttributeOptions {
         chat: args.chat,
@@ -144,68 +205,61 @@ pub fn run_attribute(session: &Session, args: &AttributeJob) -> Result<Vec<ItemR
         Part::Total
     };
     let attributor = Attributor::from_session(session);
+    let done = read_done(&args.out)?;
     let mut reports = Vec::with_capacity(items.len());
-    let mut lists: Vec<Vec<LatentAttribution>> = Vec::new();
+    let mut failed = Vec::new();
+    let mut kept = Vec::new();
     for (index, item) in items.iter().enumerate() {
-        let t0 = Instant::now();
-        let context = || format!("{}: item {index}", args.data.display());
-        let prepared = attributor.prepare(item, &opts).with_context(context)?;
-        let prepare_s = t0.elapsed().as_secs_f64();
-        let mut r = attributor
-            .run(&prepared, opts.check_plain)
-            .with_context(context)?;
-        r.timing.prepare_s = prepare_s;
-        let ablation = match (args.time_ablation, r.latents.first()) {
-            (true, Some(top)) => {
-                let t1 = Instant::now();
-                attributor.metric(&prepared, &CodeChange::Zero(vec![top.latent]), false)?;
-                let s = t1.elapsed().as_secs_f64();
-                Some(AblationTiming {
-                    ablation_s: s,
-                    per_latent_loop_s: s * session.sae.num_latents() as f64,
-                })
+        let key = item_key(session, args, index, item);
+        if let Some(line) = done.get(&index) {
+            if line["key"].as_str() == Some(key.as_str()) {
+                kept.push(line.clone());
+                continue;
             }
-            _ => None,
-        };
-        eprintln!(
-            "{}",
-            summary_line(index, &r, part, t0.elapsed().as_secs_f64())
-        );
-        let ranked = r.ranked(part, args.by_abs);
-        reports.push(ItemReport {
-            index,
-            prompt: item.prompt.clone(),
-            image: item.image.as_ref().map(|p| p.display().to_string()),
-            answer: r.answer.clone(),
-            baseline: r.baseline.clone(),
-            plain_metric: r.plain_metric,
-            patched_metric: r.patched_metric,
-            positions: r.positions,
-            image_positions: r.image_positions,
-            active_pairs: r.active_pairs,
-            active_latents: r.latents.len(),
-            sae_rel_error: r.sae_rel_error,
-            ranked_by: part,
-            layout: r.layout.clone(),
-            top: ranked.into_iter().take(args.top).collect(),
-            timing: r.timing.clone(),
-            ablation,
-        });
-        if args.create_filters.is_some() {
-            lists.push(r.latents);
+            bail!(
+                "{}: item {index} was attributed with other data or settings; give a new --out \
+                 or remove the file",
+                args.out.display()
+            );
+        }
+        let report = attribute_item(session, args, &attributor, &opts, part, index, item, key)
+            .with_context(|| format!("{}: item {index}", args.data.display()));
+        match report {
+            Ok(report) => reports.push(serde_json::to_value(&report)?),
+            Err(e) => {
+                eprintln!("{e:#}");
+                failed.push(index);
+            }
         }
     }
-    write_json(&args.out, &reports)?;
+    // Every line is rewritten in item order, so the file reads like one uninterrupted run.
+    let mut all = kept;
+    all.extend(reports);
+    all.sort_by_key(|v| v["index"].as_u64());
+    write_jsonl(&args.out, &all)?;
     eprintln!(
-        "attribution: {} item(s) → {}",
-        reports.len(),
+        "attribution: {} of {} item(s) → {}",
+        all.len(),
+        items.len(),
         args.out.display()
     );
+    if !failed.is_empty() {
+        bail!(
+            "{} item(s) failed ({:?}); the {} finished are kept in {} and a rerun attributes only the rest",
+            failed.len(),
+            failed,
+            all.len(),
+            args.out.display()
+        );
+    }
     if let Some(k) = args.create_filters {
         if k == 0 {
             bail!("--create-filters 0 selects no latent; give K ≥ 1");
         }
-        let ids = top_latents(lists.iter().map(Vec::as_slice), part, k);
+        let parts = all.iter().flat_map(|v| {
+            serde_json::from_value::<Vec<(u32, f64)>>(v["latent_parts"].clone()).unwrap_or_default()
+        });
+        let ids = top_of_sums(parts, k);
         let path = filter_path(&args.filters_dir, k, &args.data);
         write_json(&path, &filter_json(session.sae.hookpoint(), &ids))?;
         eprintln!(
@@ -215,7 +269,68 @@ pub fn run_attribute(session: &Session, args: &AttributeJob) -> Result<Vec<ItemR
             path.display()
         );
     }
-    Ok(reports)
+    Ok(all)
+}
+
+/// Attribute one item and append its line to `--out` before returning it.
+#[allow(clippy::too_many_arguments)]
+fn attribute_item(
+    session: &Session,
+    args: &AttributeJob,
+    attributor: &Attributor<'_>,
+    opts: &AttributeOptions,
+    part: Part,
+    index: usize,
+    item: &AttributionItem,
+    key: String,
+) -> Result<ItemReport> {
+    let t0 = Instant::now();
+    let prepared = attributor.prepare(item, opts)?;
+    let prepare_s = t0.elapsed().as_secs_f64();
+    let mut r = attributor.run(&prepared, opts.check_plain)?;
+    r.timing.prepare_s = prepare_s;
+    let ablation = match (args.time_ablation, r.latents.first()) {
+        (true, Some(top)) => {
+            let t1 = Instant::now();
+            attributor.metric(&prepared, &CodeChange::Zero(vec![top.latent]), false)?;
+            let s = t1.elapsed().as_secs_f64();
+            Some(AblationTiming {
+                ablation_s: s,
+                per_latent_loop_s: s * session.sae.num_latents() as f64,
+            })
+        }
+        _ => None,
+    };
+    eprintln!(
+        "{}",
+        summary_line(index, &r, part, t0.elapsed().as_secs_f64())
+    );
+    let ranked = r.ranked(part, args.by_abs);
+    let report = ItemReport {
+        index,
+        key,
+        prompt: item.prompt.clone(),
+        image: item.image.as_ref().map(|p| p.display().to_string()),
+        answer: r.answer.clone(),
+        baseline: r.baseline.clone(),
+        plain_metric: r.plain_metric,
+        patched_metric: r.patched_metric,
+        positions: r.positions,
+        image_positions: r.image_positions,
+        active_pairs: r.active_pairs,
+        active_latents: r.latents.len(),
+        sae_rel_error: r.sae_rel_error,
+        ranked_by: part,
+        layout: r.layout.clone(),
+        top: ranked.into_iter().take(args.top).collect(),
+        timing: r.timing.clone(),
+        ablation,
+        latent_parts: args
+            .create_filters
+            .map(|_| r.latents.iter().map(|l| (l.latent, part.of(l))).collect()),
+    };
+    append_line(&args.out, &report)?;
+    Ok(report)
 }
 
 fn summary_line(index: usize, r: &AttributionResult, part: Part, secs: f64) -> String {
@@ -236,6 +351,37 @@ fn summary_line(index: usize, r: &AttributionResult, part: Part, secs: f64) -> S
         r.latents.len(),
         top.join(", ")
     )
+}
+
+/// Append one JSON line to `path` and flush it to the disk.
+fn append_line<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    use std::io::Write;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("{}: cannot create", parent.display()))?;
+    }
+    let mut line = serde_json::to_string(value)?;
+    line.push('\n');
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("{}: cannot open for appending", path.display()))?;
+    file.write_all(line.as_bytes())
+        .and_then(|_| file.sync_data())
+        .with_context(|| format!("{}: cannot write", path.display()))
+}
+
+/// Replace `path` by `lines` (written beside it and renamed, so a kill leaves one or the other).
+fn write_jsonl(path: &Path, lines: &[serde_json::Value]) -> Result<()> {
+    let mut text = String::new();
+    for v in lines {
+        text += &serde_json::to_string(v)?;
+        text.push('\n');
+    }
+    let tmp = path.with_extension("jsonl.tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("{}: cannot write", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot write", path.display()))
 }
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {

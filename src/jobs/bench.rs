@@ -317,6 +317,7 @@ pub fn run_bench(opts: &BenchOptions) -> Result<(BenchReport, LoadedModel)> {
         sae,
         layer,
         max_pixels: u64::MAX,
+        max_file_bytes: u64::MAX,
         sae_id: "random".into(),
         sae_fingerprint: String::new(),
     };

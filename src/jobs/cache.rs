@@ -74,6 +74,9 @@ pub struct CacheSummary {
     pub images_resumed: u64,
     /// Images skipped, with reasons.
     pub skipped: Vec<Skipped>,
+    /// Paths under the dataset folder left out of the listing (links to folders already
+    /// listed), with reasons.
+    pub unlisted: Vec<crate::dataset::Unlisted>,
     /// Image tokens scored by this run.
     pub tokens: u64,
     /// Wall time in seconds.
@@ -321,6 +324,7 @@ pub fn run_cache(
         images_done: done,
         images_resumed: resumed,
         skipped,
+        unlisted: dataset.unlisted.clone(),
         tokens,
         seconds,
         images_per_second: done as f64 / seconds.max(1e-9),

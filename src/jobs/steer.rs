@@ -70,6 +70,7 @@ pub fn run_steer_job(
 ) -> Result<SteerSummary> {
     let t0 = Instant::now();
     let s = &job.settings;
+    check_job(session, job)?;
     let done = read_done(&job.out, s)?;
     let prompt = PreparedPrompt::new(session, &s.prompt, s.image.as_deref().map(Path::new))?;
     let cancel = CancelToken::never();
@@ -167,6 +168,35 @@ pub fn run_steer_job(
     sum.seconds = t0.elapsed().as_secs_f64();
     sum.tokens_per_second = if secs > 0.0 { steps as f64 / secs } else { 0.0 };
     Ok(sum)
+}
+
+/// What can be known wrong before the first generation: a row written and then an error
+/// would leave a partial file for a job that could never finish.
+fn check_job(session: &Session, job: &SteerJob) -> Result<()> {
+    if job.options.max_new_tokens == 0 {
+        bail!(
+            "--max-new-tokens 0 generates nothing, so no steered text could differ from the \
+             default; give 1 or more"
+        );
+    }
+    let n = session.sae.num_latents();
+    let missing: Vec<u32> = job
+        .features
+        .iter()
+        .copied()
+        .filter(|&f| f as usize >= n)
+        .collect();
+    if let (Some(first), Some(last)) = (missing.first(), missing.last()) {
+        bail!(
+            "{} of the {} features do not exist ({first}..={last} among them): the SAE {} has \
+             {n} latents (0..{}); nothing was steered",
+            missing.len(),
+            job.features.len(),
+            session.sae_id,
+            n.saturating_sub(1)
+        );
+    }
+    Ok(())
 }
 
 /// A max-activation lookup from a store made with this session's SAE.

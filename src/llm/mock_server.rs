@@ -55,6 +55,9 @@ pub enum Reply {
     },
     /// Say nothing for this long, then close the connection.
     Hang(Duration),
+    /// A 200 whose head announces more than `body`, of which only `body` is sent before the
+    /// connection closes.
+    Cut(String),
 }
 
 impl Reply {
@@ -208,6 +211,14 @@ async fn serve(mut sock: TcpStream, log: Arc<Mutex<Vec<Seen>>>, script: Arc<Scri
     };
     match script(&seen) {
         Reply::Hang(d) => tokio::time::sleep(d).await,
+        Reply::Cut(body) => {
+            let out = format!(
+                "HTTP/1.1 200 Mock\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len() + 1000
+            );
+            let _ = sock.write_all(out.as_bytes()).await;
+            let _ = sock.shutdown().await;
+        }
         Reply::Status {
             code,
             headers,

@@ -3,8 +3,9 @@
 //!
 //! Only failures that cost nothing or that the server asks us to repeat are retried: timeouts,
 //! connection errors, 408, 425, 429 and 5xx (except 501 and 505). A 200 answer is never
-//! re-requested, whatever it says; a body that is not a chat completion is a failure that keeps
-//! the raw text.
+//! re-requested, whatever it says — not one that is malformed, cut off or over the size cap,
+//! unless `retry_paid` says so; with a [`Journal`] every such answer is on the disk before it is
+//! parsed, and a later run replays it instead of asking again.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,13 +17,19 @@ use serde_json::{Value, json};
 
 use crate::store::TokenUsage;
 use crate::util::rng::SeededRng;
+use journal::{Journal, request_fingerprint};
 
+mod body;
 pub mod endpoint;
+pub mod journal;
 #[cfg(test)]
 pub(crate) mod mock_server;
+mod notices;
+mod paid;
 mod wire;
 
 pub use endpoint::Endpoint;
+pub use notices::Notices;
 use wire::{error_chain, snippet};
 pub use wire::{parse_completion, retry_after};
 
@@ -54,6 +61,12 @@ pub struct ClientConfig {
     pub max_wait: Duration,
     /// Extra keys on every image part (e.g. sglang's `"modalities": "multi-images"`).
     pub image_extra: serde_json::Map<String, Value>,
+    /// Largest answer body read, in bytes; a larger one is a failure, never stored.
+    pub max_answer_bytes: usize,
+    /// Ask again when a paid answer was cut off, malformed or oversize (it may be billed twice).
+    pub retry_paid: bool,
+    /// Where long waits are announced.
+    pub notices: Notices,
 }
 
 impl Default for ClientConfig {
@@ -70,6 +83,9 @@ impl Default for ClientConfig {
             backoff: Duration::from_secs(2),
             max_wait: Duration::from_secs(300),
             image_extra: serde_json::Map::new(),
+            max_answer_bytes: 4 << 20,
+            retry_paid: false,
+            notices: Notices::default(),
         }
     }
 }
@@ -98,6 +114,12 @@ pub enum FailureKind {
     Http(u16),
     /// A 200 answer that is not a chat completion.
     Malformed,
+    /// A 200 answer whose body broke off before its end.
+    Cut,
+    /// A 200 answer larger than the size cap.
+    Oversize,
+    /// The answer could not be written to the journal.
+    Journal,
 }
 
 /// A request that failed for good.
@@ -117,7 +139,10 @@ impl RequestError {
     /// Whether every later request would fail the same way (bad key, URL or model name), so a
     /// batch should stop rather than spend its failure budget.
     pub fn is_fatal(&self) -> bool {
-        matches!(self.kind, FailureKind::Http(401 | 403 | 404))
+        matches!(
+            self.kind,
+            FailureKind::Http(401 | 403 | 404) | FailureKind::Journal
+        )
     }
 }
 
@@ -144,8 +169,10 @@ pub struct ChatReply {
     pub usage: Option<TokenUsage>,
     /// `finish_reason` of the first choice, when reported.
     pub finish_reason: Option<String>,
-    /// Attempts made (1 when the first one answered).
+    /// Attempts made (1 when the first one answered; 0 when replayed from the journal).
     pub attempts: u32,
+    /// Fingerprint of the request (its key in the journal).
+    pub request: String,
 }
 
 /// The outcome of one attempt: an answer, or an error with whether to retry and a server hint.
@@ -167,6 +194,32 @@ pub struct ChatClient {
     headers: HeaderMap,
     cfg: ClientConfig,
     sent: Arc<AtomicU64>,
+    /// Attempts that may have been billed without giving a usable answer: timeouts, broken
+    /// connections, answers cut off, oversize or malformed.
+    unanswered: Arc<AtomicU64>,
+    /// Answers taken from the journal instead of asking.
+    replayed: Arc<AtomicU64>,
+    journal: Option<Arc<Journal>>,
+}
+
+/// A failed attempt: what went wrong, whether to try again, and the server's wait hint.
+fn fail(
+    kind: FailureKind,
+    message: String,
+    retry: bool,
+    raw: Option<String>,
+    wait: Option<Duration>,
+) -> Attempt {
+    Attempt::Failed {
+        err: RequestError {
+            kind,
+            message,
+            attempts: 0,
+            raw,
+        },
+        retry,
+        wait,
+    }
 }
 
 /// The chat-completions URL for a base URL given in any of the usual forms.
@@ -233,7 +286,31 @@ impl ChatClient {
             headers,
             cfg,
             sent: Arc::new(AtomicU64::new(0)),
+            unanswered: Arc::new(AtomicU64::new(0)),
+            replayed: Arc::new(AtomicU64::new(0)),
+            journal: None,
         })
+    }
+
+    /// Journal every answer to `journal` before parsing it, and replay what it holds.
+    pub fn with_journal(mut self, journal: Arc<Journal>) -> Self {
+        self.journal = Some(journal);
+        self
+    }
+
+    /// The journal in use, if any.
+    pub fn journal(&self) -> Option<&Journal> {
+        self.journal.as_deref()
+    }
+
+    /// Answers so far taken from the journal instead of being asked for.
+    pub fn answers_replayed(&self) -> u64 {
+        self.replayed.load(Ordering::Relaxed)
+    }
+
+    /// Attempts so far that may have been billed without giving a usable answer.
+    pub fn requests_unanswered(&self) -> u64 {
+        self.unanswered.load(Ordering::Relaxed)
     }
 
     /// `host[:port]` of the server (no credentials, no path).
@@ -268,10 +345,21 @@ impl ChatClient {
         tag: Option<&str>,
     ) -> Result<ChatReply, RequestError> {
         let body = self.body(messages);
+        let request = request_fingerprint(&body, tag);
+        if let Some(answer) = self.journal.as_ref().and_then(|j| j.pending(&request)) {
+            match self.replay(answer, &request) {
+                Ok(reply) => {
+                    self.replayed.fetch_add(1, Ordering::Relaxed);
+                    return Ok(reply);
+                }
+                Err(e) if !self.cfg.retry_paid => return Err(e),
+                Err(_) => {} // the user asked to pay again
+            }
+        }
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.attempt(&body, tag).await {
+            match self.attempt(&body, &request, tag).await {
                 Attempt::Done(mut reply) => {
                     reply.attempts = attempt;
                     return Ok(reply);
@@ -285,7 +373,9 @@ impl ChatClient {
                     if !retry || attempt > self.cfg.retries {
                         return Err(err);
                     }
-                    tokio::time::sleep(self.wait(attempt, wait, tag)).await;
+                    let pause = self.wait(attempt, wait, tag);
+                    self.announce(pause, wait, attempt, tag);
+                    tokio::time::sleep(pause).await;
                 }
             }
         }
@@ -302,17 +392,7 @@ impl ChatClient {
         wait.min(self.cfg.max_wait)
     }
 
-    async fn attempt(&self, body: &Value, tag: Option<&str>) -> Attempt {
-        let fail = |kind, message: String, retry, raw: Option<String>, wait| Attempt::Failed {
-            err: RequestError {
-                kind,
-                message,
-                attempts: 0,
-                raw,
-            },
-            retry,
-            wait,
-        };
+    async fn attempt(&self, body: &Value, request: &str, tag: Option<&str>) -> Attempt {
         let mut req = self
             .http
             .post(&self.endpoint)
@@ -322,8 +402,14 @@ impl ChatClient {
         if let Some(tag) = tag {
             req = req.header(FEATURE_HEADER, tag);
         }
+        if let Err(e) = self.journal_sent(request, tag).await {
+            return fail(e.kind, e.message, false, None, None);
+        }
         self.sent.fetch_add(1, Ordering::Relaxed);
         let transport = |e: reqwest::Error| {
+            if !e.is_connect() {
+                self.unanswered.fetch_add(1, Ordering::Relaxed);
+            }
             if e.is_timeout() {
                 fail(
                     FailureKind::Timeout,
@@ -355,9 +441,9 @@ impl ChatClient {
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| retry_after(v, SystemTime::now()));
-        let text = match resp.text().await {
-            Ok(t) => t,
-            Err(e) => return transport(e),
+        let text = match self.paid_body(resp, request, tag, hint).await {
+            Ok(text) => text,
+            Err(failed) => return failed,
         };
         if !status.is_success() {
             let code = status.as_u16();
@@ -381,14 +467,18 @@ impl ChatClient {
                 usage,
                 finish_reason,
                 attempts: 0,
+                request: request.to_string(),
             }),
-            Err(e) => fail(
-                FailureKind::Malformed,
-                format!("answer is not a chat completion ({e}): {}", snippet(&text)),
-                false,
-                Some(text),
-                None,
-            ),
+            Err(e) => {
+                self.unanswered.fetch_add(1, Ordering::Relaxed);
+                fail(
+                    FailureKind::Malformed,
+                    format!("answer is not a chat completion ({e}): {}", snippet(&text)),
+                    false,
+                    Some(text),
+                    None,
+                )
+            }
         }
     }
 }

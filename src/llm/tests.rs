@@ -19,6 +19,9 @@ fn cfg(url: &str) -> ClientConfig {
         backoff: Duration::from_millis(20),
         max_wait: Duration::from_secs(5),
         image_extra: serde_json::Map::new(),
+        max_answer_bytes: 1 << 20,
+        retry_paid: false,
+        notices: Notices::default(),
     }
 }
 
@@ -260,4 +263,58 @@ fn backoff_doubles_with_jitter_and_is_capped() {
         Duration::from_millis(700)
     );
     assert_eq!(w1, client.wait(1, None, Some("7")), "deterministic");
+}
+
+#[tokio::test]
+async fn a_long_retry_after_is_announced_with_the_wait() {
+    let server = MockServer::start(|s| {
+        if s.nth == 0 {
+            Reply::status(429, "slow down").header("Retry-After", "100000")
+        } else {
+            Reply::ok("[EXPLANATION]: fine")
+        }
+    })
+    .await;
+    let said = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = said.clone();
+    let client = ChatClient::new(ClientConfig {
+        max_wait: Duration::from_millis(20),
+        notices: Notices::to(move |l| sink.lock().unwrap().push(l.to_string())),
+        ..cfg(&server.url)
+    })
+    .unwrap();
+    client.complete(msgs(), Some("5")).await.unwrap();
+    let said = said.lock().unwrap();
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(
+        said[0].contains("feature 5")
+            && said[0].contains("100000 s (Retry-After)")
+            && said[0].contains("waiting 0.0 s before attempt 2"),
+        "{said:?}"
+    );
+}
+
+#[tokio::test]
+async fn paid_answers_cut_off_or_oversize_are_not_asked_for_again() {
+    let server = MockServer::start(|s| match s.tag.as_deref() {
+        Some("cut") => {
+            Reply::Cut("{\"choices\": [{\"message\": {\"content\": \"[EXPLANATION]: ha".into())
+        }
+        _ => Reply::ok(&format!("[EXPLANATION]: {}", "long ".repeat(1200))),
+    })
+    .await;
+    let client = ChatClient::new(ClientConfig {
+        max_answer_bytes: 5000,
+        ..cfg(&server.url)
+    })
+    .unwrap();
+    let e = client.complete(msgs(), Some("cut")).await.unwrap_err();
+    assert_eq!((e.kind, e.attempts), (FailureKind::Cut, 1), "{e}");
+    assert!(e.message.contains("--retry-paid"), "{e}");
+    assert!(e.raw.unwrap().contains("[EXPLANATION]: ha"));
+    let e = client.complete(msgs(), Some("big")).await.unwrap_err();
+    assert_eq!((e.kind, e.attempts), (FailureKind::Oversize, 1), "{e}");
+    assert!(e.message.contains("--max-answer-bytes"), "{e}");
+    assert_eq!(server.seen().len(), 2, "neither was asked for twice");
+    assert_eq!(client.requests_unanswered(), 2, "both may be billed");
 }

@@ -213,6 +213,46 @@ impl LlavaNextConfig {
         Ok(cfg)
     }
 
+    /// The keys that set weight shapes and are absent from the `config.json` text, each with the
+    /// default it took (`text_config.hidden_size = 4096`): when the weights then do not fit, the
+    /// missing key, not a tensor shape, is the thing to name.
+    pub fn defaulted_shape_keys(&self, text: &str) -> Vec<String> {
+        const TEXT: [&str; 7] = [
+            "hidden_size",
+            "intermediate_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "num_key_value_heads",
+            "head_dim",
+            "vocab_size",
+        ];
+        const VISION: [&str; 7] = [
+            "hidden_size",
+            "intermediate_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "image_size",
+            "patch_size",
+            "num_channels",
+        ];
+        let Ok(json) = serde_json::from_str::<serde_json::Value>(text) else {
+            return Vec::new();
+        };
+        let resolved = serde_json::json!({
+            "text_config": self.text_config,
+            "vision_config": self.vision_config,
+        });
+        let mut out = Vec::new();
+        for (section, keys) in [("text_config", &TEXT[..]), ("vision_config", &VISION[..])] {
+            for key in keys {
+                if json.get(section).and_then(|s| s.get(key)).is_none() {
+                    out.push(format!("{section}.{key} = {}", resolved[section][key]));
+                }
+            }
+        }
+        out
+    }
+
     /// Reject configurations glint cannot run, with the reason.
     pub fn validate(&self, origin: &str) -> anyhow::Result<()> {
         let t = &self.text_config;
@@ -415,6 +455,20 @@ fn d_10000() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_that_set_shapes_and_were_defaulted_are_listed() {
+        let text = r#"{"text_config": {"hidden_size": 64, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "num_key_value_heads": 4, "head_dim": 16,
+            "vocab_size": 100}, "vision_config": {"hidden_size": 32, "intermediate_size": 64,
+            "num_hidden_layers": 2, "num_attention_heads": 2, "image_size": 56,
+            "patch_size": 14, "num_channels": 3}, "image_grid_pinpoints": [[56, 56]]}"#;
+        let cfg = LlavaNextConfig::from_json(text, "c").unwrap();
+        assert_eq!(
+            cfg.defaulted_shape_keys(text),
+            ["text_config.intermediate_size = 11008"]
+        );
+    }
 
     #[test]
     fn empty_config_takes_transformers_defaults() {

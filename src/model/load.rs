@@ -12,6 +12,7 @@ use super::llava_next::LlavaNext;
 use super::preprocess::ImageProcessorConfig;
 use super::random::RandomWeights;
 use super::tokenizer::PromptTokenizer;
+use crate::util::file_hash::content_hash;
 use crate::util::hash::Fingerprint;
 
 /// Where to run and in which precision.
@@ -49,7 +50,8 @@ pub struct LoadedModel {
     pub dir: PathBuf,
     /// What the user named: a folder, hub id or config file.
     pub id: String,
-    /// Fingerprint of config.json and the weight index (names, shapes, dtypes).
+    /// Fingerprint of config.json, the weight index (names, shapes, dtypes) and the bytes of
+    /// every weight file.
     pub fingerprint: String,
 }
 
@@ -261,6 +263,10 @@ pub fn load_model(spec: &str, opts: &LoadOptions) -> Result<LoadedModel> {
             for (n, s) in &names {
                 fp.field(n).field(s);
             }
+            // The bytes too: weights changed in place keep their names and shapes.
+            for file in &files {
+                fp.field(&content_hash(file)?);
+            }
             let present: HashSet<String> = names.into_iter().map(|(n, _)| n).collect();
             let vb = VarBuilder::from_backend(Box::new(st), opts.dtype, opts.device.clone())
                 .rename_f(move |name: &str| on_disk_name(name, &present));
@@ -268,10 +274,20 @@ pub fn load_model(spec: &str, opts: &LoadOptions) -> Result<LoadedModel> {
         }
     };
     let model = LlavaNext::load(&config, vb).with_context(|| {
-        format!(
-            "{}: the weights do not match config.json (is this a LLaVA-NeXT checkpoint?)",
-            dir.display()
-        )
+        let defaulted = config.defaulted_shape_keys(&text);
+        if defaulted.is_empty() {
+            format!(
+                "{}: the weights do not match config.json (is this a LLaVA-NeXT checkpoint?)",
+                dir.display()
+            )
+        } else {
+            format!(
+                "{}: the weights do not match config.json, which lacks {} (transformers' \
+                 defaults, taken instead); add the checkpoint's values to config.json",
+                config_path.display(),
+                defaulted.join(", ")
+            )
+        }
     })?;
     Ok(LoadedModel {
         model,

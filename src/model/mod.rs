@@ -3,6 +3,7 @@
 pub mod anyres;
 pub mod config;
 pub mod device;
+pub mod image_file;
 pub mod kv_cache;
 mod linear;
 pub mod llama;

@@ -11,20 +11,20 @@
 //!
 //! The per-view "resize shortest edge to s, centre-crop to crop_size" of transformers is a no-op
 //! when `s == crop_size`, which every LLaVA-NeXT checkpoint ships; other combinations are refused.
-//! Resampling uses the image crate's Catmull-Rom (PIL BICUBIC's kernel, but f32 rather than PIL's
-//! fixed point), so pixels may differ from Python by about one grey level.
-
-use std::io::Cursor;
-use std::path::Path;
+//! Bicubic and bilinear resizing is Pillow's own fixed-point resampler ([`crate::util::pillow`]),
+//! so every 8-bit pixel equals what transformers' PIL processor makes; nearest and Lanczos use
+//! the image crate's filters and may differ by a grey level.
 
 use anyhow::{Context, Result, bail};
 use candle_core::{Device, Tensor};
 use image::imageops::{self, FilterType};
-use image::{DynamicImage, ImageError, ImageReader, Limits, RgbImage};
+use image::{DynamicImage, RgbImage};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::anyres::ImageLayout;
+pub use super::image_file::{ImageLimits, load_image, load_image_within};
 use crate::util::image_processor::{IntOr, check_scaling, de_triple, level_lut};
+use crate::util::pillow;
 
 /// `size` of the processor: `{"shortest_edge": n}` or `{"height": h, "width": w}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -177,13 +177,13 @@ impl ImageProcessorConfig {
         check_scaling(origin, self.rescale_factor, &self.image_std)
     }
 
-    /// The image-crate filter standing in for the PIL `resample` id.
-    pub fn filter(&self) -> Result<FilterType> {
+    /// The resampler for the PIL `resample` id.
+    pub fn filter(&self) -> Result<Resample> {
         Ok(match self.resample {
-            0 => FilterType::Nearest,
-            1 => FilterType::Lanczos3,
-            2 => FilterType::Triangle,
-            3 => FilterType::CatmullRom,
+            0 => Resample::Approximate(FilterType::Nearest),
+            1 => Resample::Approximate(FilterType::Lanczos3),
+            2 => Resample::Pillow(pillow::Filter::Bilinear),
+            3 => Resample::Pillow(pillow::Filter::Bicubic),
             r => bail!("resample {r} is not supported (use 0, 1, 2 or 3 = bicubic)"),
         })
     }
@@ -195,6 +195,36 @@ impl ImageProcessorConfig {
             self.do_normalize
                 .then_some((&self.image_mean, &self.image_std)),
         )
+    }
+}
+
+/// How views are resized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resample {
+    /// Pillow's resampler, exact for 8-bit images.
+    Pillow(pillow::Filter),
+    /// An image-crate filter close to PIL's.
+    Approximate(FilterType),
+}
+
+impl Resample {
+    /// `rgb` resized to `w x h`.
+    fn resize(self, rgb: &RgbImage, w: u32, h: u32) -> Result<RgbImage> {
+        match self {
+            Resample::Pillow(filter) => {
+                let (iw, ih) = rgb.dimensions();
+                let px = pillow::resize(
+                    rgb.as_raw(),
+                    (iw as usize, ih as usize),
+                    3,
+                    (w as usize, h as usize),
+                    filter,
+                );
+                RgbImage::from_raw(w, h, px)
+                    .with_context(|| format!("resizing to {w}x{h} gave a buffer of another size"))
+            }
+            Resample::Approximate(filter) => Ok(imageops::resize(rgb, w, h, filter)),
+        }
     }
 }
 
@@ -241,9 +271,9 @@ pub fn preprocess(
     let layout = ImageLayout::new((h, w), pinpoints, t, patch_px)?;
     let filter = cfg.filter()?;
 
-    let base = imageops::resize(rgb, t, t, filter);
+    let base = filter.resize(rgb, t, t)?;
     let (rh, rw) = layout.resized;
-    let resized = imageops::resize(rgb, rw, rh, filter);
+    let resized = filter.resize(rgb, rw, rh)?;
     let (bh, bw) = layout.best;
     let mut canvas = RgbImage::new(bw, bh); // zero = black padding, as transformers pads
     imageops::replace(
@@ -273,56 +303,6 @@ pub fn preprocess(
         pixel_values,
         layout,
     })
-}
-
-/// Explain an image-crate failure for `path` in terms a user can act on.
-fn decode_error(path: &Path, e: ImageError) -> anyhow::Error {
-    let shown = path.display();
-    match e {
-        ImageError::Decoding(_) | ImageError::IoError(_) => {
-            anyhow::anyhow!("{shown}: corrupt or truncated image: {e}")
-        }
-        ImageError::Unsupported(_) => {
-            anyhow::anyhow!("{shown}: unsupported image ({e}); convert it to PNG or JPEG")
-        }
-        ImageError::Limits(_) => anyhow::anyhow!(
-            "{shown}: decoding needs more memory than allowed ({e}); lower the image size or raise --max-pixels"
-        ),
-        _ => anyhow::anyhow!("{shown}: cannot decode image: {e}"),
-    }
-}
-
-/// Read and decode an image, refusing anything above `max_pixels` before decoding it.
-pub fn load_image(path: &Path, max_pixels: u64) -> Result<DynamicImage> {
-    let shown = path.display();
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read image {shown}"))?;
-    let reader = ImageReader::new(Cursor::new(&bytes[..]))
-        .with_guessed_format()
-        .with_context(|| format!("cannot read image {shown}"))?;
-    let Some(format) = reader.format() else {
-        bail!(
-            "{shown}: not a recognised image format (supported: PNG, JPEG, GIF, BMP, WebP, TIFF)"
-        );
-    };
-    let (w, h) = reader
-        .into_dimensions()
-        .map_err(|e| decode_error(path, e))?;
-    if w == 0 || h == 0 {
-        bail!("{shown}: image has zero size ({w}x{h})");
-    }
-    let pixels = w as u64 * h as u64;
-    if pixels > max_pixels {
-        bail!(
-            "{shown}: image is {w}x{h} = {pixels} pixels, above the limit of {max_pixels} pixels \
-             (--max-pixels); pass --max-pixels {pixels} or more to load it"
-        );
-    }
-    let mut reader = ImageReader::with_format(Cursor::new(&bytes[..]), format);
-    let mut limits = Limits::default();
-    // The pixel check above is the real limit; leave decoders room for 16-bit RGBA buffers.
-    limits.max_alloc = Some(limits.max_alloc.unwrap_or(0).max(pixels.saturating_mul(16)));
-    reader.limits(limits);
-    reader.decode().map_err(|e| decode_error(path, e))
 }
 
 #[cfg(test)]
@@ -526,37 +506,5 @@ mod tests {
         assert!(format!("{err:#}").contains("resample 5"), "{err:#}");
         let err = ImageProcessorConfig::from_json("[1,2]", "bad.json").unwrap_err();
         assert!(err.to_string().contains("bad.json"));
-    }
-
-    #[test]
-    fn load_image_errors_name_the_path() {
-        let dir = tempfile::tempdir().unwrap();
-        let missing = dir.path().join("missing.png");
-        let err = format!("{:#}", load_image(&missing, 1 << 30).unwrap_err());
-        assert!(err.contains("missing.png"), "{err}");
-
-        let garbage = dir.path().join("garbage.png");
-        std::fs::write(&garbage, b"this is not an image at all").unwrap();
-        let err = format!("{:#}", load_image(&garbage, 1 << 30).unwrap_err());
-        assert!(err.contains("garbage.png"), "{err}");
-
-        let good = dir.path().join("good.png");
-        RgbImage::from_pixel(40, 30, Rgb([1, 2, 3]))
-            .save(&good)
-            .unwrap();
-        let img = load_image(&good, 1200).unwrap();
-        assert_eq!((img.width(), img.height()), (40, 30));
-        let err = format!("{:#}", load_image(&good, 1199).unwrap_err());
-        assert!(
-            err.contains("good.png") && err.contains("--max-pixels"),
-            "{err}"
-        );
-        assert!(err.contains("1200") && err.contains("1199"), "{err}");
-
-        let bytes = std::fs::read(&good).unwrap();
-        let cut = dir.path().join("cut.png");
-        std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
-        let err = format!("{:#}", load_image(&cut, 1 << 30).unwrap_err());
-        assert!(err.contains("cut.png"), "{err}");
     }
 }

@@ -8,6 +8,7 @@ use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Tensor};
 
 use super::config::{SaeConfig, layer_of_hookpoint};
+use crate::util::finite::first_non_finite_row;
 use crate::util::rng::SeededRng;
 
 /// File name of the config inside a hookpoint folder.
@@ -94,6 +95,14 @@ impl Sae {
                 .with_context(|| {
                     format!("SAE weights {}: cannot load `{name}`", weights.display())
                 })?;
+            if let Some(row) = first_non_finite_row(&t)? {
+                let at = if shape.len() == 1 { "entry" } else { "row" };
+                bail!(
+                    "SAE weights {}: tensor `{name}` {at} {row} holds a non-finite value (NaN or \
+                     infinity); the file is damaged or the training diverged: use another SAE",
+                    weights.display()
+                );
+            }
             Ok(t)
         };
         let w_enc = load("encoder.weight", &[n, d])?;
@@ -510,6 +519,54 @@ mod tests {
             (DType::F32, 6, 2)
         );
         assert_eq!(sae.w_dec().dtype(), DType::F32);
+    }
+
+    #[test]
+    fn non_finite_weights_are_refused_naming_tensor_and_row() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = r#"{"num_latents": 4, "k": 2, "d_in": 3}"#;
+        let mut dec = vec![0.5f32; 12];
+        dec[2 * 3 + 1] = f32::NAN;
+        let mut bias = vec![0.0f32; 4];
+        bias[1] = f32::INFINITY;
+        let cpu = &Device::Cpu;
+        let good_bias = zeros(&[4], DType::F32);
+        let sets = [
+            (
+                "model.layers.0",
+                good_bias.clone(),
+                Tensor::from_vec(dec, (4, 3), cpu).unwrap(),
+            ),
+            (
+                "model.layers.1",
+                Tensor::from_vec(bias, 4, cpu).unwrap(),
+                zeros(&[4, 3], DType::F32),
+            ),
+        ];
+        let mut errs = Vec::new();
+        for (hp, b_enc, w_dec) in sets {
+            let t = [
+                ("encoder.weight", zeros(&[4, 3], DType::F32)),
+                ("encoder.bias", b_enc),
+                ("W_dec", w_dec),
+                ("b_dec", zeros(&[3], DType::F32)),
+            ];
+            let dir = write_raw(tmp.path(), hp, cfg, &t);
+            errs.push(format!(
+                "{:#}",
+                Sae::load(&dir, None, &Device::Cpu, DType::F32).unwrap_err()
+            ));
+        }
+        assert!(
+            errs[0].contains("`W_dec` row 2") && errs[0].contains("model.layers.0"),
+            "{}",
+            errs[0]
+        );
+        assert!(
+            errs[1].contains("`encoder.bias` entry 1") && errs[1].contains("model.layers.1"),
+            "{}",
+            errs[1]
+        );
     }
 
     #[test]

@@ -112,7 +112,7 @@ pub struct GroundTruth {
 impl GroundTruth {
     /// Read the manifest at `path`; `None` when no entry has objects with masks.
     pub fn load(path: &Path) -> Result<Option<Self>> {
-        let root = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let root = crate::dataset::manifest_folder(path);
         if let Some(coco) = CocoTruth::load(path)? {
             return Ok(Some(Self {
                 root,

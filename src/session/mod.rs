@@ -12,7 +12,7 @@ use candle_core::{DType, Device, Tensor};
 use crate::model::anyres::ImageLayout;
 use crate::model::llava_next::{ImageInput, SequenceMap};
 use crate::model::load::{LoadOptions, LoadedModel, load_model};
-use crate::model::preprocess::{PreprocessedImage, load_image, preprocess};
+use crate::model::preprocess::{ImageLimits, PreprocessedImage, load_image_within, preprocess};
 use crate::model::tap::ForwardOptions;
 use crate::sae::{Sae, SaeConfig};
 
@@ -26,6 +26,8 @@ pub struct Session {
     pub layer: usize,
     /// Largest image accepted, in pixels.
     pub max_pixels: u64,
+    /// Largest image file read, in bytes.
+    pub max_file_bytes: u64,
     /// The SAE as the user named it.
     pub sae_id: String,
     /// Fingerprint of the SAE's config and a sample of its weights.
@@ -96,6 +98,7 @@ impl Session {
             sae,
             layer,
             max_pixels: args.max_pixels,
+            max_file_bytes: args.max_file_bytes,
             sae_id: sae_spec,
             sae_fingerprint,
         })
@@ -128,9 +131,17 @@ impl Session {
         self.run_prepared(ids, prepared)
     }
 
+    /// What an image file may be, as the user set it.
+    pub fn image_limits(&self) -> ImageLimits {
+        ImageLimits {
+            max_pixels: self.max_pixels,
+            max_file_bytes: self.max_file_bytes,
+        }
+    }
+
     /// What preparing an image needs, detached from the model so other threads can do it.
     pub fn image_prep(&self) -> ImagePrep {
-        ImagePrep::for_model(&self.model, self.max_pixels)
+        ImagePrep::for_model(&self.model, self.image_limits())
     }
 
     /// [`Session::run_to_tap`] with the image already prepared (see [`ImagePrep`]).
@@ -170,23 +181,23 @@ pub struct ImagePrep {
     processor: crate::model::preprocess::ImageProcessorConfig,
     pinpoints: Vec<(u32, u32)>,
     patch: u32,
-    max_pixels: u64,
+    limits: ImageLimits,
 }
 
 impl ImagePrep {
-    /// The preparation `model` needs, refusing images over `max_pixels`.
-    pub fn for_model(model: &LoadedModel, max_pixels: u64) -> Self {
+    /// The preparation `model` needs, refusing images beyond `limits`.
+    pub fn for_model(model: &LoadedModel, limits: ImageLimits) -> Self {
         Self {
             processor: model.processor.clone(),
             pinpoints: model.config.pinpoints(),
             patch: model.config.vision_config.patch_size as u32,
-            max_pixels,
+            limits,
         }
     }
 
     /// Decode `path` and preprocess it for the model (anyres views and geometry).
     pub fn prepare(&self, path: &std::path::Path) -> Result<PreprocessedImage> {
-        let img = load_image(path, self.max_pixels)?;
+        let img = load_image_within(path, self.limits)?;
         preprocess(&img, &self.processor, &self.pinpoints, self.patch)
             .with_context(|| format!("{}: preprocessing failed", path.display()))
     }
@@ -237,11 +248,18 @@ fn random_sae(size: &str, hidden: usize, layer: usize, device: &Device) -> Resul
     }
 }
 
-/// Config, hookpoint and a content sample (b_dec and the first encoder row) of an SAE.
+/// Config, hookpoint and the weight bytes of an SAE (a content sample for a random one).
 fn sae_fingerprint(sae: &Sae) -> Result<String> {
     let mut fp = crate::util::hash::Fingerprint::new();
     fp.field(&serde_json::to_string(sae.cfg())?)
         .field(sae.hookpoint());
+    if let Some(dir) = sae.source() {
+        // Every byte of the weights: a change in place keeps config and shapes.
+        let weights = dir.join(crate::sae::sae::WEIGHTS_FILE);
+        fp.field(&crate::util::file_hash::content_hash(&weights)?);
+        return Ok(fp.hex());
+    }
+    // A random SAE has no file; its seeded values are sampled instead.
     let sample = Tensor::cat(
         &[
             sae.b_dec().to_dtype(DType::F32)?,

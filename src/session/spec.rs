@@ -23,6 +23,8 @@ pub struct ModelSpec {
     pub random_weights: Option<u64>,
     /// Largest image accepted, in pixels.
     pub max_pixels: u64,
+    /// Largest image file read for the model, in bytes (checked before reading it).
+    pub max_file_bytes: u64,
 }
 
 /// Default of [`ModelSpec::max_pixels`].
@@ -39,6 +41,7 @@ impl Default for ModelSpec {
             dtype: DType::F32,
             random_weights: None,
             max_pixels: DEFAULT_MAX_PIXELS,
+            max_file_bytes: crate::model::image_file::DEFAULT_MAX_FILE_BYTES,
         }
     }
 }

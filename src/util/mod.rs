@@ -1,8 +1,11 @@
 //! Small helpers shared by every layer of glint.
 
 pub mod choice;
+pub mod file_hash;
+pub mod finite;
 pub mod hash;
 pub(crate) mod image_processor;
+pub mod pillow;
 pub mod progress;
 pub(crate) mod prompt_template;
 pub mod rng;

@@ -13,15 +13,25 @@ const PROMPT: &str = "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\
                       <|end_header_id|>\n\n";
 
 fn write_items(dir: &Path, answer: &str) -> PathBuf {
+    write_answers(dir, &[answer])
+}
+
+/// One item per answer, all on the same image and prompt.
+fn write_answers(dir: &Path, answers: &[&str]) -> PathBuf {
     let image = sample_image("shape-0000.png");
-    let items = serde_json::json!([{
-        "prompt": PROMPT,
-        "answer": answer,
-        "baseline": "Ġblue",
-        "image": image,
-    }]);
+    let items: Vec<Value> = answers
+        .iter()
+        .map(|answer| {
+            serde_json::json!({
+                "prompt": PROMPT,
+                "answer": answer,
+                "baseline": "Ġblue",
+                "image": image,
+            })
+        })
+        .collect();
     let path = dir.join("items.json");
-    std::fs::write(&path, items.to_string()).unwrap();
+    std::fs::write(&path, serde_json::to_string(&items).unwrap()).unwrap();
     path
 }
 
@@ -30,7 +40,7 @@ fn attribute(data: &Path, dir: &Path, extra: &[&str]) -> Output {
         .args(["--batch", "attribute", "--data"])
         .arg(data)
         .arg("--out")
-        .arg(dir.join("attribution.json"))
+        .arg(dir.join("attribution.jsonl"))
         .arg("--filters-dir")
         .arg(dir.join("filters"))
         .args(extra)
@@ -48,9 +58,8 @@ fn one_image_gives_ranked_latents_and_an_image_only_filter_file() {
     assert!(out.status.success(), "{stderr}");
     println!("{stderr}");
 
-    let text = std::fs::read_to_string(dir.path().join("attribution.json")).unwrap();
-    let report: Value = serde_json::from_str(&text).unwrap();
-    let item = &report.as_array().unwrap()[0];
+    let report = lines(dir.path());
+    let item = &report[0];
     assert_eq!(item["answer"]["id"], 306);
     assert_eq!(item["baseline"]["token"], "Ġblue");
     assert_eq!(item["ranked_by"], "image");
@@ -76,6 +85,48 @@ fn one_image_gives_ranked_latents_and_an_image_only_filter_file() {
     let expected: Vec<&Value> = top.iter().take(3).map(|l| &l["latent"]).collect();
     assert_eq!(ids, expected);
     assert_eq!(filter.as_object().unwrap().len(), 1);
+}
+
+/// The output's lines.
+fn lines(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("attribution.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_bad_item_keeps_the_finished_ones_and_a_rerun_does_only_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    write_answers(dir.path(), &[" red", " red circle", " green"]);
+    let data = dir.path().join("items.json");
+    let args = ["--create-filters", "2"];
+    let out = attribute(&data, dir.path(), &args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("item 1") && stderr.contains("2 tokens"),
+        "{stderr}"
+    );
+    let first = lines(dir.path());
+    let indices: Vec<u64> = first.iter().map(|l| l["index"].as_u64().unwrap()).collect();
+    assert_eq!(indices, [0, 2], "items 0 and 2 were finished");
+    assert!(!dir.path().join("filters/filters_top_2_items.json").exists());
+
+    write_answers(dir.path(), &[" red", " green", " green"]);
+    let out = attribute(&data, dir.path(), &args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("item 1: M =") && !stderr.contains("item 0: M ="),
+        "{stderr}"
+    );
+    let all = lines(dir.path());
+    assert_eq!(all.len(), 3);
+    // Kept as written, timings included: they were not attributed again.
+    assert_eq!((&all[0], &all[2]), (&first[0], &first[1]));
+    assert!(dir.path().join("filters/filters_top_2_items.json").exists());
 }
 
 #[test]

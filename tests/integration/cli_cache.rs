@@ -237,3 +237,79 @@ fn broken_images_are_skipped_with_a_reason() {
     );
     assert_eq!(Store::open(&out).unwrap().progress().unwrap().images, 1);
 }
+
+/// A copy of the sample folder `name` under `dir`.
+fn copy_sample(dir: &Path, name: &str) -> std::path::PathBuf {
+    fn copy(src: &Path, dst: &Path) {
+        std::fs::create_dir_all(dst).unwrap();
+        for entry in std::fs::read_dir(src).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_dir() {
+                copy(&entry.path(), &dst.join(entry.file_name()));
+            } else {
+                std::fs::copy(entry.path(), dst.join(entry.file_name())).unwrap();
+            }
+        }
+    }
+    let dst = dir.join(name);
+    copy(&root().join("sample-data").join(name), &dst);
+    dst
+}
+
+/// Change the last byte of `file` in place, keeping its size and modification time.
+fn flip_last_byte(file: &Path) {
+    use std::io::{Seek, SeekFrom, Write};
+    let mtime = std::fs::metadata(file).unwrap().modified().unwrap();
+    let len = std::fs::metadata(file).unwrap().len();
+    let last = std::fs::read(file).unwrap()[len as usize - 1];
+    let mut f = std::fs::OpenOptions::new().write(true).open(file).unwrap();
+    f.seek(SeekFrom::Start(len - 1)).unwrap();
+    f.write_all(&[last ^ 0x01]).unwrap();
+    f.set_modified(mtime).unwrap();
+}
+
+#[test]
+fn weights_changed_in_place_are_refused_when_resuming() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = copy_sample(dir.path(), "llava-next-tiny");
+    let sae = copy_sample(dir.path(), "sae-tiny");
+    let run = |out: &Path| {
+        cache_cmd(out, &[])
+            .arg("--model")
+            .arg(&model)
+            .arg("--sae")
+            .arg(&sae)
+            .output()
+            .unwrap()
+    };
+    let store = dir.path().join("store");
+    let first = run(&store);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+
+    flip_last_byte(&model.join("model.safetensors"));
+    let again = run(&store);
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        !again.status.success() && err.contains("model_fingerprint"),
+        "{err}"
+    );
+
+    let store = dir.path().join("store2");
+    let first = run(&store);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    flip_last_byte(&sae.join("model.layers.2/sae.safetensors"));
+    let again = run(&store);
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        !again.status.success() && err.contains("sae_fingerprint"),
+        "{err}"
+    );
+}

@@ -111,3 +111,47 @@ fn tap_layer_out_of_range_is_an_error() {
         "{err}"
     );
 }
+
+/// A copy of the sample checkpoint under `dir`, with `edit` applied to its config.json.
+fn model_copy(
+    dir: &std::path::Path,
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> std::path::PathBuf {
+    let src = crate::common::root().join("sample-data/llava-next-tiny");
+    let dst = dir.join("model");
+    std::fs::create_dir_all(&dst).unwrap();
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dst.join(entry.file_name())).unwrap();
+    }
+    let path = dst.join("config.json");
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    edit(&mut cfg);
+    std::fs::write(&path, serde_json::to_string_pretty(&cfg).unwrap()).unwrap();
+    dst
+}
+
+#[test]
+fn a_config_key_missing_for_the_weights_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = model_copy(dir.path(), |cfg| {
+        cfg["text_config"]
+            .as_object_mut()
+            .unwrap()
+            .remove("intermediate_size");
+    });
+    let out = glint()
+        .arg("--model")
+        .arg(&model)
+        .args(["probe", "--image"])
+        .arg(sample_image("shape-0000.png"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("text_config.intermediate_size = 11008") && err.contains("config.json"),
+        "{err}"
+    );
+}

@@ -226,3 +226,46 @@ fn max_units_read_the_cached_max_activation() {
         "{err}"
     );
 }
+
+#[test]
+fn a_feature_list_reaching_past_the_sae_is_refused_before_any_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("steer.jsonl");
+    let run = steer(&out, &["--features", "250..300"]).output().unwrap();
+    assert!(!run.status.success());
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        err.contains("256 latents") && err.contains("256..=299"),
+        "{err}"
+    );
+    assert!(
+        !out.exists(),
+        "no row is written for a job that cannot finish"
+    );
+
+    let run = glint()
+        .args(["--batch", "steer", "--prompt", "Hi", "--features", "1"])
+        .args(["--max-new-tokens", "0", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(!run.status.success());
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(err.contains("--max-new-tokens 0"), "{err}");
+    assert!(!err.contains("too weak"), "{err}");
+}
+
+#[test]
+fn a_strength_that_overflows_the_residual_is_an_error_naming_feature_and_strength() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("steer.jsonl");
+    let args = ["--features", "3", "--mode", "add", "--strength", "1e38"];
+    let run = steer(&out, &args).output().unwrap();
+    assert!(!run.status.success(), "garbage text was accepted");
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        err.contains("feature 3 at strength 1000000000000000000000000000000000000")
+            && err.contains("non-finite"),
+        "{err}"
+    );
+}

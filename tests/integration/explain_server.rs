@@ -397,26 +397,33 @@ async fn timeouts_malformed_and_unparsed_answers_are_reported_by_feature() {
             .is_none()
     );
 
-    // A healthy server: the rerun asks only for the failed features, and --retry-unparsed adds 2.
+    // A healthy server: the rerun asks only for the timed-out feature (the malformed answer
+    // was paid for: it is reported from the journal, not asked for again), and
+    // --retry-unparsed adds 2.
     let healthy = MockServer::start(|_| Reply::ok("[EXPLANATION]: better")).await;
     let ex = explainer(&store, client(&healthy.url));
     let sum = run_batch(&ex, &store, &batch(FeatureFilter::Range(0, 4)))
         .await
         .unwrap();
-    assert_eq!((sum.done, sum.already_explained), (2, 2));
-    let mut tags: Vec<String> = healthy
+    assert_eq!((sum.done, sum.already_explained), (1, 2));
+    assert_eq!(sum.failed.len(), 1);
+    assert!(
+        sum.failed[0].feature == 1 && sum.failed[0].reason.contains("--retry-paid"),
+        "{}",
+        sum.failed[0].reason
+    );
+    let tags: Vec<String> = healthy
         .seen()
         .iter()
         .filter_map(|s| s.tag.clone())
         .collect();
-    tags.sort();
-    assert_eq!(tags, ["0", "1"]);
+    assert_eq!(tags, ["0"]);
     let opts = BatchOptions {
         retry_unparsed: true,
         ..batch(FeatureFilter::Range(0, 4))
     };
     let sum = run_batch(&ex, &store, &opts).await.unwrap();
-    assert_eq!((sum.done, sum.already_explained), (1, 3));
+    assert_eq!((sum.done, sum.already_explained), (1, 2));
     assert!(
         store
             .explanation(2, "llava-test", ex.prompt_hash())
@@ -642,4 +649,114 @@ async fn seed_json_round_trips_through_the_cli() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--explainer-model"));
     assert_eq!(server.seen().len(), 3);
+}
+
+// A manifest named by a bare file name resolves from the working folder (its `parent()` is the
+// empty path, which once made the dataset "not found here").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bare_manifest_name_in_the_working_folder_is_the_dataset() {
+    let mut fx = fixture();
+    fx.close();
+    let ds = fx.store.parent().unwrap().join("ds");
+    std::fs::write(ds.join("ds.jsonl"), "{\"path\": \"images/img0.png\"}\n").unwrap();
+    let preview = fx.store.parent().unwrap().join("preview");
+    let out = glint(&fx.store, "http://127.0.0.1:9")
+        .current_dir(&ds)
+        .args(["--features", "0..1", "--dataset", "ds.jsonl", "--preview"])
+        .arg(&preview)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(preview.join("feature0/request.json").is_file());
+}
+
+// Paid answers are journalled before they are parsed: a malformed or cut answer is reported
+// again from the journal rather than paid for again, an answer that arrived but was never
+// stored (a kill in between) is replayed, and --retry-paid asks again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paid_answers_are_journalled_and_never_asked_for_twice_unasked() {
+    let fx = fixture();
+    let server = MockServer::start(|s| match s.tag.as_deref() {
+        Some("1") => Reply::status(200, "{\"choices\": [ oops"),
+        Some("2") => Reply::Cut("{\"choices\": [{\"message\": {\"content\": \"[EXPL".into()),
+        tag => Reply::ok(&format!("[EXPLANATION]: f{}", tag.unwrap_or("?"))),
+    })
+    .await;
+    let store = fx.open();
+    let first = run_batch(
+        &explainer(&store, client(&server.url)),
+        &store,
+        &batch(FeatureFilter::Range(0, 3)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(first.done, 1);
+    let kinds: Vec<_> = first.failed.iter().map(|e| (e.feature, e.kind)).collect();
+    assert_eq!(
+        kinds,
+        [
+            (1, Some(FailureKind::Malformed)),
+            (2, Some(FailureKind::Cut))
+        ]
+    );
+    assert_eq!((server.count("1"), server.count("2")), (1, 1));
+    assert_eq!(first.maybe_billed, 2, "the malformed and the cut answer");
+
+    // A rerun reports both from the journal and sends nothing.
+    let again = run_batch(
+        &explainer(&store, client(&server.url)),
+        &store,
+        &batch(FeatureFilter::Range(0, 3)),
+    )
+    .await
+    .unwrap();
+    assert_eq!((again.failed.len(), again.requests), (2, 0));
+    assert!(
+        again.failed[0].reason.contains("--retry-paid"),
+        "{}",
+        again.failed[0].reason
+    );
+
+    // Feature 3's answer arrived and was journalled, then the run was killed before storing.
+    let ex = explainer(&store, client(&server.url));
+    let body = ex.request_body(&ex.evidence_now(&store, 3).unwrap());
+    let request = glint::llm::journal::request_fingerprint(&body, Some("3"));
+    let journal = glint::llm::journal::Journal::open(store.dir()).unwrap();
+    let answer = glint::llm::journal::JournalAnswer {
+        status: 200,
+        complete: true,
+        body: crate::mock_server::completion("[EXPLANATION]: journalled"),
+    };
+    journal.answer(&request, Some("3"), &answer).unwrap();
+    let ex = explainer(&store, client(&server.url));
+    let resumed = run_batch(&ex, &store, &batch(FeatureFilter::Range(3, 4)))
+        .await
+        .unwrap();
+    assert_eq!(
+        (resumed.done, resumed.replayed, resumed.requests),
+        (1, 1, 0)
+    );
+    assert_eq!(server.count("3"), 0);
+    let e = store.latest_explanation(3, None).unwrap().unwrap();
+    assert_eq!(e.text, "journalled");
+
+    // The user asks to pay again.
+    let paid = ClientConfig {
+        retry_paid: true,
+        ..client(&server.url)
+    };
+    let retried = run_batch(
+        &explainer(&store, paid),
+        &store,
+        &batch(FeatureFilter::Range(1, 3)),
+    )
+    .await
+    .unwrap();
+    // A malformed answer is asked for once more; a cut one is retried like a timeout.
+    assert_eq!(retried.requests, 4);
+    assert_eq!((server.count("1"), server.count("2")), (2, 4));
 }

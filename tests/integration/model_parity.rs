@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use glint::model::anyres::ImageLayout;
+use glint::model::config::LlavaNextConfig;
 use glint::model::llava_next::ImageInput;
 use glint::model::load::{LoadOptions, load_model};
+use glint::model::preprocess::{ImageProcessorConfig, load_image, preprocess};
 use glint::model::tap::{ForwardOptions, LogitPositions, Tap, Until};
 
 const MEAN: [f64; 3] = [0.48145466, 0.4578275, 0.40821073];
@@ -20,11 +22,11 @@ fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llava_tiny")
 }
 
-/// Normalised `[views, 3, 336, 336]` from the processor's view PNGs.
-fn views_tensor(pngs: &[String]) -> Tensor {
+/// Normalised `[views, 3, 336, 336]` from the processor's view PNGs under `dir`.
+fn views_tensor(dir: &Path, pngs: &[String]) -> Tensor {
     let mut data = Vec::new();
     for png in pngs {
-        let img = image::open(fixture_dir().join(png)).unwrap().to_rgb8();
+        let img = image::open(dir.join(png)).unwrap().to_rgb8();
         let (w, h) = img.dimensions();
         for c in 0..3 {
             for y in 0..h {
@@ -87,7 +89,7 @@ fn forward_matches_transformers_on_every_case() {
             .map(|v| v.as_str().unwrap().to_string())
             .collect();
         assert_eq!(pngs.len(), layout.num_views(), "{name}: view count");
-        let px = views_tensor(&pngs);
+        let px = views_tensor(&dir, &pngs);
 
         let vision = model
             .vision_states(&px.narrow(0, 0, 1).unwrap())
@@ -153,4 +155,42 @@ fn forward_matches_transformers_on_every_case() {
         );
         assert!(e <= TOLERANCE, "{name}: early-stopped residual rel err {e}");
     }
+}
+
+/// glint's own preprocessing against the PIL processor's views, at the parity tolerance, on
+/// images that are enlarged, shrunk on one or both axes, wide, tall, odd-sized and tiny.
+#[test]
+fn preprocessing_matches_the_pil_processor_on_every_aspect_ratio() {
+    let model_dir = fixture_dir().join("model");
+    let text = std::fs::read_to_string(model_dir.join("preprocessor_config.json")).unwrap();
+    let processor = ImageProcessorConfig::from_json(&text, "preprocessor_config.json").unwrap();
+    let text = std::fs::read_to_string(model_dir.join("config.json")).unwrap();
+    let pins = LlavaNextConfig::from_json(&text, "config.json")
+        .unwrap()
+        .pinpoints();
+    let sets = [
+        (fixture_dir(), "view_pngs"),
+        (fixture_dir().join("../preprocess"), "views"),
+    ];
+    let mut checked = Vec::new();
+    for (dir, key) in sets {
+        let cases: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("cases.json")).unwrap())
+                .unwrap();
+        for case in cases["cases"].as_array().unwrap() {
+            let name = case["name"].as_str().unwrap();
+            let img = load_image(&dir.join(case["png"].as_str().unwrap()), 1 << 30).unwrap();
+            let got = preprocess(&img, &processor, &pins, 14).unwrap();
+            let pngs: Vec<String> = case[key]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_string())
+                .collect();
+            let e = rel_err(&got.pixel_values, &views_tensor(&dir, &pngs));
+            assert!(e <= TOLERANCE, "{name}: pixel values rel err {e}");
+            checked.push(name.to_string());
+        }
+    }
+    assert_eq!(checked.len(), 8, "{checked:?}");
 }

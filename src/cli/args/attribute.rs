@@ -12,8 +12,8 @@ pub struct AttributeArgs {
     /// JSON list of `{"prompt", "answer", "baseline", "image"}` (the original's probing data).
     #[arg(long, value_name = "FILE")]
     pub data: PathBuf,
-    /// Output JSON: one entry per item with its top latents.
-    #[arg(long, default_value = "attribution.json")]
+    /// Output JSONL: one line per item with its top latents (a rerun resumes it).
+    #[arg(long, default_value = "attribution.jsonl")]
     pub out: PathBuf,
     /// Latents listed per item.
     #[arg(long, default_value_t = 20)]

@@ -74,6 +74,13 @@ pub struct ExplainArgs {
     /// Explain again features whose stored answer had no [EXPLANATION]: line.
     #[arg(long)]
     pub retry_unparsed: bool,
+    /// Largest answer read from the server, in bytes; a larger one fails and is not stored.
+    #[arg(long, default_value_t = settings::DEFAULT_MAX_ANSWER_BYTES)]
+    pub max_answer_bytes: usize,
+    /// Ask again for answers that arrived cut off, malformed or oversize (they may have been
+    /// billed, so by default they are reported from the journal, not asked for twice).
+    #[arg(long)]
+    pub retry_paid: bool,
     /// Send nothing: write each selected feature's images and request body under DIR.
     #[arg(long, value_name = "DIR", conflicts_with_all = ["export_seed", "import_seed"])]
     pub preview: Option<PathBuf>,

@@ -37,6 +37,11 @@ pub struct ModelArgs {
     /// Largest image accepted, in pixels (width x height).
     #[arg(long, global = true, default_value_t = crate::session::spec::DEFAULT_MAX_PIXELS)]
     pub max_pixels: u64,
+
+    /// Largest image file read for the model (cache, probe, steer), in bytes; checked before
+    /// reading it.
+    #[arg(long, global = true, default_value_t = crate::model::image_file::DEFAULT_MAX_FILE_BYTES)]
+    pub max_file_bytes: u64,
 }
 
 impl ModelArgs {
@@ -50,6 +55,7 @@ impl ModelArgs {
             dtype: parse_dtype(&self.dtype)?,
             random_weights: self.random_weights,
             max_pixels: self.max_pixels,
+            max_file_bytes: self.max_file_bytes,
         })
     }
 }

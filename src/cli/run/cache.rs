@@ -61,6 +61,9 @@ pub fn run(model: &ModelArgs, args: &CacheArgs) -> Result<()> {
         for s in &summary.skipped {
             println!("  skipped {} ({}): {}", s.index, s.path, s.reason);
         }
+        for u in &summary.unlisted {
+            println!("  not listed {}: {}", u.path, u.reason);
+        }
     }
     Ok(())
 }

@@ -31,6 +31,8 @@ pub fn settings(args: &ExplainArgs) -> ExplainSettings {
         max_tokens: args.max_tokens,
         sglang_multi_images: args.sglang_multi_images,
         dataset: args.dataset.clone(),
+        max_answer_bytes: args.max_answer_bytes,
+        retry_paid: args.retry_paid,
     }
 }
 
@@ -69,7 +71,9 @@ pub fn run(model: &ModelArgs, args: &ExplainArgs) -> Result<ExitCode> {
         })?;
         return Ok(ExitCode::SUCCESS);
     }
-    let explainer = Explainer::new(&store, settings(args).config(model.max_pixels)?)?;
+    let mut config = settings(args).config(model.max_pixels)?;
+    config.client.notices = crate::llm::Notices::stderr();
+    let explainer = Explainer::new(&store, config)?;
     if let Some(dir) = &args.preview {
         return preview(&explainer, &store, &filter, args, dir);
     }
@@ -153,6 +157,18 @@ pub fn format_summary(s: &BatchSummary) -> String {
         "\nskipped {} already explained, {} that never fired",
         s.already_explained, s.never_fired
     );
+    if s.replayed > 0 {
+        out += &format!(
+            "\n{} answers taken from the journal of paid answers (not asked for again)",
+            s.replayed
+        );
+    }
+    if s.maybe_billed > 0 {
+        out += &format!(
+            "\n{} requests may have been billed without a stored answer (timed out, broken off, oversize, malformed, or in flight when an earlier run was killed)",
+            s.maybe_billed
+        );
+    }
     if !s.failed.is_empty() {
         out += &format!("\nfailed {}:", s.failed.len());
         for e in &s.failed {

@@ -155,8 +155,11 @@ impl<'a> ModelSource<'a> {
     fn compute(&mut self, item: usize) -> Result<Vec<f32>> {
         let (positions, _) = self.tags(item)?;
         let path = self.dataset.path(&self.dataset.items[item]);
-        let prepared =
-            crate::session::ImagePrep::for_model(self.model, self.max_pixels).prepare(&path)?;
+        let prepared = crate::session::ImagePrep::for_model(
+            self.model,
+            crate::model::preprocess::ImageLimits::pixels(self.max_pixels),
+        )
+        .prepare(&path)?;
         let images = [ImageInput {
             pixel_values: &prepared.pixel_values,
             layout: &prepared.layout,

@@ -33,6 +33,9 @@ struct Pending {
     replaced: Vec<(Vec<bool>, Tensor, Tensor, Tensor)>,
     /// Row norms of each edit's change and of the rows it changed.
     changes: Vec<(Tensor, Tensor)>,
+    /// Per edited block, a scalar that is NaN when a row of the result is not finite or its
+    /// squared norm overflows f32 (RMSNorm would then turn it into zeros without a word).
+    overflow: Vec<Tensor>,
 }
 
 impl<'a> SteerEdit<'a> {
@@ -81,6 +84,18 @@ impl<'a> SteerEdit<'a> {
     }
 
     fn settle(&mut self) -> Result<()> {
+        let flags = std::mem::take(&mut self.pending.overflow);
+        if !flags.is_empty() {
+            let flags = Tensor::stack(&flags, 0)?.to_vec1::<f32>()?;
+            if flags.iter().any(|v| !v.is_finite()) {
+                bail!(
+                    "steering {} ({}) made the residual non-finite (NaN or infinity, or too \
+                     large for the model's arithmetic); lower the strength",
+                    self.describe(),
+                    self.iv.mode
+                );
+            }
+        }
         for (mask, orig, vals, ids) in std::mem::take(&mut self.pending.replaced) {
             let before = orig.to_dtype(DType::F32)?.to_vec2::<f32>()?;
             let vals = vals.to_dtype(DType::F32)?.to_vec2::<f32>()?;
@@ -94,6 +109,25 @@ impl<'a> SteerEdit<'a> {
                 .map(|(x, y)| if *y > 0.0 { f64::from(x / y) } else { 0.0 })
                 .sum::<f64>();
         }
+        Ok(())
+    }
+
+    /// "feature 3 at strength 50, feature 7 at strength 2", for messages.
+    fn describe(&self) -> String {
+        let parts: Vec<String> = self
+            .iv
+            .edits
+            .iter()
+            .map(|(f, v)| format!("feature {f} at strength {v}"))
+            .collect();
+        parts.join(", ")
+    }
+
+    /// Record whether `edited` stays finite for [`Self::settle`], without waiting for it.
+    fn note_overflow(&mut self, edited: &Tensor) -> Result<()> {
+        // 0·x is NaN exactly when x is NaN or infinite.
+        let flag = (edited.to_dtype(DType::F32)?.sqr()?.sum(1)? * 0.0)?.sum_all()?;
+        self.pending.overflow.push(flag);
         Ok(())
     }
 
@@ -116,10 +150,14 @@ impl<'a> SteerEdit<'a> {
         }
         self.stats.positions += rows as u64;
         self.stats.in_scope += mask.iter().filter(|&&m| m).count() as u64;
-        match self.iv.mode {
+        let out = match self.iv.mode {
             Mode::Replace => self.replace(h, mask).map(Some),
             Mode::Clamp | Mode::Add => self.shift(h, mask),
+        }?;
+        if let Some(edited) = &out {
+            self.note_overflow(edited)?;
         }
+        Ok(out)
     }
 
     /// The original's hook: edit pre-activations at scoped rows, then reconstruct every row.

@@ -1,8 +1,9 @@
 //! Pillow's convolution resampler (`Image.resize` on 8-bit images), reproduced bit for bit.
 //!
-//! Pillow 10 computes per-output-pixel filter taps in f64 (support scaled up when shrinking, so
+//! Pillow computes per-output-pixel filter taps in f64 (support scaled up when shrinking, so
 //! downscaling antialiases), turns them into 22-bit fixed point, and runs a horizontal pass, then
-//! a vertical one, rounding to 8 bits in between. Matching that order and rounding is what makes
+//! a vertical one (the other way round when the height shrinks much more than the width),
+//! rounding to 8 bits in between. Matching that order and rounding is what makes
 //! the original system's masks and squashed images reproducible exactly.
 
 /// Pillow resampling filters used by the original system.
@@ -119,35 +120,66 @@ pub fn resize(
     if width == 0 || height == 0 || out_w == 0 || out_h == 0 {
         return vec![0; out_w * out_h * channels];
     }
+    // Pillow (10.1 on) runs the vertical pass first when the height shrinks by more than twice
+    // what the width does; the order matters, as each pass rounds to 8 bits.
+    let (dw, dh) = (width as i64 - out_w as i64, height as i64 - out_h as i64);
+    let vertical_first = dh > 0 && dh > 2 * dw;
+    if vertical_first {
+        let v = vertical(src, (width, height), channels, out_h, filter);
+        horizontal(&v, (width, out_h), channels, out_w, filter)
+    } else {
+        let h = horizontal(src, (width, height), channels, out_w, filter);
+        vertical(&h, (out_w, height), channels, out_h, filter)
+    }
+}
+
+/// The horizontal pass: `(width, height)` to `(out_w, height)` (a copy when the width stays).
+fn horizontal(
+    src: &[u8],
+    (width, height): (usize, usize),
+    channels: usize,
+    out_w: usize,
+    filter: Filter,
+) -> Vec<u8> {
+    if out_w == width {
+        return src.to_vec();
+    }
     let half = 1i64 << (PRECISION_BITS - 1);
-    let horizontal = if out_w != width {
-        let t = taps(width, out_w, filter);
-        let mut out = vec![0u8; out_w * height * channels];
-        let rows = src.chunks_exact(width * channels);
-        for (row, dst) in rows.zip(out.chunks_exact_mut(out_w * channels)) {
-            for (xx, d) in dst.chunks_exact_mut(channels).enumerate() {
-                let k = &t.weights[xx * t.ksize..xx * t.ksize + t.len[xx]];
-                let window = &row[t.start[xx] * channels..(t.start[xx] + k.len()) * channels];
-                let mut acc = [half; 4];
-                for (px, &w) in window.chunks_exact(channels).zip(k) {
-                    for (a, &p) in acc.iter_mut().zip(px) {
-                        *a += p as i64 * w;
-                    }
-                }
-                for (o, &a) in d.iter_mut().zip(&acc) {
-                    *o = clip8(a);
+    let t = taps(width, out_w, filter);
+    let mut out = vec![0u8; out_w * height * channels];
+    let rows = src.chunks_exact(width * channels);
+    for (row, dst) in rows.zip(out.chunks_exact_mut(out_w * channels)) {
+        for (xx, d) in dst.chunks_exact_mut(channels).enumerate() {
+            let k = &t.weights[xx * t.ksize..xx * t.ksize + t.len[xx]];
+            let window = &row[t.start[xx] * channels..(t.start[xx] + k.len()) * channels];
+            let mut acc = [half; 4];
+            for (px, &w) in window.chunks_exact(channels).zip(k) {
+                for (a, &p) in acc.iter_mut().zip(px) {
+                    *a += p as i64 * w;
                 }
             }
+            for (o, &a) in d.iter_mut().zip(&acc) {
+                *o = clip8(a);
+            }
         }
-        out
-    } else {
-        src.to_vec()
-    };
-    if out_h == height {
-        return horizontal;
     }
+    out
+}
+
+/// The vertical pass: `(width, height)` to `(width, out_h)` (a copy when the height stays).
+fn vertical(
+    src: &[u8],
+    (width, height): (usize, usize),
+    channels: usize,
+    out_h: usize,
+    filter: Filter,
+) -> Vec<u8> {
+    if out_h == height {
+        return src.to_vec();
+    }
+    let half = 1i64 << (PRECISION_BITS - 1);
     let t = taps(height, out_h, filter);
-    let stride = out_w * channels;
+    let stride = width * channels;
     let mut out = vec![0u8; out_h * stride];
     // Accumulate whole rows so the source is read in memory order.
     let mut acc = vec![0i64; stride];
@@ -155,7 +187,7 @@ pub fn resize(
         let k = &t.weights[yy * t.ksize..yy * t.ksize + t.len[yy]];
         acc.iter_mut().for_each(|a| *a = half);
         for (i, &w) in k.iter().enumerate() {
-            let row = &horizontal[(t.start[yy] + i) * stride..(t.start[yy] + i + 1) * stride];
+            let row = &src[(t.start[yy] + i) * stride..(t.start[yy] + i + 1) * stride];
             for (a, &p) in acc.iter_mut().zip(row) {
                 *a += p as i64 * w;
             }
