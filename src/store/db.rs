@@ -5,14 +5,27 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-use super::records::{
-    KEY_MANIFEST, KEY_PROGRESS, PREFIX_IMAGE, PREFIX_STATS, PREFIX_TOP, TopEntry, key, key_id,
-    top_entries,
-};
+use super::examples::{block_of, decode_list, example_key, find_example};
+use super::records::{KEY_MANIFEST, KEY_PROGRESS, PREFIX_IMAGE, PREFIX_STATS, PREFIX_TOP, key, key_id};
 use super::{Example, FeatureStats, ImageRecord, Manifest, Progress, SCHEMA_VERSION, StoreError};
 
 /// Upper bound of sled's page cache for one open store.
 pub const SLED_CACHE_BYTES: u64 = 128 << 20;
+
+/// Bytes of every file under `dir` (0 for what cannot be read).
+pub fn folder_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => folder_bytes(&e.path()),
+            Ok(_) => e.metadata().map_or(0, |m| m.len()),
+            Err(_) => 0,
+        })
+        .sum()
+}
 
 /// A cloneable handle on one store folder (sled is thread-safe, so clones share the database).
 #[derive(Clone)]
@@ -233,52 +246,51 @@ impl Store {
         })
     }
 
-    /// The raw top record of feature `f` (its top examples back to back, best first).
-    pub(crate) fn top_record(&self, f: u32) -> Result<Option<sled::IVec>> {
-        self.get(&key(PREFIX_TOP, &[f]), || {
-            format!("the top examples of feature {f}")
-        })
-    }
-
-    /// Read feature `f`'s top record and hand its entries to `use_entries`; errors from either
-    /// name the feature and say the store is damaged.
-    fn with_top<T>(
-        &self,
-        f: u32,
-        use_entries: impl FnOnce(&[TopEntry]) -> Result<T>,
-    ) -> Result<Option<T>> {
-        let Some(bytes) = self.top_record(f)? else {
-            return Ok(None);
-        };
-        let what = || format!("the top examples of feature {f}");
-        let entries = self.damaged(top_entries(&bytes), what)?;
-        self.damaged(use_entries(&entries), what).map(Some)
+    /// The raw value under `k`, for records read whole (counts).
+    pub(crate) fn raw(&self, k: &[u8]) -> Result<Option<sled::IVec>> {
+        self.get(k, || format!("record {k:?}"))
     }
 
     /// The (score, image) top-N list of feature `f`, best first; empty if it never fired.
     pub fn top_list(&self, f: u32) -> Result<Vec<(f32, u32)>> {
-        let list = self.with_top(f, |entries| {
-            Ok(entries.iter().map(|e| (e.score, e.image)).collect())
-        })?;
-        Ok(list.unwrap_or_default())
+        let what = || format!("the top list of feature {f}");
+        match self.get(&key(PREFIX_TOP, &[f]), what)? {
+            None => Ok(Vec::new()),
+            Some(b) => self.damaged(decode_list(&b), what),
+        }
+    }
+
+    /// The example of feature `f` on `image` from its record, which must hold it.
+    fn listed_example(&self, f: u32, image: u32, score: f32) -> Result<Example> {
+        let what = || format!("the example of feature {f} on image {image}");
+        let record = self.get(&example_key(block_of(f), image), what)?;
+        let found = record.map(|r| find_example(&r, image, f)).transpose();
+        match self.damaged(found, what)?.flatten() {
+            Some(e) if e.score.to_bits() == score.to_bits() => Ok(e),
+            Some(e) => self.damaged(
+                Err(anyhow::anyhow!("it scores {} but is listed at {score}", e.score)),
+                what,
+            ),
+            None => self.damaged(Err(anyhow::anyhow!("it is listed but not stored")), what),
+        }
     }
 
     /// The stored example of feature `f` on image `image`, if it is in the feature's top-N.
     pub fn example(&self, f: u32, image: u32) -> Result<Option<Example>> {
-        let found = self.with_top(f, |entries| {
-            entries
-                .iter()
-                .find(|e| e.image == image)
-                .map(TopEntry::decode)
-                .transpose()
-        })?;
-        Ok(found.flatten())
+        // Evicted examples may linger in records until compaction: the list decides.
+        let list = self.top_list(f)?;
+        list.iter()
+            .find(|&&(_, i)| i == image)
+            .map(|&(score, i)| self.listed_example(f, i, score))
+            .transpose()
     }
 
     /// The top examples of feature `f` with their token maps, best first.
     pub fn top_examples(&self, f: u32) -> Result<Vec<Example>> {
-        let all = self.with_top(f, |entries| entries.iter().map(TopEntry::decode).collect())?;
-        Ok(all.unwrap_or_default())
+        self.top_list(f)?
+            .into_iter()
+            .map(|(score, i)| self.listed_example(f, i, score))
+            .collect()
     }
 
     /// The record of image `i`, if it has been aggregated.

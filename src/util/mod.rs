@@ -3,4 +3,5 @@
 pub mod hash;
 pub(crate) mod image_processor;
 pub(crate) mod prompt_template;
+pub mod mem;
 pub mod rng;
