@@ -334,7 +334,13 @@ pub fn run_cache(
                 commit_write_s: ingested.commit_write_s,
                 ..CacheStages::default()
             };
-            Ok((done, tokens, skipped, stages, (ingested.bytes_written, commits)))
+            Ok((
+                done,
+                tokens,
+                skipped,
+                stages,
+                (ingested.bytes_written, commits),
+            ))
         });
         let (mut wait_s, mut device_s) = (0.0, 0.0);
         for (n, item) in todo.iter().enumerate() {

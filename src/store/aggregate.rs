@@ -4,15 +4,19 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, Result, bail};
 
-use super::examples::{block_of, decode_counts, decode_list, encode_counts, encode_list, num_blocks};
-use super::records::{KEY_COUNTS, KEY_PROGRESS, PREFIX_IMAGE, PREFIX_STATS, PREFIX_TOP, key, key_id};
+use super::examples::{
+    block_of, decode_counts, decode_list, encode_counts, encode_list, num_blocks,
+};
+use super::records::{
+    KEY_COUNTS, KEY_PROGRESS, PREFIX_IMAGE, PREFIX_STATS, PREFIX_TOP, key, key_id,
+};
 use super::{
     Example, FeatureFilter, FeatureStats, ImageRecord, Manifest, Progress, RankRule, Store,
     rank_order,
 };
 use bucket::{Buckets, FoldParams, Folded};
-use pending::{Batch, Compaction};
 pub use pending::PendingCommit;
+use pending::{Batch, Compaction};
 
 mod bucket;
 mod pending;
@@ -308,7 +312,10 @@ impl Aggregator {
         }
         self.dirty_list.clear();
         for image in self.new_images.drain(..) {
-            batch.put(key(PREFIX_IMAGE, &[image.index]), serde_json::to_vec(&image)?);
+            batch.put(
+                key(PREFIX_IMAGE, &[image.index]),
+                serde_json::to_vec(&image)?,
+            );
         }
         let entered = std::mem::take(&mut self.new_examples);
         for &(f, _) in entered.keys() {

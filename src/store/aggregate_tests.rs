@@ -286,7 +286,9 @@ fn stored_per_block(store: &Store) -> Vec<u32> {
         let (k, v) = kv.unwrap();
         let block = key_id(super::super::records::PREFIX_EXAMPLES, &k).unwrap();
         let image = u32::from_be_bytes(k[k.len() - 4..].try_into().unwrap());
-        out[block as usize] += super::super::examples::record_entries(&v, image).unwrap().len() as u32;
+        out[block as usize] += super::super::examples::record_entries(&v, image)
+            .unwrap()
+            .len() as u32;
     }
     out
 }
@@ -318,13 +320,19 @@ fn compaction_drops_evicted_examples_and_ends_canonical() {
         "compaction kept {most_stored} of {entered} entered examples for {listed} listed"
     );
     agg.finish(&store).unwrap();
-    assert_eq!(stored_per_block(&store).iter().sum::<u32>() as usize, listed);
+    assert_eq!(
+        stored_per_block(&store).iter().sum::<u32>() as usize,
+        listed
+    );
     for f in 0..200 {
         assert_eq!(store.top_examples(f).unwrap().len(), agg.top_list(f).len());
     }
     // Another commit cadence, without compaction before the end, gives the same bytes.
     let other = build(&tmp.path().join("b"), &m, 8, &idx, 7);
-    assert!(dump(&store) == dump(&other), "store depends on its compaction history");
+    assert!(
+        dump(&store) == dump(&other),
+        "store depends on its compaction history"
+    );
 }
 
 #[test]

@@ -192,7 +192,14 @@ impl Sampler {
     }
 
     /// Image `index`'s codes as (token, feature, value), `k` distinct features per token.
-    fn image(&self, seed: u64, index: usize, tokens: usize, k: usize, used: &mut [u32]) -> Vec<(u16, u32, f32)> {
+    fn image(
+        &self,
+        seed: u64,
+        index: usize,
+        tokens: usize,
+        k: usize,
+        used: &mut [u32],
+    ) -> Vec<(u16, u32, f32)> {
         let mut rng = SeededRng::for_name(seed, &format!("image{index}"));
         let mut acts = Vec::with_capacity(tokens * k);
         for t in 0..tokens {
@@ -295,42 +302,43 @@ pub fn run_store_bench(o: &StoreBenchOptions) -> Result<StoreBenchReport> {
     let agg = Aggregator::from_manifest(&manifest)?;
     let sampler = Sampler::new(o.profile, o.latents, o.seed);
     let started = Instant::now();
-    let (generate_s, done, stages, growth, most_stored) = std::thread::scope(|scope| -> Result<_> {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(u16, u32, f32)>>(2);
-        let sampler = &sampler;
-        let producer = scope.spawn(move || {
-            let mut used = vec![0u32; o.latents];
-            let mut busy = 0.0;
-            for i in 0..o.images {
-                let t = Instant::now();
-                let acts = sampler.image(o.seed, i, o.tokens, o.k, &mut used);
-                busy += t.elapsed().as_secs_f64();
-                if tx.send(acts).is_err() {
-                    break;
+    let (generate_s, done, stages, growth, most_stored) =
+        std::thread::scope(|scope| -> Result<_> {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(u16, u32, f32)>>(2);
+            let sampler = &sampler;
+            let producer = scope.spawn(move || {
+                let mut used = vec![0u32; o.latents];
+                let mut busy = 0.0;
+                for i in 0..o.images {
+                    let t = Instant::now();
+                    let acts = sampler.image(o.seed, i, o.tokens, o.k, &mut used);
+                    busy += t.elapsed().as_secs_f64();
+                    if tx.send(acts).is_err() {
+                        break;
+                    }
+                }
+                busy
+            });
+            let mut ingest = Ingest::start(scope, &store, agg, o.commit_every, o.images, false);
+            let mut done = Vec::with_capacity(o.images);
+            let mut growth = Vec::new();
+            let mut most_stored = 0u64;
+            for (i, acts) in rx.into_iter().enumerate() {
+                ingest.add(record(i, o.tokens), &acts, BASE_TOKENS, o.tokens)?;
+                done.push((i + 1, started.elapsed().as_secs_f64()));
+                if (i + 1) % (o.images / 10).max(1) == 0 {
+                    growth.push((i + 1, super::folder_bytes(&dir)));
+                }
+                if (i + 1) % o.commit_every.max(1) == 0 {
+                    most_stored = most_stored.max(stored_examples(&store)?);
                 }
             }
-            busy
-        });
-        let mut ingest = Ingest::start(scope, &store, agg, o.commit_every, o.images, false);
-        let mut done = Vec::with_capacity(o.images);
-        let mut growth = Vec::new();
-        let mut most_stored = 0u64;
-        for (i, acts) in rx.into_iter().enumerate() {
-            ingest.add(record(i, o.tokens), &acts, BASE_TOKENS, o.tokens)?;
-            done.push((i + 1, started.elapsed().as_secs_f64()));
-            if (i + 1) % (o.images / 10).max(1) == 0 {
-                growth.push((i + 1, super::folder_bytes(&dir)));
-            }
-            if (i + 1) % o.commit_every.max(1) == 0 {
-                most_stored = most_stored.max(stored_examples(&store)?);
-            }
-        }
-        let (stages, _) = ingest.finish()?;
-        let generate_s = producer
-            .join()
-            .map_err(|_| anyhow::anyhow!("the code generator panicked"))?;
-        Ok((generate_s, done, stages, growth, most_stored))
-    })?;
+            let (stages, _) = ingest.finish()?;
+            let generate_s = producer
+                .join()
+                .map_err(|_| anyhow::anyhow!("the code generator panicked"))?;
+            Ok((generate_s, done, stages, growth, most_stored))
+        })?;
     let seconds = started.elapsed().as_secs_f64();
     let codes = (o.tokens * o.k) as f64;
     let rates = |images_per_second: f64| Rates {
@@ -365,7 +373,10 @@ pub fn run_store_bench(o: &StoreBenchOptions) -> Result<StoreBenchReport> {
 fn stored_examples(store: &Store) -> Result<u64> {
     let blocks = num_blocks(store.manifest().num_latents);
     Ok(match store.raw(KEY_COUNTS)? {
-        Some(b) => decode_counts(&b, blocks)?.iter().map(|&c| u64::from(c)).sum(),
+        Some(b) => decode_counts(&b, blocks)?
+            .iter()
+            .map(|&c| u64::from(c))
+            .sum(),
         None => 0,
     })
 }
@@ -461,7 +472,12 @@ mod tests {
             k: 600,
             ..opts(Profile::Zipf)
         };
-        assert!(run_store_bench(&bad).unwrap_err().to_string().contains("--k"));
+        assert!(
+            run_store_bench(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("--k")
+        );
         assert!("pareto".parse::<Profile>().is_err());
     }
 }

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 use super::examples::{block_of, decode_list, example_key, find_example};
-use super::records::{KEY_MANIFEST, KEY_PROGRESS, PREFIX_IMAGE, PREFIX_STATS, PREFIX_TOP, key, key_id};
+use super::records::{
+    KEY_MANIFEST, KEY_PROGRESS, PREFIX_IMAGE, PREFIX_STATS, PREFIX_TOP, key, key_id,
+};
 use super::{Example, FeatureStats, ImageRecord, Manifest, Progress, SCHEMA_VERSION, StoreError};
 
 /// Upper bound of sled's page cache for one open store.
@@ -48,20 +50,41 @@ fn has_db_files(dir: &Path) -> bool {
     dir.join("conf").is_file() && dir.join("db").is_file()
 }
 
+/// File beside the database naming the process that has it open, for the lock error.
+const HOLDER_FILE: &str = "glint.pid";
+
 /// Open sled at `dir`, turning its errors and panics (it panics on some corruptions) into errors
-/// that name the folder.
+/// that name the folder and, when another process holds the database, that process.
 fn open_db(dir: &Path) -> Result<sled::Db> {
     let config = sled::Config::new()
         .path(dir)
         .cache_capacity(SLED_CACHE_BYTES);
     match catch_unwind(AssertUnwindSafe(|| config.open())) {
-        Ok(Ok(db)) => Ok(db),
-        Ok(Err(e)) => Err(e).with_context(|| {
-            format!(
-                "cannot open the store database in {} (damaged, or in use by another glint)",
-                dir.display()
-            )
-        }),
+        Ok(Ok(db)) => {
+            // Best effort: the file only improves the message another process may print.
+            let _ = std::fs::write(dir.join(HOLDER_FILE), std::process::id().to_string());
+            Ok(db)
+        }
+        Ok(Err(e)) => {
+            let holder = std::fs::read_to_string(dir.join(HOLDER_FILE))
+                .ok()
+                .and_then(|t| t.trim().parse::<u32>().ok())
+                .filter(|pid| Path::new(&format!("/proc/{pid}")).exists());
+            let why = match holder {
+                Some(pid) => format!(
+                    "it is open in glint process {pid} (a store opens in one process at a \
+                     time: the workbench or one batch job); wait for that process to end or \
+                     stop it, then run this again"
+                ),
+                None => "damaged, or in use by another glint".to_string(),
+            };
+            Err(e).with_context(|| {
+                format!(
+                    "cannot open the store database in {} ({why})",
+                    dir.display()
+                )
+            })
+        }
         Err(_) => bail!(
             "the store database in {} is damaged (sled panicked while reading it); \
              delete the folder and rebuild the cache",
@@ -268,7 +291,10 @@ impl Store {
         match self.damaged(found, what)?.flatten() {
             Some(e) if e.score.to_bits() == score.to_bits() => Ok(e),
             Some(e) => self.damaged(
-                Err(anyhow::anyhow!("it scores {} but is listed at {score}", e.score)),
+                Err(anyhow::anyhow!(
+                    "it scores {} but is listed at {score}",
+                    e.score
+                )),
                 what,
             ),
             None => self.damaged(Err(anyhow::anyhow!("it is listed but not stored")), what),
@@ -438,6 +464,55 @@ mod tests {
             "{err:#}"
         );
         assert!(err.to_string().contains(&dir.display().to_string()));
+    }
+
+    #[test]
+    fn a_store_open_elsewhere_names_the_holding_process() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("s");
+        drop(Store::create(&dir, &manifest(8, 2, RankRule::Max)).unwrap());
+        // A child process holds the store while this one tries to open it.
+        let exe = std::env::current_exe().unwrap();
+        let mut child = std::process::Command::new(exe)
+            .args([
+                "--exact",
+                "store::db::tests::hold_store",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env("GLINT_HOLD_STORE", &dir)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        use std::io::BufRead;
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        while !line.contains("holding") {
+            line.clear();
+            assert!(
+                out.read_line(&mut line).unwrap() > 0,
+                "the holder ended early"
+            );
+        }
+        let msg = format!("{:#}", Store::open(&dir).unwrap_err());
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(
+            msg.contains(&format!("glint process {}", child.id())) && msg.contains("then run"),
+            "{msg}"
+        );
+    }
+
+    /// Helper process of the test above: holds the store named by `GLINT_HOLD_STORE`.
+    #[test]
+    #[ignore = "run by a_store_open_elsewhere_names_the_holding_process"]
+    fn hold_store() {
+        let Some(dir) = std::env::var_os("GLINT_HOLD_STORE") else {
+            return;
+        };
+        let _store = Store::open(Path::new(&dir)).unwrap();
+        println!("holding");
+        std::thread::sleep(std::time::Duration::from_secs(60));
     }
 
     #[test]

@@ -83,7 +83,8 @@ pub(crate) fn record_entries(bytes: &[u8], image: u32) -> Result<Vec<Entry<'_>>>
         let Some(head) = rest.get(..24) else {
             bail!("example record ends inside an example header");
         };
-        let word = |at: usize| u32::from_le_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]);
+        let word =
+            |at: usize| u32::from_le_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]);
         let (feature, of_image, n) = (word(0), word(4), word(20) as usize);
         if of_image != image {
             bail!("example record of image {image} holds an example of image {of_image}");
@@ -114,7 +115,10 @@ pub(crate) fn find_example(bytes: &[u8], image: u32, f: u32) -> Result<Option<Ex
 }
 
 /// Re-encode the entries of a record whose features satisfy `keep`; `None` if none does.
-pub(crate) fn filter_record(entries: &[Entry], mut keep: impl FnMut(u32) -> bool) -> Option<Vec<u8>> {
+pub(crate) fn filter_record(
+    entries: &[Entry],
+    mut keep: impl FnMut(u32) -> bool,
+) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     for e in entries.iter().filter(|e| keep(e.feature)) {
         out.extend(e.feature.to_le_bytes());
@@ -166,7 +170,12 @@ mod tests {
         assert!(decode_list(&[]).unwrap().is_empty());
         assert!(decode_list(&encode_list(&list)[..7]).is_err());
         let swapped = encode_list(&[(1.0, 2), (3.0, 4)]);
-        assert!(decode_list(&swapped).unwrap_err().to_string().contains("rank order"));
+        assert!(
+            decode_list(&swapped)
+                .unwrap_err()
+                .to_string()
+                .contains("rank order")
+        );
         assert!(decode_list(&encode_list(&[(1.0, 2), (1.0, 2)])).is_err());
     }
 
@@ -186,15 +195,28 @@ mod tests {
         push_example(&mut expect, 71, &ex(7, 5.0, 3));
         assert_eq!(kept, expect);
         assert!(filter_record(&entries, |_| false).is_none());
-        assert!(record_entries(&rec, 8).unwrap_err().to_string().contains("image 7"));
+        assert!(
+            record_entries(&rec, 8)
+                .unwrap_err()
+                .to_string()
+                .contains("image 7")
+        );
         assert!(record_entries(&rec[..rec.len() - 1], 7).is_err());
         assert!(record_entries(&rec[..10], 7).is_err());
         let mut unordered = Vec::new();
         push_example(&mut unordered, 9, &ex(7, 1.0, 1));
         push_example(&mut unordered, 9, &ex(7, 1.0, 1));
-        assert!(record_entries(&unordered, 7).unwrap_err().to_string().contains("out of order"));
+        assert!(
+            record_entries(&unordered, 7)
+                .unwrap_err()
+                .to_string()
+                .contains("out of order")
+        );
         assert_eq!((block_of(63), block_of(64), num_blocks(129)), (0, 1, 3));
-        assert_eq!(decode_counts(&encode_counts(&[1, 5]), 2).unwrap(), vec![1, 5]);
+        assert_eq!(
+            decode_counts(&encode_counts(&[1, 5]), 2).unwrap(),
+            vec![1, 5]
+        );
         assert!(decode_counts(&encode_counts(&[1, 5]), 3).is_err());
     }
 }

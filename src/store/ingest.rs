@@ -237,13 +237,22 @@ mod tests {
             })
             .collect();
         let (first, last) = edge_rates(&done, 0).unwrap();
-        assert!((first - 1.0).abs() < 1e-9 && (last - 2.0).abs() < 1e-9, "{first} {last}");
+        assert!(
+            (first - 1.0).abs() < 1e-9 && (last - 2.0).abs() < 1e-9,
+            "{first} {last}"
+        );
         // From image 50 on, both windows run at 2 images/s.
         let (first, last) = edge_rates(&done, 50).unwrap();
-        assert!((first - 2.0).abs() < 1e-9 && (last - 2.0).abs() < 1e-9, "{first} {last}");
+        assert!(
+            (first - 2.0).abs() < 1e-9 && (last - 2.0).abs() < 1e-9,
+            "{first} {last}"
+        );
         // Commit points every 8 images: windows widen to the commits around them.
         let commits: Vec<(usize, f64)> = done.iter().copied().filter(|p| p.0 % 8 == 0).collect();
         let (first, last) = edge_rates(&commits, 0).unwrap();
-        assert!((first - 1.0).abs() < 1e-9 && (last - 2.0).abs() < 1e-9, "{first} {last}");
+        assert!(
+            (first - 1.0).abs() < 1e-9 && (last - 2.0).abs() < 1e-9,
+            "{first} {last}"
+        );
     }
 }

@@ -8,7 +8,9 @@ use super::examples::{
     EXAMPLE_BLOCK, encode_counts, encode_list, example_key, filter_record, num_blocks,
     record_entries,
 };
-use super::records::{KEY_COUNTS, KEY_PROGRESS, PREFIX_IMAGE, PREFIX_STATS, PREFIX_TOP, key, key_id};
+use super::records::{
+    KEY_COUNTS, KEY_PROGRESS, PREFIX_IMAGE, PREFIX_STATS, PREFIX_TOP, key, key_id,
+};
 use super::{Progress, Store, rank_order};
 
 /// Records written per atomic batch while merging.
@@ -245,12 +247,7 @@ fn copy_images(stores: &[Store], out: &mut Writer) -> Result<Progress> {
 /// Merge the statistics, top lists and examples of one block of features, returning the
 /// examples it lists: the shards' lists re-ranked, each kept example copied from the one shard
 /// that holds its image.
-fn merge_block(
-    stores: &[Store],
-    block: u32,
-    m: &super::Manifest,
-    out: &mut Writer,
-) -> Result<u32> {
+fn merge_block(stores: &[Store], block: u32, m: &super::Manifest, out: &mut Writer) -> Result<u32> {
     let first = block * EXAMPLE_BLOCK;
     let end = (first + EXAMPLE_BLOCK).min(m.num_latents as u32);
     // (image, feature) -> the shard holding that example.
@@ -293,7 +290,11 @@ fn merge_block(
         let merged = filter_record(&entries, wanted).with_context(damaged)?;
         let have = record_entries(&merged, image)?.len();
         if have != group.len() {
-            bail!("{}: {have} of {} listed examples found", damaged(), group.len());
+            bail!(
+                "{}: {have} of {} listed examples found",
+                damaged(),
+                group.len()
+            );
         }
         out.put(k, merged)?;
     }

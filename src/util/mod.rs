@@ -2,6 +2,6 @@
 
 pub mod hash;
 pub(crate) mod image_processor;
-pub(crate) mod prompt_template;
 pub mod mem;
+pub(crate) mod prompt_template;
 pub mod rng;

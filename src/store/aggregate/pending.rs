@@ -4,9 +4,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, Result, bail};
 
-use super::super::examples::{
-    block_of, example_key, filter_record, push_example, record_entries,
-};
+use super::super::examples::{block_of, example_key, filter_record, push_example, record_entries};
 use super::super::records::{PREFIX_EXAMPLES, key, key_id};
 use super::super::{Example, Progress, Store};
 
@@ -85,7 +83,11 @@ impl PendingCommit {
         // `entered` is ordered by (feature, image), so each record gets its features in order.
         let mut records: BTreeMap<(u32, u32), Vec<u8>> = BTreeMap::new();
         for ((f, image), example) in &entered {
-            push_example(records.entry((block_of(*f), *image)).or_default(), *f, example);
+            push_example(
+                records.entry((block_of(*f), *image)).or_default(),
+                *f,
+                example,
+            );
         }
         for ((block, image), record) in records {
             batch.put(example_key(block, image), record);
