@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 use crate::model::anyres::ImageLayout;
 use crate::model::load::LoadedModel;
 use crate::model::tap::{ForwardOptions, LogitPositions, Tap, Until};
-use crate::pipeline::session::Session;
 use crate::sae::Sae;
+use crate::session::Session;
 
 pub mod aggregate;
 pub mod patch;

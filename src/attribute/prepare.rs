@@ -11,7 +11,6 @@ use super::{AttributeOptions, AttributionItem};
 use crate::model::anyres::ImageLayout;
 use crate::model::llava_next::{ImageInput, SequenceMap};
 use crate::model::load::LoadedModel;
-use crate::model::preprocess::{load_image, preprocess};
 use crate::model::tokenizer::PromptTokenizer;
 
 /// One token the metric reads, with what the user wrote.
@@ -112,11 +111,7 @@ fn load_views(
     path: &Path,
     max_pixels: u64,
 ) -> Result<crate::model::preprocess::PreprocessedImage> {
-    let img = load_image(path, max_pixels)?;
-    let cfg = &model.config;
-    let patch = cfg.vision_config.patch_size as u32;
-    preprocess(&img, &model.processor, &cfg.pinpoints(), patch)
-        .with_context(|| format!("{}: preprocessing failed", path.display()))
+    crate::session::ImagePrep::for_model(model, max_pixels).prepare(path)
 }
 
 /// Prompt ids: the chat template around plain text, or the original's fully formatted string.

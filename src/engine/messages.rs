@@ -183,7 +183,7 @@ pub struct SteerRequest {
     /// Most tokens generated per side.
     pub max_new_tokens: usize,
     /// Token choice (the same for both sides).
-    pub sampling: crate::pipeline::generate::Sampling,
+    pub sampling: crate::generate::Sampling,
 }
 
 impl SteerRequest {
@@ -247,7 +247,7 @@ pub enum SteerEvent {
         /// Which side.
         side: Side,
         /// Why it ended.
-        stop: crate::pipeline::generate::StopReason,
+        stop: crate::generate::StopReason,
         /// Text held back for an incomplete character.
         tail: String,
         /// Decode steps per second (0 when replayed).

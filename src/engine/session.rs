@@ -1,15 +1,14 @@
 //! The real engine: LLaVA-NeXT to the tap, then the SAE over the image tokens.
 
 use anyhow::{Context, Result};
-use candle_core::{DType, Tensor};
+use candle_core::DType;
 
 use super::actor::{Control, Engine};
 use super::messages::{Analysis, AttribRequest, Job, ModelError, SteerEvent, SteerRequest};
 use super::steer::{SteerCache, run_steer};
 use crate::attribute::{AttributeOptions, AttributionResult};
-use crate::model::anyres::TokenKind;
-use crate::model::llava_next::SeqToken;
-use crate::pipeline::session::Session;
+use crate::session::Session;
+use crate::session::encode::{encode_image_tokens, image_acts_of_all_positions};
 
 /// An [`Engine`] over a loaded [`Session`].
 pub struct SessionEngine {
@@ -41,36 +40,12 @@ impl SessionEngine {
             return Ok(None);
         }
         let run = s.run_to_tap(ids, Some(image))?;
-        let layout = run.layout.context("the sequence has no image")?;
+        let layout = run.layout.clone().context("the sequence has no image")?;
         if ctl.step("SAE encode", 2, 3).is_err() {
             return Ok(None);
         }
-        let geometry = layout.tokens();
-        let mut positions = Vec::new();
-        let mut tokens = Vec::new();
-        for (pos, st) in run.map.tokens.iter().enumerate() {
-            if let SeqToken::Image { token, .. } = st
-                && geometry
-                    .get(*token)
-                    .is_some_and(|g| g.kind != TokenKind::Newline)
-            {
-                positions.push(pos as u32);
-                tokens.push(*token as u16);
-            }
-        }
-        let index = Tensor::new(positions.as_slice(), run.residual.device())?;
-        let rows = run.residual.index_select(&index, 0)?;
-        let codes = s.sae.encode(&rows)?;
-        let values = codes.values.to_dtype(DType::F32)?.to_vec2::<f32>()?;
-        let indices = codes.indices.to_vec2::<u32>()?;
-        let mut acts = Vec::new();
-        for (r, &tok) in tokens.iter().enumerate() {
-            for (&f, &v) in indices[r].iter().zip(&values[r]) {
-                if v > 1e-5 {
-                    acts.push((tok, f, v));
-                }
-            }
-        }
+        let codes = encode_image_tokens(&s.sae, &run)?;
+        let acts = codes.acts;
         Ok(Some(Analysis {
             image: image.to_path_buf(),
             layout,
@@ -116,29 +91,19 @@ impl Engine for SessionEngine {
     }
 }
 
-/// `(image token, feature, value)` of every non-newline image token of a probe (values above zero).
-pub fn probe_image_acts(probe: &crate::pipeline::probe::Probe) -> Result<Vec<(u16, u32, f32)>> {
+/// `(image token, feature, value)` of every scored image token of a probe.
+pub fn probe_image_acts(probe: &crate::jobs::probe::Probe) -> Result<Vec<(u16, u32, f32)>> {
     let layout = probe
         .run
         .layout
         .as_ref()
         .context("the probe has no image")?;
-    let geometry = layout.tokens();
     let values = probe.codes.values.to_dtype(DType::F32)?.to_vec2::<f32>()?;
     let indices = probe.codes.indices.to_vec2::<u32>()?;
-    let mut acts = Vec::new();
-    for (pos, st) in probe.run.map.tokens.iter().enumerate() {
-        if let SeqToken::Image { token, .. } = st
-            && geometry
-                .get(*token)
-                .is_some_and(|g| g.kind != TokenKind::Newline)
-        {
-            for (&f, &v) in indices[pos].iter().zip(&values[pos]) {
-                if v > 1e-5 {
-                    acts.push((*token as u16, f, v));
-                }
-            }
-        }
-    }
-    Ok(acts)
+    Ok(image_acts_of_all_positions(
+        &probe.run.map,
+        layout,
+        &values,
+        &indices,
+    ))
 }

@@ -13,12 +13,12 @@ use candle_core::Tensor;
 
 use super::actor::Control;
 use super::messages::{ModelError, Side, SteerEvent, SteerRequest, SteerSpec};
-use crate::model::tap::{TapEdit, TapSite};
-use crate::pipeline::generate::{
+use crate::generate::{
     GenerateOptions, PreparedPrompt, StopReason, TokenEvent, generate, generate_with_edit,
 };
-use crate::pipeline::session::Session;
+use crate::model::tap::{TapEdit, TapSite};
 use crate::sae::intervene::{Intervention, SteerEdit};
+use crate::session::Session;
 
 /// The newest steering request sent: its sequence number and prompt key.
 #[derive(Debug, Default)]
@@ -297,7 +297,7 @@ mod tests {
 
     use super::*;
     use crate::engine::{Analysis, Engine, Job, Lane, ModelHandle};
-    use crate::pipeline::generate::Sampling;
+    use crate::generate::Sampling;
     use crate::sae::intervene::{Direction, Mode, Phase, Scope, TokenScope};
 
     /// Streams one token per gate opening, checking for newer requests like the real engine.

@@ -129,7 +129,7 @@ pub async fn run_batch(
     };
     let total = todo.len();
     let sent_before = explainer.requests_sent();
-    let bar = super::setup::progress_bar(opts.progress_bar, total, "explain");
+    let bar = crate::util::progress::bar(opts.progress_bar, total, "explain", "features", false);
     let mut queue = todo.into_iter();
     let mut set = tokio::task::JoinSet::new();
     let mut ids = HashMap::new();

@@ -8,9 +8,9 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::client::{ChatClient, ClientConfig, FailureKind};
 use super::prompt::{PromptTemplate, parse_answer};
 use super::select::{EvidenceImage, EvidenceOptions, dataset_root, render_evidence};
+use crate::llm::{ChatClient, ClientConfig, FailureKind};
 use crate::store::{Explanation, Store, unix_now};
 
 /// Everything an [`Explainer`] needs.

@@ -1,17 +1,12 @@
-//! Explaining features: activation heatmaps over images and the overlays shown to people and LMMs.
+//! Explaining features: the evidence images of a feature, the prompt, the explainer's answer
+//! and the batch that explains many features resumably.
 
 pub mod batch;
-pub mod client;
-pub mod command;
 pub mod explainer;
-pub mod heatmap;
-#[cfg(test)]
-pub(crate) mod mock_server;
-pub mod overlay;
 pub mod prompt;
 pub mod seed_json;
 pub mod select;
-pub(crate) mod setup;
+pub mod settings;
 
 pub use batch::{BatchOptions, BatchSummary, run_batch};
 pub use explainer::{ExplainError, Explainer, ExplainerConfig, Stage, explain_feature};

@@ -1,16 +1,16 @@
 //! Which of a feature's cached examples go to the explainer, and the evidence images drawn
 //! for them (the original system's darkening mask, or a colour heatmap).
 
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use anyhow::{Context, Result, bail};
 use image::RgbImage;
 use image::imageops::FilterType;
 
-use super::heatmap::{Source, Upsample, activation_field};
-use super::overlay::{OverlayStyle, Ramp, encode_png, render_overlay, seed_activation_image};
+use crate::heatmap::overlay::{
+    OverlayStyle, Ramp, encode_png, render_overlay, seed_activation_image,
+};
+use crate::heatmap::{Source, Upsample, activation_field};
 use crate::model::anyres::ImageLayout;
 use crate::model::preprocess::load_image;
 use crate::store::{Example, Store};
@@ -27,26 +27,7 @@ pub enum EvidenceStyle {
     Heat,
 }
 
-impl FromStr for EvidenceStyle {
-    type Err = anyhow::Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "mask" => Ok(Self::Mask),
-            "heat" => Ok(Self::Heat),
-            _ => bail!("unknown evidence style {s:?}: use \"mask\" (the original's) or \"heat\""),
-        }
-    }
-}
-
-impl fmt::Display for EvidenceStyle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Mask => "mask",
-            Self::Heat => "heat",
-        })
-    }
-}
+crate::util::choice::choice!(EvidenceStyle, "evidence style" { Mask => "mask", Heat => "heat" });
 
 /// Opacity of the heat overlay at the shared maximum (the original's value before it moved to masks).
 const HEAT_ALPHA: f32 = 0.65;
@@ -145,7 +126,7 @@ pub fn dataset_root(
     override_path: Option<&Path>,
 ) -> Result<PathBuf> {
     let as_root = |p: &Path| -> PathBuf {
-        if let Some(root) = crate::pipeline::dataset::parquet_image_root(p) {
+        if let Some(root) = crate::dataset::parquet_image_root(p) {
             return root;
         }
         let is_manifest = p.is_file() || p.extension().is_some_and(|e| e == "jsonl");
@@ -252,8 +233,7 @@ pub fn render_evidence(
                 ex.image
             )
         })?;
-        let layout: ImageLayout = serde_json::from_value(rec.layout.clone())
-            .with_context(|| format!("image {} ({}): damaged layout record", ex.image, rec.path))?;
+        let layout = rec.layout()?.clone();
         let path = root.join(&rec.path);
         let img = load_image(&path, opts.max_pixels)
             .with_context(|| {

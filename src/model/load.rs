@@ -65,35 +65,11 @@ impl LoadedModel {
     }
 }
 
-/// Parse `cpu`, `cuda` or `cuda:N`.
-pub fn parse_device(spec: &str) -> Result<Device> {
-    let spec = spec.trim();
-    let ordinal = match spec {
-        "cpu" => return Ok(Device::Cpu),
-        "cuda" | "gpu" => 0,
-        s => match s.strip_prefix("cuda:") {
-            Some(n) => n
-                .parse::<usize>()
-                .with_context(|| format!("--device {s}: bad GPU index"))?,
-            None => bail!("--device {spec}: expected cpu, cuda or cuda:N"),
-        },
-    };
-    if !candle_core::utils::cuda_is_available() {
-        bail!(
-            "--device {spec}: this glint was built without CUDA; rebuild with `cargo build --release --features cuda`"
-        );
-    }
-    Device::new_cuda(ordinal).with_context(|| format!("--device {spec}: cannot open GPU {ordinal}"))
-}
+pub use super::device::parse_dtype;
 
-/// Parse `f32`, `bf16` or `f16`.
-pub fn parse_dtype(spec: &str) -> Result<DType> {
-    match spec {
-        "f32" | "float32" => Ok(DType::F32),
-        "bf16" | "bfloat16" => Ok(DType::BF16),
-        "f16" | "float16" => Ok(DType::F16),
-        other => bail!("--dtype {other}: expected f32, bf16 or f16"),
-    }
+/// Open the device named by `spec` (`cpu`, `cuda`, `cuda:N`).
+pub fn parse_device(spec: &str) -> Result<Device> {
+    spec.parse::<super::device::DeviceSpec>()?.open()
 }
 
 /// Resolve a model argument: an existing folder, or a hub id looked up in the Hugging Face cache

@@ -2,6 +2,7 @@
 
 pub mod anyres;
 pub mod config;
+pub mod device;
 pub mod kv_cache;
 mod linear;
 pub mod llama;

@@ -7,6 +7,16 @@ use candle_core::{DType, Device, Tensor};
 
 use super::sae::Sae;
 
+/// Code values at or below this are not activations (the original system's non-zero test);
+/// every consumer of SAE codes (cache, probe, the model actor, bench) applies it through
+/// [`is_active`].
+pub const ACTIVE_MIN: f32 = 1e-5;
+
+/// Whether an SAE code value counts as an activation.
+pub fn is_active(v: f32) -> bool {
+    v > ACTIVE_MIN
+}
+
 /// Upper bound on the dense pre-activations (`rows x N`) alive at once during [`Sae::encode`].
 ///
 /// 128 MiB gives 256 rows for N = 131072 in f32.

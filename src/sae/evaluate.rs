@@ -47,6 +47,10 @@ pub enum Upsample {
     Bilinear,
 }
 
+crate::util::choice::choice!(MapGrid, "map grid" { Base => "base", HighRes => "highres", Auto => "auto" });
+crate::util::choice::choice!(ImageRank, "image ranking" { Mean => "mean", Max => "max" });
+crate::util::choice::choice!(Upsample, "upsampling" { Nearest => "nearest", Bilinear => "bilinear" });
+
 /// Settings of the evaluation.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EvalOptions {

@@ -9,15 +9,13 @@
 //!   is exactly `h + Σ_f (K_f − a_f)·W_dec[f]` with `a_f` the feature's top-k activation.
 //! - `add`: `h + α·d_f`, `d_f` the raw decoder row or its unit vector (stated by [`Direction`]).
 
-use std::fmt;
-use std::str::FromStr;
-
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
 use super::Sae;
 use crate::model::llava_next::{SeqToken, SequenceMap};
 use crate::model::tap::TapSite;
+use crate::util::choice::choice;
 
 mod edit;
 #[cfg(test)]
@@ -25,87 +23,59 @@ mod tests;
 
 pub use edit::SteerEdit;
 
-/// A closed set of lowercase names, shared by the command line, JSON and the TUI.
-macro_rules! named_enum {
-    ($(#[$m:meta])* $name:ident, $what:literal { $($(#[$vm:meta])* $var:ident => $s:literal),+ $(,)? }) => {
-        $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        #[serde(rename_all = "lowercase")]
-        pub enum $name { $($(#[$vm])* $var),+ }
-
-        impl $name {
-            /// Every value, in declaration order.
-            pub const ALL: &'static [$name] = &[$($name::$var),+];
-            /// The name used on the command line and in JSON.
-            pub fn name(self) -> &'static str {
-                match self { $($name::$var => $s),+ }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.name())
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = anyhow::Error;
-            fn from_str(s: &str) -> Result<Self> {
-                let want = s.trim().to_ascii_lowercase();
-                $name::ALL.iter().copied().find(|v| v.name() == want).ok_or_else(|| {
-                    let names: Vec<&str> = $name::ALL.iter().map(|v| v.name()).collect();
-                    anyhow!("{} {s:?} is unknown; expected one of: {}", $what, names.join(", "))
-                })
-            }
-        }
-    };
+/// How an intervention changes the residual.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Set pre-activations before top-k; the output is the SAE reconstruction (the original's).
+    Replace,
+    /// Set the feature's code value and add the decoded difference (keeps the SAE error).
+    Clamp,
+    /// Add a multiple of the feature's decoder direction.
+    Add,
 }
 
-named_enum!(
-    /// How an intervention changes the residual.
-    Mode, "steering mode" {
-        /// Set pre-activations before top-k; the output is the SAE reconstruction (the original's).
-        Replace => "replace",
-        /// Set the feature's code value and add the decoded difference (keeps the SAE error).
-        Clamp => "clamp",
-        /// Add a multiple of the feature's decoder direction.
-        Add => "add",
-    }
-);
+choice!(Mode, "steering mode" { Replace => "replace", Clamp => "clamp", Add => "add" });
 
-named_enum!(
-    /// Which decoder vector `add` moves along.
-    Direction, "direction" {
-        /// `W_dec[f]` as stored: strength is in activation units.
-        Raw => "raw",
-        /// `W_dec[f] / ‖W_dec[f]‖`: strength is a residual-norm length.
-        Unit => "unit",
-    }
-);
+/// Which decoder vector `add` moves along.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// `W_dec[f]` as stored: strength is in activation units.
+    Raw,
+    /// `W_dec[f] / ‖W_dec[f]‖`: strength is a residual-norm length.
+    Unit,
+}
 
-named_enum!(
-    /// Which calls of a generation are edited.
-    Phase, "phase" {
-        /// Prompt positions only.
-        Prefill => "prefill",
-        /// Generated positions only (the first new token comes from the prompt, so it is unsteered).
-        Decode => "decode",
-        /// Every position.
-        Both => "both",
-    }
-);
+choice!(Direction, "direction" { Raw => "raw", Unit => "unit" });
 
-named_enum!(
-    /// Which kinds of position are edited.
-    TokenScope, "token scope" {
-        /// Every position.
-        All => "all",
-        /// Image positions of the prompt.
-        Image => "image",
-        /// Text positions (prompt text and every generated token).
-        Text => "text",
-    }
-);
+/// Which calls of a generation are edited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// Prompt positions only.
+    Prefill,
+    /// Generated positions only (the first new token comes from the prompt, so it is unsteered).
+    Decode,
+    /// Every position.
+    Both,
+}
+
+choice!(Phase, "phase" { Prefill => "prefill", Decode => "decode", Both => "both" });
+
+/// Which kinds of position are edited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenScope {
+    /// Every position.
+    All,
+    /// Image positions of the prompt.
+    Image,
+    /// Text positions (prompt text and every generated token).
+    Text,
+}
+
+choice!(TokenScope, "token scope" { All => "all", Image => "image", Text => "text" });
 
 impl Mode {
     /// The phase a mode uses when none is given: the original's prefill for `replace`, else both.

@@ -9,6 +9,6 @@ pub mod sae;
 pub mod topk_device;
 pub mod train;
 
-pub use codes::{SparseCodes, topk_rows};
+pub use codes::{ACTIVE_MIN, SparseCodes, is_active, topk_rows};
 pub use config::{SaeConfig, layer_of_hookpoint};
 pub use sae::Sae;

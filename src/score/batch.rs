@@ -8,7 +8,6 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::{Method, ScoreJob, score_feature};
-use crate::explain::setup::progress_bar;
 use crate::store::{FeatureFilter, Store};
 
 /// Which features a run scores and how it reports.
@@ -85,7 +84,7 @@ pub async fn run_scores(job: &ScoreJob, store: &Store, opts: &RunOptions) -> Res
         };
         sum.selected += 1;
         let done = store
-            .score(f, job.method.as_str(), &model, &hash)?
+            .score(f, job.method.name(), &model, &hash)?
             .is_some_and(|s| {
                 s.explainer_model == e.explainer_model
                     && s.explanation_hash == e.prompt_hash
@@ -97,8 +96,8 @@ pub async fn run_scores(job: &ScoreJob, store: &Store, opts: &RunOptions) -> Res
             todo.push(e);
         }
     }
-    let title = format!("score {}", job.method.as_str());
-    let bar = progress_bar(opts.progress_bar, todo.len(), &title);
+    let title = format!("score {}", job.method.name());
+    let bar = crate::util::progress::bar(opts.progress_bar, todo.len(), &title, "features", false);
     let total = todo.len();
     let mut values = Vec::new();
     for (k, e) in todo.into_iter().enumerate() {
@@ -114,7 +113,7 @@ pub async fn run_scores(job: &ScoreJob, store: &Store, opts: &RunOptions) -> Res
                 format!(
                     "feature {} {} {v} ({} failed of {})",
                     e.feature,
-                    job.method.as_str(),
+                    job.method.name(),
                     s.failures,
                     s.n
                 )

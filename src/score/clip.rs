@@ -2,17 +2,14 @@
 //! the feature's top images (unmasked), against a baseline of the same label on random images of
 //! the dataset (the original draws 30 runs of 5).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use image::DynamicImage;
 use serde_json::json;
 
-use super::command::ScoreArgs;
-use super::{LocalScorer, Outcome, Scorer};
-use crate::cli::ModelArgs;
+use super::{LocalScorer, Outcome};
 use crate::clip::ClipScorer;
-use crate::model::load::parse_device;
 use crate::model::preprocess::load_image;
 use crate::store::Store;
 use crate::util::rng::SeededRng;
@@ -22,13 +19,20 @@ pub const BASELINE_IMAGES: usize = 5;
 
 /// A loaded CLIP model and the scoring recipe.
 pub struct ClipRun {
-    scorer: ClipScorer,
-    model: String,
-    examples: usize,
-    baseline_runs: usize,
-    seed: u64,
-    root: PathBuf,
-    max_pixels: u64,
+    /// The loaded CLIP model.
+    pub scorer: ClipScorer,
+    /// Its name, as recorded with each score.
+    pub model: String,
+    /// Top images scored per feature.
+    pub examples: usize,
+    /// Runs of random images for the baseline.
+    pub baseline_runs: usize,
+    /// Seed of the baseline's draws.
+    pub seed: u64,
+    /// Dataset root.
+    pub root: PathBuf,
+    /// Largest image read, in pixels.
+    pub max_pixels: u64,
 }
 
 /// Mean and (population) standard deviation.
@@ -117,25 +121,6 @@ impl LocalScorer for ClipRun {
             }),
         })
     }
-}
-
-/// The CLIP scorer named by the arguments.
-pub fn build(model: &ModelArgs, args: &ScoreArgs, root: &Path) -> Result<Scorer> {
-    if args.examples == 0 {
-        bail!("--examples 0 leaves nothing to score; the original uses 5");
-    }
-    let device = parse_device(&model.device)?;
-    let scorer = ClipScorer::load(&args.clip_model, &device)
-        .with_context(|| format!("--clip-model {}", args.clip_model))?;
-    Ok(Scorer::Local(Box::new(ClipRun {
-        scorer,
-        model: args.clip_model.clone(),
-        examples: args.examples,
-        baseline_runs: args.baseline_runs,
-        seed: args.seed,
-        root: root.to_path_buf(),
-        max_pixels: model.max_pixels,
-    })))
 }
 
 #[cfg(test)]

@@ -537,7 +537,7 @@ mod tests {
             path: path.into(),
             width: w,
             height: h,
-            layout: serde_json::to_value(&layout).unwrap(),
+            layout: Some(layout.clone()),
             n_tokens: layout.num_image_tokens() as u32,
             top_features: vec![],
         };

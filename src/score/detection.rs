@@ -10,8 +10,8 @@ use image::RgbImage;
 use image::imageops::FilterType;
 
 use super::judge::Sample;
-use crate::explain::overlay::encode_png;
 use crate::explain::select::choose_examples;
+use crate::heatmap::overlay::encode_png;
 use crate::model::anyres::ImageLayout;
 use crate::model::preprocess::load_image;
 use crate::store::{Example, ImageRecord, Store};
@@ -72,8 +72,7 @@ pub fn load(store: &Store, root: &Path, i: u32, max_pixels: u64) -> Result<Loade
     let record = store
         .image(i)?
         .with_context(|| format!("image {i} has no image record; rebuild the cache"))?;
-    let layout: ImageLayout = serde_json::from_value(record.layout.clone())
-        .with_context(|| format!("image {i} ({}): damaged layout record", record.path))?;
+    let layout = record.layout()?.clone();
     let rgb = load_image(&root.join(&record.path), max_pixels)
         .with_context(|| format!("image {i} of the dataset at {}", root.display()))?
         .to_rgb8();

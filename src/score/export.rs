@@ -2,13 +2,11 @@
 //! its statistics, newest explanation and newest score per method.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use serde::Serialize;
 
 use super::Method;
-use crate::cli::ExportArgs;
 use crate::store::{Explanation, Score, Store};
 
 /// One exported feature.
@@ -85,7 +83,7 @@ pub fn to_csv(rows: &[FeatureRow]) -> String {
     .map(String::from)
     .collect::<Vec<_>>();
     for m in METHODS {
-        let m = m.as_str();
+        let m = m.name();
         head.extend([m.to_string(), format!("{m}_failures"), format!("{m}_n")]);
     }
     let mut out = head.join(",") + "\n";
@@ -101,7 +99,7 @@ pub fn to_csv(rows: &[FeatureRow]) -> String {
             field(e.and_then(|e| e.label.as_deref()).unwrap_or("")),
         ];
         for m in METHODS {
-            match r.scores.iter().find(|s| s.method == m.as_str()) {
+            match r.scores.iter().find(|s| s.method == m.name()) {
                 Some(s) => cells.extend([
                     s.value.map_or(String::new(), |v| v.to_string()),
                     s.failures.to_string(),
@@ -116,23 +114,23 @@ pub fn to_csv(rows: &[FeatureRow]) -> String {
     out
 }
 
-/// Run the export named by `args` (`--out -` writes to standard output).
-pub fn run(args: &ExportArgs) -> Result<()> {
-    let store = Store::open(&args.store)?;
-    let rows = rows(&store)?;
-    let text = match args.format.as_str() {
-        "csv" => to_csv(&rows),
-        "json" => serde_json::to_string_pretty(&rows)? + "\n",
-        other => bail!("--format {other}: use seed, csv or json"),
+/// Formats of the feature table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableFormat {
+    /// Comma-separated, one feature a line.
+    Csv,
+    /// A pretty-printed JSON list.
+    Json,
+}
+
+/// The feature table of `store` in `format`, and how many features it holds.
+pub fn render_table(store: &Store, format: TableFormat) -> Result<(String, usize)> {
+    let rows = rows(store)?;
+    let text = match format {
+        TableFormat::Csv => to_csv(&rows),
+        TableFormat::Json => serde_json::to_string_pretty(&rows)? + "\n",
     };
-    if args.out.as_os_str() == "-" {
-        std::io::stdout().write_all(text.as_bytes())?;
-        return Ok(());
-    }
-    std::fs::write(&args.out, text)
-        .with_context(|| format!("{}: cannot write the export", args.out.display()))?;
-    eprintln!("wrote {} features to {}", rows.len(), args.out.display());
-    Ok(())
+    Ok((text, rows.len()))
 }
 
 #[cfg(test)]

@@ -12,20 +12,22 @@ use anyhow::Result;
 
 use super::detection::{Loaded, SampleOptions, fit, load, negatives, positives};
 use super::judge::Sample;
-use crate::explain::heatmap::{Source, Upsample, activation_field};
-use crate::explain::overlay::{OverlayStyle, Ramp, encode_png, render_overlay};
+use crate::heatmap::overlay::{OverlayStyle, Ramp, encode_png, render_overlay};
+use crate::heatmap::{Source, Upsample, activation_field};
 use crate::model::anyres::TokenKind;
 use crate::store::{Example, Store};
 use crate::util::rng::SeededRng;
 
 /// Where fake highlights go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FuzzType {
     /// On non-activating images.
     Default,
     /// On the activating images, away from the true tokens.
     Active,
 }
+
+crate::util::choice::choice!(FuzzType, "fuzzing type" { Default => "default", Active => "active" });
 
 /// Image tokens of `ex` at or above `fraction` of its max.
 pub fn true_tokens(ex: &Example, fraction: f32) -> Vec<u32> {
@@ -155,7 +157,7 @@ mod tests {
                 path: "a.png".into(),
                 width: w,
                 height: h,
-                layout: serde_json::to_value(&layout).unwrap(),
+                layout: Some(layout.clone()),
                 n_tokens: layout.num_image_tokens() as u32,
                 top_features: vec![],
             },

@@ -10,8 +10,8 @@ use image::imageops::FilterType;
 use serde::Serialize;
 
 use super::masks::{GroundTruth, Grounding, Mask};
-use crate::explain::heatmap::{MaskRule, Source, Upsample, activation_field, binary_mask};
-use crate::explain::overlay::{SEED_DARKEN, encode_png, seed_mask};
+use crate::heatmap::overlay::{SEED_DARKEN, encode_png, seed_mask};
+use crate::heatmap::{MaskRule, Source, Upsample, activation_field, binary_mask};
 use crate::model::anyres::ImageLayout;
 use crate::model::preprocess::load_image;
 use crate::store::{Example, Store};
@@ -195,8 +195,7 @@ impl IouScorer {
                     ex.image
                 )
             })?;
-            let layout: ImageLayout = serde_json::from_value(rec.layout.clone())
-                .with_context(|| format!("image {}: damaged layout record", ex.image))?;
+            let layout = rec.layout()?.clone();
             let s = activation_mask(&layout, ex, self.threshold);
             let active_fraction = s.count() as f64 / s.bits.len().max(1) as f64;
             let target = match (&self.source, &query) {

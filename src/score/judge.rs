@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::prompt::ScorePrompt;
-use crate::explain::client::ChatClient;
+use crate::llm::ChatClient;
 use crate::util::rng::SeededRng;
 
 /// One item shown to the judge.
@@ -178,8 +178,8 @@ pub fn metrics(judged: &[Judged]) -> Metrics {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::explain::client::ClientConfig;
-    use crate::explain::mock_server::{MockServer, Reply};
+    use crate::llm::ClientConfig;
+    use crate::llm::mock_server::{MockServer, Reply};
     use crate::score::prompt::Builtin;
     use base64::Engine;
     use image::RgbImage;
@@ -191,7 +191,7 @@ pub(crate) mod tests {
         } else {
             [10, salt, 200]
         };
-        crate::explain::overlay::encode_png(&RgbImage::from_pixel(4, 4, image::Rgb(c))).unwrap()
+        crate::heatmap::overlay::encode_png(&RgbImage::from_pixel(4, 4, image::Rgb(c))).unwrap()
     }
 
     /// Whether each image of a request is mostly red (the "correct" answers).

@@ -6,7 +6,6 @@
 pub mod batch;
 pub mod clip;
 pub mod coco;
-pub mod command;
 pub mod detection;
 pub mod export;
 pub mod fuzzing;
@@ -24,7 +23,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::explain::client::ChatClient;
+use crate::llm::ChatClient;
 use crate::store::{Explanation, Score, Store, unix_now};
 use crate::util::hash::Fingerprint;
 pub use batch::{RunOptions, ScoreSummary, run_scores};
@@ -34,7 +33,7 @@ use prompt::ScorePrompt;
 use refine::{Refiner, is_declined};
 
 /// A scoring method.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Method {
     /// IOU of the label's mask with the binarised activation map (the original's segment scorer).
@@ -47,17 +46,7 @@ pub enum Method {
     Fuzzing,
 }
 
-impl Method {
-    /// The name stored with scores.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Iou => "iou",
-            Self::Clip => "clip",
-            Self::Detection => "detection",
-            Self::Fuzzing => "fuzzing",
-        }
-    }
-}
+crate::util::choice::choice!(Method, "scoring method" { Iou => "iou", Clip => "clip", Detection => "detection", Fuzzing => "fuzzing" });
 
 /// What scoring one feature gave.
 #[derive(Debug, Clone, PartialEq)]
@@ -256,7 +245,7 @@ pub async fn score_feature(job: &ScoreJob, store: &Store, e: &Explanation) -> Re
     };
     let score = Score {
         feature: f,
-        method: job.method.as_str().into(),
+        method: job.method.name().into(),
         value: outcome.value,
         n: outcome.n,
         failures: outcome.failures,

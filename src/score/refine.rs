@@ -1,8 +1,8 @@
 //! Label refinement, as in the original scorer: an explanation is rewritten by a text model into
 //! the short entity phrase a grounding model (or CLIP) is given.
 
-use crate::explain::client::{ChatClient, RequestError};
 use crate::explain::prompt::DECLINED;
+use crate::llm::{ChatClient, RequestError};
 
 use super::prompt::ScorePrompt;
 
@@ -60,8 +60,8 @@ impl Refiner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::explain::client::ClientConfig;
-    use crate::explain::mock_server::{MockServer, Reply};
+    use crate::llm::ClientConfig;
+    use crate::llm::mock_server::{MockServer, Reply};
     use crate::score::prompt::Builtin;
 
     #[test]

@@ -10,7 +10,7 @@ use super::judge::tests::client;
 use super::prompt::{Builtin, ScorePrompt};
 use super::testworld::{sample_store, shapes_root};
 use super::*;
-use crate::explain::mock_server::{MockServer, Reply};
+use crate::llm::mock_server::{MockServer, Reply};
 use crate::store::FeatureFilter;
 use base64::Engine;
 

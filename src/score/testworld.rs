@@ -75,7 +75,7 @@ pub(crate) fn sample_store(dir: &Path, n: usize, colour: &str) -> Store {
             path: e.path.clone(),
             width: e.width,
             height: e.height,
-            layout: serde_json::to_value(&layout).unwrap(),
+            layout: Some(layout.clone()),
             n_tokens: layout.num_image_tokens() as u32,
             top_features: vec![],
         };

@@ -24,8 +24,7 @@ mod pending;
 /// Features kept per image in [`ImageRecord::top_features`].
 pub const IMAGE_TOP_FEATURES: usize = 32;
 
-/// Activations at or below this are not activations (the original system's non-zero test).
-pub const ACTIVE_MIN: f32 = 1e-5;
+pub use crate::sae::ACTIVE_MIN;
 
 const DIRTY_STATS: u8 = 1;
 const DIRTY_HEAP: u8 = 2;

@@ -16,7 +16,7 @@ fn record(index: u32) -> ImageRecord {
         path: String::new(),
         width: 8,
         height: 8,
-        layout: serde_json::Value::Null,
+        layout: None,
         n_tokens: 40,
         top_features: Vec::new(),
     }

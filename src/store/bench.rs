@@ -228,7 +228,7 @@ fn record(index: usize, tokens: usize) -> ImageRecord {
         path: format!("synthetic/{index:06}.png"),
         width: 672,
         height: 672,
-        layout: serde_json::json!({ "synthetic_tokens": tokens }),
+        layout: None,
         n_tokens: tokens as u32,
         top_features: Vec::new(),
     }

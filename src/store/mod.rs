@@ -44,6 +44,7 @@ pub mod bench;
 mod db;
 mod examples;
 mod explanations;
+mod feature_list;
 pub mod ingest;
 mod manifest;
 mod merge;

@@ -1,5 +1,6 @@
 //! Records kept in the store, their keys and their compact little-endian encodings.
 
+use crate::model::anyres::ImageLayout;
 use std::cmp::Ordering;
 
 use anyhow::{Result, bail};
@@ -266,12 +267,40 @@ pub struct ImageRecord {
     pub width: u32,
     /// Height in pixels.
     pub height: u32,
-    /// The image's token geometry (`crate::model::anyres::ImageLayout`, serialised).
-    pub layout: serde_json::Value,
+    /// The image's token geometry (absent only for synthetic benchmark images).
+    pub layout: Option<ImageLayout>,
     /// Image tokens, newlines included.
     pub n_tokens: u32,
     /// The image's strongest stored features as (feature, max activation), strongest first.
     pub top_features: Vec<(u32, f32)>,
+}
+
+impl ImageRecord {
+    /// The record of dataset image `index` with its geometry; sizes come from the layout.
+    pub fn new(index: u32, id: String, path: String, layout: ImageLayout) -> Self {
+        let (height, width) = layout.original;
+        Self {
+            index,
+            id,
+            path,
+            width,
+            height,
+            n_tokens: layout.num_image_tokens() as u32,
+            layout: Some(layout),
+            top_features: Vec::new(),
+        }
+    }
+
+    /// The image's token geometry, or an error naming the image when the record has none.
+    pub fn layout(&self) -> anyhow::Result<&ImageLayout> {
+        self.layout.as_ref().ok_or_else(|| {
+            anyhow::anyhow!(
+                "image {} ({}): its record carries no token layout; rebuild the cache",
+                self.index,
+                self.path
+            )
+        })
+    }
 }
 
 /// How far a store has come; written in the same atomic batch as the data it describes.

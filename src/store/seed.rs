@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
-use crate::model::anyres::{ImageLayout, TokenKind};
+use crate::model::anyres::TokenKind;
 
 use super::{Aggregator, ImageRecord, Manifest, Store};
 
@@ -235,8 +235,7 @@ pub fn import_seed(
                 record.index
             );
         }
-        let layout: ImageLayout = serde_json::from_value(record.layout.clone())
-            .with_context(|| format!("image {i}: its record carries no anyres layout"))?;
+        let layout = record.layout()?.clone();
         let tokens = layout.tokens();
         let lo = rows.partition_point(|r| r.image < i);
         let hi = rows.partition_point(|r| r.image <= i);

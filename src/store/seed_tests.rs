@@ -130,7 +130,7 @@ fn full_seed_cache_imports_exactly() {
     let mut rows = Vec::new();
     for &i in &idx {
         let s = synth(13, i, 40);
-        let lay: ImageLayout = serde_json::from_value(s.record.layout).unwrap();
+        let lay = s.record.layout.clone().unwrap();
         for (p, t) in lay.tokens().iter().enumerate() {
             if t.kind == TokenKind::Newline {
                 rows.push(([i64::from(i), p as i64, 3], 50.0));

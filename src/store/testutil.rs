@@ -66,7 +66,7 @@ pub(crate) fn synth(seed: u64, index: u32, num_latents: u32) -> Synth {
         path: format!("images/img{index:04}.png"),
         width: w,
         height: h,
-        layout: serde_json::to_value(&lay).unwrap(),
+        layout: Some(lay.clone()),
         n_tokens: lay.num_image_tokens() as u32,
         top_features: Vec::new(),
     };

@@ -16,7 +16,7 @@ use super::keymap::{Key, Keymap};
 use super::steer::{SteerEffect, SteerInput, SteerMsg, SteerState};
 use super::theme::Theme;
 use crate::engine::{ActorStatus, Analysis, ModelError};
-use crate::explain::overlay::OverlayStyle;
+use crate::heatmap::overlay::OverlayStyle;
 use crate::store::Explanation;
 
 pub use super::state::{

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, Result};
 use image::RgbImage;
 
-use crate::explain::heatmap::{ActivationField, Source, Upsample, activation_field};
-use crate::explain::overlay::{OverlayStyle, Ramp, render_overlay};
+use crate::heatmap::overlay::{OverlayStyle, Ramp, render_overlay};
+use crate::heatmap::{ActivationField, Source, Upsample, activation_field};
 use crate::model::anyres::ImageLayout;
 use crate::store::{Explanation, FeatureStats, Manifest, Score, Store};
 
@@ -126,7 +126,7 @@ impl ImageCache {
 /// Folder that image paths in the store are relative to.
 pub fn dataset_root(manifest: &Manifest) -> PathBuf {
     let d = PathBuf::from(&manifest.dataset);
-    if let Some(root) = crate::pipeline::dataset::parquet_image_root(&d) {
+    if let Some(root) = crate::dataset::parquet_image_root(&d) {
         return root;
     }
     if d.extension().is_some_and(|e| e == "jsonl") {
@@ -268,8 +268,7 @@ pub fn load_feature_cached(
         let rec = store.image(ex.image)?.with_context(|| {
             format!("feature {f}: image {} has no record in the store", ex.image)
         })?;
-        let layout: ImageLayout = serde_json::from_value(rec.layout.clone())
-            .with_context(|| format!("image {}: bad layout record", rec.index))?;
+        let layout = rec.layout()?.clone();
         let acts: Vec<(u32, f32)> = ex
             .tokens
             .iter()
@@ -303,8 +302,7 @@ pub fn load_example(store: &Store, f: u32, index: usize, side: u32) -> Result<Pi
     let rec = store
         .image(ex.image)?
         .with_context(|| format!("feature {f}: image {} has no record in the store", ex.image))?;
-    let layout: ImageLayout = serde_json::from_value(rec.layout.clone())
-        .with_context(|| format!("image {}: bad layout record", rec.index))?;
+    let layout = rec.layout()?.clone();
     let acts: Vec<(u32, f32)> = ex
         .tokens
         .iter()

@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::cli::ModelArgs;
+use crate::dataset::{Dataset, DatasetOptions};
 use crate::engine::{ModelHandle, SessionEngine};
-use crate::pipeline::cache::{CacheOptions, run_cache};
-use crate::pipeline::dataset::{Dataset, DatasetOptions};
-use crate::pipeline::session::Session;
+use crate::jobs::cache::{CacheOptions, run_cache};
+use crate::session::ModelSpec;
+use crate::session::Session;
 use crate::store::{FeatureFilter, RankRule, Store};
 
 /// Images in the sample store built on first use.
@@ -23,7 +23,7 @@ pub fn sample_store_dir() -> Result<PathBuf> {
 }
 
 /// Open `dir`, or build the sample store (once) when no store is named.
-pub fn open_store(model: &ModelArgs, dir: Option<&Path>) -> Result<Store> {
+pub fn open_store(model: &ModelSpec, dir: Option<&Path>) -> Result<Store> {
     if let Some(d) = dir {
         return Store::open(d)
             .with_context(|| format!("cannot open the store {} (--cache)", d.display()));
@@ -63,7 +63,7 @@ pub fn open_store(model: &ModelArgs, dir: Option<&Path>) -> Result<Store> {
 }
 
 /// `glint` without a subcommand.
-pub fn main(model: &ModelArgs, cache: Option<&Path>, graphics: &str, theme: &str) -> Result<()> {
+pub fn main(model: &ModelSpec, cache: Option<&Path>, graphics: &str, theme: &str) -> Result<()> {
     let mode: super::GraphicsMode = graphics.parse().map_err(anyhow::Error::msg)?;
     // Parse the config first: a bad user keymap, theme or explainer file is reported before
     // anything loads.

@@ -6,8 +6,8 @@ use anyhow::{Context, Result};
 
 use crate::engine::Analysis;
 use crate::engine::session::probe_image_acts;
-use crate::explain::overlay::OverlayStyle;
-use crate::pipeline::probe::Probe;
+use crate::heatmap::overlay::OverlayStyle;
+use crate::jobs::probe::Probe;
 use crate::tui::data::{LARGE_SIDE, picture};
 
 /// Print the overlay of the probe's strongest image feature to the terminal.

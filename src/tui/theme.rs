@@ -6,7 +6,7 @@ use anyhow::{Result, anyhow, bail};
 use ratatui::style::{Color, Modifier, Style};
 
 use super::keymap::line_of;
-use crate::explain::overlay::Ramp;
+use crate::heatmap::overlay::Ramp;
 
 /// The shipped dark theme.
 pub const DARK: &str = include_str!("../../themes/dark.toml");

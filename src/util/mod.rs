@@ -1,7 +1,9 @@
 //! Small helpers shared by every layer of glint.
 
+pub mod choice;
 pub mod hash;
 pub(crate) mod image_processor;
 pub mod mem;
+pub mod progress;
 pub(crate) mod prompt_template;
 pub mod rng;

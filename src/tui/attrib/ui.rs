@@ -10,7 +10,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState};
 
-use crate::explain::overlay::render_overlay;
+use crate::heatmap::overlay::render_overlay;
 use crate::tui::app::App;
 use crate::tui::data::field_at;
 use crate::tui::keymap::Action;

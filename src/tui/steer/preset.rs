@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use super::state::{DEFAULT_MAX_NEW_TOKENS, SteerRow, SteerState};
-use crate::pipeline::generate::Sampling;
+use crate::generate::Sampling;
 
 /// What a preset file holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -146,7 +146,7 @@ impl Preset {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::generate::StrengthUnit;
+    use crate::generate::StrengthUnit;
     use crate::sae::intervene::{Direction, Mode, Phase, TokenScope};
 
     fn preset() -> Preset {

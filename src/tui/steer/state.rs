@@ -4,7 +4,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::SteerSpec;
-use crate::pipeline::generate::{Sampling, StopReason, StrengthUnit};
+use crate::generate::{Sampling, StopReason, StrengthUnit};
 use crate::sae::intervene::{Direction, Mode, Scope, TokenScope};
 
 /// Prompt used until the user types one.

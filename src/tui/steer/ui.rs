@@ -8,7 +8,7 @@ use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState, Wrap};
 
 use super::diff::changed;
 use super::state::{SteerState, Stream};
-use crate::pipeline::generate::{Sampling, StopReason};
+use crate::generate::{Sampling, StopReason};
 use crate::sae::intervene::{Direction, Mode};
 use crate::tui::app::App;
 use crate::tui::keymap::Action;

@@ -7,7 +7,7 @@ use super::preset::Preset;
 use super::state::{SteerInput, SteerRow, SteerState, Stream, cycle, parse_row, parse_strength};
 use super::{SteerEffect, SteerMsg};
 use crate::engine::{ModelError, Side, SteerEvent, SteerRequest};
-use crate::pipeline::generate::StrengthUnit;
+use crate::generate::StrengthUnit;
 use crate::sae::intervene::{Direction, Mode, Phase, TokenScope};
 use crate::tui::app::{App, Effect, Prompt, Screen};
 use crate::tui::keymap::Action;

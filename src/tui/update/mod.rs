@@ -16,7 +16,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use super::app::{App, Effect, Event, Prompt, Screen};
 use super::keymap::{Action, Key, Lookup};
-use crate::explain::overlay::OverlayStyle;
+use crate::heatmap::overlay::OverlayStyle;
 
 /// `pos` moved by `delta`, kept inside `0..len`.
 pub(crate) fn step(pos: usize, len: usize, delta: isize) -> usize {

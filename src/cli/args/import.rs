@@ -1,0 +1,37 @@
+//! `glint --batch import`.
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+use crate::store::RankRule;
+
+/// Formats `glint --batch import` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ImportFormat {
+    /// The original system's safetensors layout.
+    Seed,
+}
+
+/// Arguments of `glint --batch import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Input format: seed (the original system's safetensors layout; the only one).
+    #[arg(long, value_enum, default_value_t = ImportFormat::Seed)]
+    pub format: ImportFormat,
+    /// The original cache's save_dir (holding `<hookpoint>/<start>_<end>.safetensors`).
+    #[arg(long)]
+    pub from: PathBuf,
+    /// The dataset the cache was made from (same order).
+    #[arg(long)]
+    pub dataset: Option<PathBuf>,
+    /// Output store folder.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Examples kept per feature.
+    #[arg(long, default_value_t = 50)]
+    pub top_n: usize,
+    /// Example ranking: max or mean-base.
+    #[arg(long, default_value = "mean-base")]
+    pub rank: RankRule,
+}

@@ -1,0 +1,239 @@
+//! `glint --batch cache` end to end on the sample world: resume after kill -9, shards + merge,
+//! seed export/import, and skipped images.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::common::{glint, root, run_ok, sample_image};
+use glint::store::Store;
+
+/// Everything a store holds, as text, for equality checks (manifest shard field excluded).
+fn digest(path: &Path) -> String {
+    let store = Store::open(path).unwrap();
+    let mut s = String::new();
+    let p = store.progress().unwrap();
+    s += &format!("images {} tokens {}\n", p.images, p.tokens);
+    for f in store.features() {
+        let (f, stats) = f.unwrap();
+        s += &format!("f{f} {stats:?}\n");
+        for e in store.top_examples(f).unwrap() {
+            s += &format!("  {e:?}\n");
+        }
+    }
+    for img in store.images() {
+        let img = img.unwrap();
+        s += &format!("i{} {} {:?}\n", img.index, img.path, img.top_features);
+    }
+    s
+}
+
+fn cache_cmd(out: &Path, extra: &[&str]) -> Command {
+    let mut cmd = glint();
+    cmd.args([
+        "--batch",
+        "cache",
+        "--limit",
+        "6",
+        "--top-n",
+        "5",
+        "--commit-every",
+        "1",
+        "--out",
+    ])
+    .arg(out)
+    .args(extra);
+    cmd
+}
+
+#[test]
+fn killed_run_resumes_to_the_uninterrupted_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let whole = dir.path().join("whole");
+    run_ok(&mut cache_cmd(&whole, &[]));
+
+    let resumed = dir.path().join("resumed");
+    let mut child = cache_cmd(&resumed, &[])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    for line in stderr.lines() {
+        if line.unwrap().contains("2/6 images") {
+            break;
+        }
+    }
+    child.kill().unwrap(); // SIGKILL: no chance to clean up
+    child.wait().unwrap();
+    let partial = Store::open(&resumed).unwrap().progress().unwrap();
+    assert!(
+        partial.images >= 2 && partial.images < 6,
+        "killed after {} images",
+        partial.images
+    );
+
+    let summary = run_ok(&mut cache_cmd(&resumed, &["--json"]));
+    let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
+    assert_eq!(summary["images_resumed"].as_u64().unwrap(), partial.images);
+    assert_eq!(digest(&whole), digest(&resumed));
+}
+
+#[test]
+fn merged_shards_equal_a_single_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let whole = dir.path().join("whole");
+    run_ok(&mut cache_cmd(&whole, &[]));
+    let a = dir.path().join("a");
+    let b = dir.path().join("b");
+    run_ok(&mut cache_cmd(&a, &["--shard", "0/2"]));
+    // The second shard takes its rank from the launcher's environment, as under torchrun.
+    run_ok(cache_cmd(&b, &[]).env("RANK", "1").env("WORLD_SIZE", "2"));
+    let merged = dir.path().join("merged");
+    run_ok(
+        glint()
+            .args(["--batch", "merge"])
+            .arg(&merged)
+            .arg(&a)
+            .arg(&b),
+    );
+    assert_eq!(digest(&whole), digest(&merged));
+}
+
+#[test]
+fn a_different_manifest_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("s");
+    run_ok(
+        glint()
+            .args(["--batch", "cache", "--limit", "1", "--top-n", "5", "--out"])
+            .arg(&out),
+    );
+    let res = glint()
+        .args(["--batch", "cache", "--limit", "1", "--top-n", "7", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(!res.status.success());
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(err.contains("top_n"), "{err}");
+}
+
+#[test]
+fn seed_export_then_import_keeps_the_top_examples() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    run_ok(
+        glint()
+            .args([
+                "--batch",
+                "cache",
+                "--limit",
+                "4",
+                "--top-n",
+                "50",
+                "--rank",
+                "mean-base",
+                "--out",
+            ])
+            .arg(&store),
+    );
+    let seed = dir.path().join("seed");
+    run_ok(
+        glint()
+            .args([
+                "--batch",
+                "export",
+                "--format",
+                "seed",
+                "--n-splits",
+                "4",
+                "--store",
+            ])
+            .arg(&store)
+            .arg("--out")
+            .arg(&seed),
+    );
+    let files: Vec<_> = std::fs::read_dir(seed.join("model.layers.2"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(files.len(), 4);
+    // A 4-image dataset in the same order as the cache.
+    let manifest = dir.path().join("four.jsonl");
+    let lines: Vec<String> =
+        std::fs::read_to_string(root().join("sample-data/shapes/manifest.jsonl"))
+            .unwrap()
+            .lines()
+            .take(4)
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                let p = root()
+                    .join("sample-data/shapes")
+                    .join(v["path"].as_str().unwrap());
+                v["path"] = serde_json::Value::String(p.display().to_string());
+                v.to_string()
+            })
+            .collect();
+    std::fs::write(&manifest, lines.join("\n")).unwrap();
+    let imported = dir.path().join("imported");
+    run_ok(
+        glint()
+            .args([
+                "--batch", "import", "--format", "seed", "--top-n", "50", "--from",
+            ])
+            .arg(&seed)
+            .arg("--dataset")
+            .arg(&manifest)
+            .arg("--out")
+            .arg(&imported),
+    );
+    let a = Store::open(&store).unwrap();
+    let b = Store::open(&imported).unwrap();
+    let mut compared = 0;
+    for f in a.features() {
+        let (f, _) = f.unwrap();
+        let ea = a.top_examples(f).unwrap();
+        let eb = b.top_examples(f).unwrap();
+        let ia: Vec<u32> = ea.iter().map(|e| e.image).collect();
+        let ib: Vec<u32> = eb.iter().map(|e| e.image).collect();
+        assert_eq!(ia, ib, "feature {f}");
+        for (x, y) in ea.iter().zip(&eb) {
+            assert_eq!(x.tokens.len(), y.tokens.len(), "feature {f}");
+            assert!(
+                (x.score - y.score).abs() <= 1e-3 * x.score.abs().max(1.0),
+                "feature {f}"
+            );
+        }
+        compared += 1;
+    }
+    assert!(compared > 10, "only {compared} features");
+}
+
+#[test]
+fn broken_images_are_skipped_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::copy(sample_image("shape-0000.png"), data.join("a.png")).unwrap();
+    std::fs::write(data.join("b.png"), b"\x89PNG\r\n\x1a\n truncated").unwrap();
+    std::fs::write(data.join("c.jpg"), b"not an image at all").unwrap();
+    let out = dir.path().join("s");
+    let summary = run_ok(
+        glint()
+            .args(["--batch", "cache", "--json", "--dataset"])
+            .arg(&data)
+            .arg("--out")
+            .arg(&out),
+    );
+    let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
+    assert_eq!(summary["images_done"], 1);
+    let skipped = summary["skipped"].as_array().unwrap();
+    assert_eq!(skipped.len(), 2);
+    assert!(
+        skipped
+            .iter()
+            .all(|s| !s["reason"].as_str().unwrap().is_empty())
+    );
+    assert_eq!(Store::open(&out).unwrap().progress().unwrap().images, 1);
+}

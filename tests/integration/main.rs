@@ -1,0 +1,22 @@
+//! glint's integration tests, one binary: the command line end to end, the workbench's screens
+//! and terminal session, and parity with the reference implementations' fixtures.
+
+mod common;
+// The OpenAI-compatible mock server the library's own unit tests use, shared here.
+#[path = "../../src/llm/mock_server.rs"]
+mod mock_server;
+
+mod cli_attribute;
+mod cli_cache;
+mod cli_parquet;
+mod cli_probe;
+mod cli_score;
+mod cli_steer;
+mod clip_parity;
+mod explain_server;
+mod model_parity;
+mod model_random;
+mod tui_attrib;
+mod tui_e2e;
+mod tui_screens;
+mod tui_steer;

@@ -1,0 +1,649 @@
+//! Workbench screens on a small sample-world store: TestBackend snapshots (half-block heatmaps),
+//! scripted key and mouse sequences driving `update` without a terminal, the explain key against
+//! an in-process OpenAI-compatible server, and (ignored, run by hand) the speed benchmark.
+
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::common::{app_of, code, draw, key, root, sample_model, sample_model_spec};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
+use glint::dataset::{Dataset, DatasetOptions};
+use glint::engine::{Job, Lane};
+use glint::jobs::cache::{CacheOptions, run_cache};
+use glint::session::Session;
+use glint::store::{FeatureFilter, RankRule, Store};
+use glint::tui::app::{App, Effect, Event, Hit, ImageFocus, ImageSource, Screen};
+use glint::tui::data::{self, THUMB_SIDE};
+use glint::tui::explainer::config_from_toml;
+use glint::tui::runner::Runner;
+
+/// A store of the first `images` sample images in `dir`.
+fn build_store(dir: &Path, images: usize) -> Store {
+    let session = Session::open(&sample_model_spec(), None).unwrap();
+    let spec = root().join("sample-data/shapes/manifest.jsonl");
+    let dataset = Dataset::open(
+        &spec,
+        &DatasetOptions {
+            limit: Some(images),
+            shuffle_seed: None,
+            split: None,
+        },
+    )
+    .unwrap();
+    let out = dir.join("store");
+    let opts = CacheOptions {
+        out: out.clone(),
+        top_n: 6,
+        rank: RankRule::Max,
+        features: FeatureFilter::All,
+        shard: None,
+        commit_every: 6,
+        progress_bar: false,
+    };
+    run_cache(&session, &dataset, &opts).unwrap();
+    Store::open(&out).unwrap()
+}
+
+/// One store of 6 sample images per test binary (never written to by the tests that share it).
+fn store() -> &'static Store {
+    static STORE: OnceLock<(tempfile::TempDir, Store)> = OnceLock::new();
+    &STORE
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let store = build_store(dir.path(), 6);
+            (dir, store)
+        })
+        .1
+}
+
+fn app() -> App {
+    app_on(store())
+}
+
+fn app_on(store: &Store) -> App {
+    app_of(
+        data::feature_rows(store).unwrap(),
+        "sample · 6 images",
+        (100, 30),
+    )
+}
+
+fn click(x: u16, y: u16) -> Event {
+    Event::Mouse(MouseEvent {
+        kind: MouseEventKind::Down(MouseButton::Left),
+        column: x,
+        row: y,
+        modifiers: KeyModifiers::NONE,
+    })
+}
+
+fn wheel(down: bool, x: u16, y: u16) -> Event {
+    let kind = if down {
+        MouseEventKind::ScrollDown
+    } else {
+        MouseEventKind::ScrollUp
+    };
+    Event::Mouse(MouseEvent {
+        kind,
+        column: x,
+        row: y,
+        modifiers: KeyModifiers::NONE,
+    })
+}
+
+/// Feed events; run the store loads the effects ask for synchronously, as the runner would.
+fn drive(app: &mut App, events: Vec<Event>) -> Vec<Effect> {
+    let mut out = Vec::new();
+    for e in events {
+        for eff in app.update(e) {
+            match eff {
+                Effect::LoadFeature(id) => {
+                    let result =
+                        data::load_feature(store(), id, THUMB_SIDE).map_err(|e| e.to_string());
+                    app.update(Event::FeatureLoaded { id, result });
+                }
+                Effect::LoadFull { id, index } => {
+                    let result = data::load_example(store(), id, index, data::FULL_SIDE)
+                        .map_err(|e| e.to_string());
+                    app.update(Event::FullLoaded { id, index, result });
+                }
+                _ => {}
+            }
+            out.push(eff);
+        }
+    }
+    out
+}
+
+/// The centre of the first region of the last frame that `pick` accepts.
+fn spot(app: &App, pick: impl Fn(Hit) -> bool) -> (u16, u16) {
+    let hits = app.hits.borrow();
+    let (r, _) = hits.iter().find(|(_, h)| pick(*h)).expect("region drawn");
+    (r.x + r.width / 2, r.y + r.height / 2)
+}
+
+#[test]
+fn features_screen_sorts_filters_and_searches() {
+    let mut a = app();
+    assert!(
+        a.features.view.len() > 10,
+        "the sample store has many live features"
+    );
+    insta::assert_snapshot!("features_by_id", draw(&a));
+    // Sort by density, largest first.
+    drive(&mut a, vec![key('s')]);
+    let d: Vec<f64> = a
+        .features
+        .view
+        .iter()
+        .map(|&i| a.features.rows[i].density)
+        .collect();
+    assert!(d.windows(2).all(|w| w[0] >= w[1]));
+    insta::assert_snapshot!("features_by_density", draw(&a));
+    // Density filter.
+    let mut evs = vec![key('d')];
+    evs.extend("0.05..".chars().map(key));
+    evs.push(code(KeyCode::Enter));
+    drive(&mut a, evs);
+    assert!(
+        a.features
+            .view
+            .iter()
+            .all(|&i| a.features.rows[i].density >= 0.05)
+    );
+    assert!(a.features.view.len() < a.features.rows.len());
+    // Search by explanation text and by id.
+    a.features.rows[0].explanation = Some("red circles".into());
+    let id0 = a.features.rows[0].id;
+    drive(&mut a, vec![code(KeyCode::Esc)]);
+    let mut evs = vec![key('/')];
+    evs.extend("circles".chars().map(key));
+    evs.push(code(KeyCode::Enter));
+    drive(&mut a, evs);
+    assert_eq!(a.features.view.len(), 1);
+    assert_eq!(a.selected_row().unwrap().id, id0);
+}
+
+#[test]
+fn feature_screen_shows_heatmap_grid_histogram_and_mask_toggle() {
+    let mut a = app();
+    let id = a.features.rows[3].id;
+    let mut evs = vec![key(':')];
+    evs.extend(id.to_string().chars().map(key));
+    evs.push(code(KeyCode::Enter));
+    let effects = drive(&mut a, evs);
+    assert_eq!(effects[0], Effect::LoadFeature(id));
+    assert!(
+        matches!(&effects[1..], [Effect::Prefetch(n)] if !n.is_empty() && !n.contains(&id)),
+        "{effects:?}"
+    );
+    assert_eq!(a.screen, Screen::Feature);
+    let d = a.feature.detail.as_ref().unwrap();
+    assert!(!d.examples.is_empty() && d.examples.iter().all(|e| e.picture.missing.is_none()));
+    assert!(
+        d.examples[0].picture.field.max() > 0.0,
+        "the top example's heatmap is not empty"
+    );
+    let intensity = draw(&a);
+    insta::assert_snapshot!("feature_intensity", intensity);
+    drive(&mut a, vec![key('m')]);
+    assert!(a.mask_style());
+    insta::assert_snapshot!("feature_mask", draw(&a));
+    // Move in the grid, open full size (the full-resolution picture is read for it), close
+    // with Esc, next feature with n.
+    let effects = drive(&mut a, vec![key('l'), code(KeyCode::Enter)]);
+    assert!(a.feature.full && a.feature.sel == 1.min(d_len(&a) - 1));
+    assert_eq!(
+        effects,
+        vec![Effect::LoadFull {
+            id,
+            index: a.feature.sel
+        }]
+    );
+    let (_, full) = a.feature.full_picture.as_ref().unwrap();
+    let thumb = &a.feature.detail.as_ref().unwrap().examples[a.feature.sel].picture;
+    assert!(full.rgb.width() > thumb.rgb.width() && full.missing.is_none());
+    insta::assert_snapshot!("feature_full", draw(&a));
+    drive(&mut a, vec![code(KeyCode::Esc)]);
+    assert!(!a.feature.full && a.screen == Screen::Feature);
+    let effects = drive(&mut a, vec![key('n')]);
+    assert!(matches!(effects.as_slice(), [Effect::LoadFeature(f), ..] if *f != id));
+    let next = a.feature.id.unwrap();
+    drive(&mut a, vec![key('p')]);
+    assert_eq!(a.feature.id, Some(id), "p goes back to {id} from {next}");
+}
+
+fn d_len(a: &App) -> usize {
+    a.feature.detail.as_ref().map_or(0, |d| d.examples.len())
+}
+
+#[test]
+fn help_is_generated_from_the_keymap_and_chords_work() {
+    let mut a = app();
+    drive(&mut a, vec![key('?')]);
+    let screen = draw(&a);
+    assert!(
+        screen.contains("Sort by the next column") && screen.contains("g g"),
+        "{screen}"
+    );
+    insta::assert_snapshot!("help", screen);
+    drive(&mut a, vec![key('x')]);
+    assert!(!a.help);
+    drive(&mut a, vec![key('G')]);
+    assert_eq!(a.features.sel, a.features.view.len() - 1);
+    drive(&mut a, vec![key('g'), key('g')]);
+    assert_eq!(a.features.sel, 0);
+    drive(&mut a, vec![code(KeyCode::Down), key('j')]);
+    assert_eq!(a.features.sel, 2);
+    assert_eq!(drive(&mut a, vec![key('q')]), vec![Effect::Quit]);
+}
+
+#[test]
+fn image_screen_runs_the_model_actor_and_lists_features() {
+    let mut a = app();
+    let mut evs = vec![key('o'), key('2'), code(KeyCode::Enter)];
+    let effects = drive(&mut a, std::mem::take(&mut evs));
+    assert_eq!(
+        effects,
+        vec![Effect::Analyze {
+            ticket: 1,
+            source: ImageSource::Dataset(2)
+        }]
+    );
+    assert!(a.image.pending && a.screen == Screen::Image);
+    // Esc while the model works cancels.
+    assert_eq!(
+        drive(&mut a, vec![code(KeyCode::Esc)]),
+        vec![Effect::CancelModel]
+    );
+    let (path, _) = data::dataset_image(store(), 2).unwrap();
+    let handle = sample_model();
+    let result = handle
+        .submit(
+            Job::Analyze {
+                image: path.clone(),
+                prompt: None,
+            },
+            Lane::Interactive,
+        )
+        .blocking_recv()
+        .unwrap();
+    // An answer for an older ticket is ignored.
+    a.update(Event::Analyzed {
+        ticket: 0,
+        result: result.clone(),
+    });
+    assert!(a.image.analysis.is_none());
+    a.update(Event::ImageLoaded {
+        ticket: 1,
+        result: data::read_image(&path, data::LARGE_SIDE).map_err(|e| e.to_string()),
+    });
+    a.update(Event::Analyzed { ticket: 1, result });
+    assert!(!a.image.features.is_empty() && a.image.picture.is_some());
+    a.message = None;
+    insta::assert_snapshot!("image_screen", draw(&a));
+    // Tab to the grid, move the cursor over the high-resolution map; the per-token lists
+    // follow: the tile token under the cursor and the base-view token at the same spot.
+    drive(
+        &mut a,
+        vec![code(KeyCode::Tab), key('j'), key('l'), key('l')],
+    );
+    assert_eq!(a.image.cursor, (1, 2));
+    let an = a.image.analysis.clone().unwrap();
+    let (_, w) = an.layout.unpadded();
+    let hi_index = an.layout.base_tokens() + (w as usize + 1) + 2;
+    let here = a.features_at_cursor();
+    assert_eq!(here.len(), 2, "{here:?}");
+    assert_eq!(here[1].index as usize, hi_index);
+    assert_eq!(here[1].features, an.at_token(hi_index as u16));
+    assert_eq!(here[0].token.kind, glint::model::anyres::TokenKind::Base);
+    // The cursor reaches every tile: the last cell of the map is in the last tile.
+    drive(&mut a, vec![key('G')]);
+    let here = a.features_at_cursor();
+    let tiles = an.layout.tiles.0 * an.layout.tiles.1;
+    assert_eq!(u32::from(here[1].token.tile), tiles, "{here:?}");
+    // A click on the picture moves the cursor there: the top-left cell of the terminal holds
+    // the first one or two map rows (a cell is two half-block pixels tall).
+    let screen = draw(&a);
+    assert!(screen.contains("tile 1") || screen.contains(&format!("tile {tiles}")));
+    let (x, y) = {
+        let hits = a.hits.borrow();
+        let (r, _) = hits.iter().find(|(_, h)| *h == Hit::Picture).unwrap();
+        (r.x, r.y)
+    };
+    drive(&mut a, vec![code(KeyCode::Tab), click(x, y)]);
+    assert_eq!(a.image.focus, ImageFocus::Grid);
+    let (r, c) = a.image.cursor;
+    assert!(r <= 1 && c == 0, "click at {x},{y} gave {r},{c}");
+    // Back to the list, pick the second feature, Enter opens its feature screen.
+    drive(&mut a, vec![code(KeyCode::Tab), key('j')]);
+    let f = a.image.features[1].0;
+    let effects = drive(&mut a, vec![code(KeyCode::Enter)]);
+    assert_eq!(effects[0], Effect::LoadFeature(f));
+}
+
+#[test]
+fn mouse_clicks_select_open_switch_screens_and_scroll() {
+    let mut a = app();
+    draw(&a);
+    // A click selects a row; a click on the selected row opens it.
+    let (x, y) = spot(&a, |h| h == Hit::FeatureRow(2));
+    drive(&mut a, vec![click(x, y)]);
+    assert_eq!((a.features.sel, a.screen), (2, Screen::Features));
+    let id = a.selected_row().unwrap().id;
+    let effects = drive(&mut a, vec![click(x, y)]);
+    assert_eq!(effects[0], Effect::LoadFeature(id));
+    assert_eq!(a.screen, Screen::Feature);
+    // Examples: a click selects, a second opens it full size, a click on the view closes it.
+    draw(&a);
+    let (x, y) = spot(&a, |h| h == Hit::Example(1));
+    drive(&mut a, vec![click(x, y)]);
+    assert_eq!((a.feature.sel, a.feature.full), (1, false));
+    let effects = drive(&mut a, vec![click(x, y)]);
+    assert!(a.feature.full);
+    assert_eq!(effects, vec![Effect::LoadFull { id, index: 1 }]);
+    draw(&a);
+    drive(&mut a, vec![click(x, y)]);
+    assert!(!a.feature.full);
+    // The wheel moves through the examples.
+    drive(&mut a, vec![wheel(true, x, y)]);
+    assert_ne!(a.feature.sel, 1);
+    // Tabs in the title bar switch screens; the image tab says how to open one first.
+    draw(&a);
+    let (x, y) = spot(&a, |h| h == Hit::Tab(Screen::Image));
+    drive(&mut a, vec![click(x, y)]);
+    assert_eq!(a.screen, Screen::Feature);
+    assert!(a.message.as_ref().unwrap().0.contains("no image yet"));
+    let (x, y) = spot(&a, |h| h == Hit::Tab(Screen::Features));
+    drive(&mut a, vec![click(x, y)]);
+    assert_eq!(a.screen, Screen::Features);
+    // Headers sort (again: reverse); the wheel scrolls the table.
+    draw(&a);
+    let (x, y) = spot(&a, |h| h == Hit::Header(2));
+    drive(&mut a, vec![click(x, y)]);
+    assert_eq!(a.features.sort, (2, true));
+    drive(&mut a, vec![click(x, y)]);
+    assert_eq!(a.features.sort, (2, false));
+    let sel = a.features.sel;
+    drive(&mut a, vec![wheel(true, 5, 10), wheel(true, 5, 10)]);
+    assert_eq!(a.features.sel, sel + 2);
+    // Motion alone asks for no redraw.
+    a.dirty = false;
+    a.update(Event::Mouse(MouseEvent {
+        kind: MouseEventKind::Moved,
+        column: 3,
+        row: 3,
+        modifiers: KeyModifiers::NONE,
+    }));
+    assert!(!a.dirty);
+}
+
+/// Run effects on `runner` until `want` results have come back; feed them to `app`.
+fn settle(
+    rt: &tokio::runtime::Runtime,
+    runner: &Runner,
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<Event>,
+    app: &mut App,
+    effects: Vec<Effect>,
+    want: usize,
+) {
+    rt.block_on(async {
+        for e in effects {
+            runner.run(e);
+        }
+        for _ in 0..want {
+            let ev = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+                .await
+                .expect("an answer within a minute")
+                .expect("runner alive");
+            app.update(ev);
+        }
+    });
+}
+
+#[test]
+fn explain_key_asks_the_explainer_in_the_background_and_labels_are_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = build_store(tmp.path(), 3);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = rt.block_on(crate::mock_server::MockServer::start(|_| {
+        crate::mock_server::Reply::ok("[EXPLANATION]: red circles on white")
+            .after(Duration::from_millis(200))
+    }));
+    let cfg = config_from_toml(
+        "explainer.toml",
+        &format!(
+            "base-url = \"{}\"\nexplainer-model = \"mock-vlm\"\ntimeout = 10\n",
+            server.url
+        ),
+        &sample_model_spec(),
+    )
+    .unwrap();
+    let handle = sample_model();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let runner = Runner::new(store.clone(), handle, tx).with_explainer(cfg);
+    let mut a = app_on(&store);
+    let id = a.features.rows[0].id;
+    // Open the feature, press e: one Explain effect, and the status line says it is running.
+    let mut evs = vec![key(':')];
+    evs.extend(id.to_string().chars().map(key));
+    evs.push(code(KeyCode::Enter));
+    let mut effects = Vec::new();
+    for e in evs {
+        effects.extend(a.update(e));
+    }
+    settle(&rt, &runner, &mut rx, &mut a, effects, 1);
+    assert!(a.feature.detail.is_some());
+    let effects = a.update(key('e'));
+    assert_eq!(effects, vec![Effect::Explain(id)]);
+    assert!(a.update(key('e')).is_empty(), "never asked twice at once");
+    let screen = draw(&a);
+    assert!(
+        screen.contains(&format!("explaining feature {id}")),
+        "{screen}"
+    );
+    // The UI stays live while the request runs: keys still answer.
+    settle(&rt, &runner, &mut rx, &mut a, effects, 1);
+    assert!(a.explain.running.is_empty());
+    assert_eq!(
+        a.row(id).unwrap().explanation.as_deref(),
+        Some("red circles on white")
+    );
+    let stored = store.explanations_of(id).unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].explainer_model, "mock-vlm");
+    assert_eq!(server.seen().len(), 1);
+    let screen = draw(&a);
+    assert!(screen.contains("red circles on white") && screen.contains("mock-vlm"));
+    // Explained already: the first e only asks for a second press.
+    assert!(a.update(key('e')).is_empty());
+    assert!(a.message.as_ref().unwrap().0.contains("press e again"));
+    assert_eq!(a.update(key('e')), vec![Effect::Explain(id)]);
+    a.explain.running.clear();
+    // L opens the label prompt holding the explanation to edit; C-u clears it.
+    a.update(key('L'));
+    assert_eq!(
+        a.prompt.as_ref().map(|p| p.1.as_str()),
+        Some("red circles on white")
+    );
+    a.update(Event::Key(KeyEvent::new(
+        KeyCode::Char('u'),
+        KeyModifiers::CONTROL,
+    )));
+    let mut effects = Vec::new();
+    for c in "circles, checked".chars() {
+        effects.extend(a.update(key(c)));
+    }
+    effects.extend(a.update(code(KeyCode::Enter)));
+    assert_eq!(
+        effects,
+        vec![Effect::SaveLabel {
+            id,
+            text: Some("circles, checked".into())
+        }]
+    );
+    settle(&rt, &runner, &mut rx, &mut a, effects, 1);
+    assert!(a.message.as_ref().unwrap().0.contains("label saved"));
+    assert_eq!(
+        store.label(id).unwrap().as_deref(),
+        Some("circles, checked")
+    );
+    // Reopened, the table shows the human label, marked, and search finds it.
+    let mut b = app_on(&store);
+    let row = b.row(id).unwrap().clone();
+    assert_eq!(row.label.as_deref(), Some("circles, checked"));
+    assert_eq!(row.explanation.as_deref(), Some("red circles on white"));
+    let screen = draw(&b);
+    assert!(screen.contains("✎ circles, checked"), "{screen}");
+    let mut evs = vec![key('/')];
+    evs.extend("checked".chars().map(key));
+    evs.push(code(KeyCode::Enter));
+    for e in evs {
+        b.update(e);
+    }
+    assert_eq!(b.features.view.len(), 1);
+    // An unreachable explainer is reported with the feature, and nothing is stored.
+    drop(server);
+    let bad = config_from_toml(
+        "explainer.toml",
+        "base-url = \"http://127.0.0.1:9\"\ntimeout = 1\nretries = 0\n",
+        &sample_model_spec(),
+    )
+    .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let handle = sample_model();
+    let runner = Runner::new(store.clone(), handle, tx).with_explainer(bad);
+    let other = a.features.rows[1].id;
+    a.explain.running.insert(other, 0);
+    settle(
+        &rt,
+        &runner,
+        &mut rx,
+        &mut a,
+        vec![Effect::Explain(other)],
+        1,
+    );
+    let (msg, is_err) = a.message.clone().unwrap();
+    assert!(is_err && msg.contains(&format!("feature {other}")), "{msg}");
+    assert!(store.explanations_of(other).unwrap().is_empty());
+}
+
+/// The speed benchmark (not a timed test): `cargo test --test tui_screens -- --ignored
+/// --nocapture bench`. Prints feature switching from the store (cold, first visit with images
+/// shared between features, read ahead), the first frame, and frame times while the model
+/// actor is busy.
+#[test]
+#[ignore]
+fn bench_feature_switching_and_frames() {
+    let s = store();
+    let ids: Vec<u32> = a_few_features(s, 32);
+    let stats = |v: &[f64]| {
+        let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
+        let max = v.iter().copied().fold(0.0, f64::max);
+        (mean, max)
+    };
+    let time = |f: &mut dyn FnMut()| {
+        let t = Instant::now();
+        f();
+        t.elapsed().as_secs_f64() * 1e3
+    };
+    let cold: Vec<f64> = ids
+        .iter()
+        .map(|&f| time(&mut || drop(data::load_feature(s, f, THUMB_SIDE).unwrap())))
+        .collect();
+    let cache = data::ImageCache::default();
+    let first: Vec<f64> = ids
+        .iter()
+        .map(|&f| time(&mut || drop(data::load_feature_cached(s, f, THUMB_SIDE, &cache).unwrap())))
+        .collect();
+    let again: Vec<f64> = ids
+        .iter()
+        .map(|&f| time(&mut || drop(data::load_feature_cached(s, f, THUMB_SIDE, &cache).unwrap())))
+        .collect();
+    let (c, f, g) = (stats(&cold), stats(&first), stats(&again));
+    println!(
+        "feature switch, {} features (ms, mean / slowest):",
+        ids.len()
+    );
+    println!(
+        "  no image cache (before)          {:7.2} / {:7.2}",
+        c.0, c.1
+    );
+    println!(
+        "  first visit, images shared       {:7.2} / {:7.2}",
+        f.0, f.1
+    );
+    println!(
+        "  images cached                    {:7.2} / {:7.2}",
+        g.0, g.1
+    );
+    println!(
+        "  speed-up, mean (before / cached) {:7.1}x",
+        c.0 / g.0.max(1e-9)
+    );
+    // First frame: read the rows, build the app, draw.
+    let t = Instant::now();
+    let a = app();
+    draw(&a);
+    println!(
+        "first frame (rows + draw)          {:7.2} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    // Frames while the model actor analyses images back to back.
+    let handle = sample_model();
+    let replies: Vec<_> = (0..6)
+        .map(|i| {
+            let (path, _) = data::dataset_image(s, i % 6).unwrap();
+            handle.submit(
+                Job::Analyze {
+                    image: path,
+                    prompt: None,
+                },
+                Lane::Batch,
+            )
+        })
+        .collect();
+    let mut a = app();
+    let mut evs = vec![key(':')];
+    evs.extend(ids[0].to_string().chars().map(key));
+    evs.push(code(KeyCode::Enter));
+    drive(&mut a, evs);
+    let mut frames = Vec::new();
+    let mut busy_frames = 0;
+    let t_all = Instant::now();
+    while t_all.elapsed() < Duration::from_secs(20) {
+        let busy = handle.status().busy.is_some();
+        let t = Instant::now();
+        let k = if frames.len() % 2 == 0 { 'n' } else { 'l' };
+        for e in a.update(key(k)) {
+            if let Effect::LoadFeature(id) = e {
+                let result =
+                    data::load_feature_cached(s, id, THUMB_SIDE, &cache).map_err(|e| e.to_string());
+                a.update(Event::FeatureLoaded { id, result });
+            }
+        }
+        draw(&a);
+        frames.push(t.elapsed().as_secs_f64() * 1e3);
+        busy_frames += usize::from(busy);
+        if !busy && frames.len() > 50 {
+            break;
+        }
+    }
+    let fr = stats(&frames);
+    println!(
+        "frames (key + feature switch + draw), {} frames, {busy_frames} while the actor was busy: mean {:.2} ms · slowest {:.2} ms",
+        frames.len(),
+        fr.0,
+        fr.1
+    );
+    drop(replies);
+}
+
+fn a_few_features(s: &Store, n: usize) -> Vec<u32> {
+    s.features().take(n).map(|r| r.unwrap().0).collect()
+}
