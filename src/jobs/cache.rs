@@ -6,8 +6,6 @@
 //! images in one atomic batch (written on its own thread while the next images aggregate), so a
 //! killed run resumes where its last commit left it.
 
-mod commit;
-
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -18,11 +16,11 @@ use crate::dataset::{Dataset, DatasetItem, Shard};
 use crate::model::preprocess::PreprocessedImage;
 use crate::session::Session;
 use crate::session::encode::{ImageCodes, encode_image_tokens};
+use crate::store::ingest::{CommitPoint, Ingest, edge_rates};
 use crate::store::{
     Aggregator, FeatureFilter, GLINT_VERSION, ImageRecord, Manifest, RankRule, SCHEMA_VERSION,
     Store,
 };
-use commit::CommitPipe;
 
 /// Images each preparation worker decodes ahead of the device.
 const PREFETCH: usize = 2;
@@ -79,7 +77,10 @@ pub struct CacheSummary {
     pub unlisted: Vec<crate::dataset::Unlisted>,
     /// Image tokens scored by this run.
     pub tokens: u64,
-    /// Wall time in seconds.
+    /// Seconds opening (or resuming) the store before caching began; model loading is before
+    /// that and in neither figure.
+    pub store_open_s: f64,
+    /// Wall time of the caching itself in seconds (set-up excluded).
     pub seconds: f64,
     /// Images per second.
     pub images_per_second: f64,
@@ -91,8 +92,26 @@ pub struct CacheSummary {
     pub store_bytes: u64,
     /// `store_bytes` over every image the store holds (this run's and resumed ones).
     pub store_bytes_per_image: f64,
+    /// Bytes of keys and values this run wrote to the store.
+    pub bytes_written: u64,
+    /// `bytes_written` over this run's images.
+    pub bytes_written_per_image: f64,
+    /// Images per second over the first and the last tenth of this run's images after the
+    /// first `top_n` (when every top-N list can be full), from the commit timeline.
+    pub rates_after_fill: Option<EdgeRates>,
     /// Where the time went, per stage (each stage runs on its own thread).
     pub stages: CacheStages,
+    /// Every durable commit of this run.
+    pub commits: Vec<CommitPoint>,
+}
+
+/// Images per second at the start and the end of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct EdgeRates {
+    /// Over the first tenth of the images counted.
+    pub first_10pct: f64,
+    /// Over the last tenth.
+    pub last_10pct: f64,
 }
 
 /// Seconds each stage of `glint --batch cache` was busy; the largest bounds the throughput.
@@ -108,21 +127,6 @@ pub struct CacheStages {
     pub commit_prepare_s: f64,
     /// Writing and flushing commit batches to the store (on the writer thread).
     pub commit_write_s: f64,
-}
-
-/// Bytes of every file under `dir` (0 for what cannot be read).
-fn folder_bytes(dir: &std::path::Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => folder_bytes(&e.path()),
-            Ok(_) => e.metadata().map_or(0, |m| m.len()),
-            Err(_) => 0,
-        })
-        .sum()
 }
 
 /// The manifest a run of `session` over `dataset` writes.
@@ -208,8 +212,10 @@ pub fn run_cache(
 ) -> Result<CacheSummary> {
     opts.features.check(session.sae.num_latents())?;
     let manifest = manifest_for(session, dataset, opts)?;
+    let opening = Instant::now();
     let store = Store::open_or_create(&opts.out, &manifest)?;
-    let mut agg = Aggregator::resume(&store)?;
+    let agg = Aggregator::resume(&store)?;
+    let store_open_s = opening.elapsed().as_secs_f64();
     let resumed = agg.progress().images;
     let start_at = agg.progress().next_image;
     let todo: Vec<&DatasetItem> = dataset
@@ -225,7 +231,7 @@ pub fn run_cache(
     // Three stages so the device never waits on the host: workers decode and preprocess images
     // ahead (in dataset order, `PREFETCH` each), this thread runs the model and SAE, and one
     // thread aggregates and commits.
-    let (done, tokens, skipped, stages) = std::thread::scope(|scope| -> Result<_> {
+    let (done, tokens, skipped, stages, commits) = std::thread::scope(|scope| -> Result<_> {
         let mut prepared = Vec::with_capacity(workers);
         for w in 0..workers {
             let (tx, rx) = std::sync::mpsc::sync_channel(PREFETCH);
@@ -241,58 +247,61 @@ pub fn run_cache(
         }
         let (to_agg, from_device) = std::sync::mpsc::sync_channel::<(usize, Result<ImageActs>)>(2);
         let todo_ref = &todo;
-        let store = &store;
-        let mut writer = CommitPipe::spawn(scope, store, todo.len(), started, bar.is_none());
-        let aggregation =
-            scope.spawn(move || -> Result<(usize, u64, Vec<Skipped>, CacheStages)> {
-                let (mut done, mut tokens, mut skipped) = (0usize, 0u64, Vec::new());
-                let mut stages = CacheStages::default();
-                for (n, result) in from_device {
-                    let item = todo_ref[n];
-                    let t = Instant::now();
-                    match result {
-                        Ok(a) => {
-                            tokens += a.scored_tokens as u64;
-                            agg.add_image(a.record, &a.acts, a.base_tokens, a.scored_tokens)?;
-                            done += 1;
-                        }
-                        Err(e) => skipped.push(Skipped {
-                            index: item.index,
-                            path: item.rel.clone(),
-                            reason: format!("{e:#}"),
-                        }),
+        let mut ingest = Ingest::start(
+            scope,
+            &store,
+            agg,
+            opts.commit_every,
+            todo.len(),
+            bar.is_none(),
+        );
+        let aggregation = scope.spawn(move || -> Result<_> {
+            let (mut done, mut tokens, mut skipped) = (0usize, 0u64, Vec::new());
+            for (n, result) in from_device {
+                let item = todo_ref[n];
+                match result {
+                    Ok(a) => {
+                        tokens += a.scored_tokens as u64;
+                        ingest.add(a.record, &a.acts, a.base_tokens, a.scored_tokens)?;
+                        done += 1;
                     }
-                    stages.aggregate_s += t.elapsed().as_secs_f64();
-                    writer.poll()?;
-                    if agg.pending_images() >= opts.commit_every.max(1) {
-                        writer.wait()?;
-                        let t = Instant::now();
-                        let commit = agg.prepare_commit(store)?;
-                        stages.commit_prepare_s += t.elapsed().as_secs_f64();
-                        writer.send(commit, n + 1)?;
-                    }
-                    match &bar {
-                        Some(b) => b.inc(1),
-                        None if n + 1 == todo_ref.len() => {
-                            let rate = (n + 1) as f64 / started.elapsed().as_secs_f64().max(1e-9);
-                            eprintln!(
-                                "cache: {}/{} images, {rate:.2} images/s",
-                                n + 1,
-                                todo_ref.len()
-                            );
-                        }
-                        None => {}
-                    }
+                    Err(e) => skipped.push(Skipped {
+                        index: item.index,
+                        path: item.rel.clone(),
+                        reason: format!("{e:#}"),
+                    }),
                 }
-                writer.close()?;
-                let t = Instant::now();
-                agg.finish(store)?;
-                stages.commit_write_s = writer.write_s + t.elapsed().as_secs_f64();
-                if let Some(b) = bar {
-                    b.finish_and_clear();
+                match &bar {
+                    Some(b) => b.inc(1),
+                    None if n + 1 == todo_ref.len() => {
+                        let rate = (n + 1) as f64 / started.elapsed().as_secs_f64().max(1e-9);
+                        eprintln!(
+                            "cache: {}/{} images, {rate:.2} images/s",
+                            n + 1,
+                            todo_ref.len()
+                        );
+                    }
+                    None => {}
                 }
-                Ok((done, tokens, skipped, stages))
-            });
+            }
+            let (ingested, commits) = ingest.finish()?;
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+            let stages = CacheStages {
+                aggregate_s: ingested.aggregate_s,
+                commit_prepare_s: ingested.commit_prepare_s,
+                commit_write_s: ingested.commit_write_s,
+                ..CacheStages::default()
+            };
+            Ok((
+                done,
+                tokens,
+                skipped,
+                stages,
+                (ingested.bytes_written, commits),
+            ))
+        });
         let (mut wait_s, mut device_s) = (0.0, 0.0);
         for (n, item) in todo.iter().enumerate() {
             let t = Instant::now();
@@ -310,15 +319,21 @@ pub fn run_cache(
         drop(to_agg);
         // Unblock workers still waiting to hand over images nobody will take.
         drop(prepared);
-        let (done, tokens, skipped, mut stages) = aggregation
+        let (done, tokens, skipped, mut stages, commits) = aggregation
             .join()
             .map_err(|_| anyhow::anyhow!("the aggregation thread panicked"))??;
         stages.wait_for_images_s = wait_s;
         stages.device_s = device_s;
-        Ok((done, tokens, skipped, stages))
+        Ok((done, tokens, skipped, stages, commits))
     })?;
+    let (bytes_written, commits) = commits;
+    let points: Vec<(usize, f64)> = commits.iter().map(|c| (c.images, c.seconds)).collect();
+    let rates_after_fill = edge_rates(&points, opts.top_n).map(|(first, last)| EdgeRates {
+        first_10pct: first,
+        last_10pct: last,
+    });
     let seconds = started.elapsed().as_secs_f64();
-    let store_bytes = folder_bytes(&opts.out);
+    let store_bytes = crate::store::folder_bytes(&opts.out);
     Ok(CacheSummary {
         store: opts.out.display().to_string(),
         images_done: done,
@@ -326,20 +341,19 @@ pub fn run_cache(
         skipped,
         unlisted: dataset.unlisted.clone(),
         tokens,
+        store_open_s,
         seconds,
         images_per_second: done as f64 / seconds.max(1e-9),
         tokens_per_second: tokens as f64 / seconds.max(1e-9),
         peak_rss_bytes: peak_rss_bytes(),
         store_bytes,
         store_bytes_per_image: store_bytes as f64 / (done as f64 + resumed as f64).max(1.0),
+        bytes_written,
+        bytes_written_per_image: bytes_written as f64 / (done as f64).max(1.0),
+        rates_after_fill,
         stages,
+        commits,
     })
 }
 
-/// Peak resident set size from `/proc/self/status` (None elsewhere).
-pub fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
+pub use crate::util::mem::peak_rss_bytes;

@@ -4,8 +4,11 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, Result, bail};
 
+use super::examples::{
+    block_of, decode_counts, decode_list, encode_counts, encode_list, num_blocks,
+};
 use super::records::{
-    KEY_PROGRESS, PREFIX_IMAGE, PREFIX_STATS, PREFIX_TOP, key, key_id, top_entries,
+    KEY_COUNTS, KEY_PROGRESS, PREFIX_IMAGE, PREFIX_STATS, PREFIX_TOP, key, key_id,
 };
 use super::{
     Example, FeatureFilter, FeatureStats, ImageRecord, Manifest, Progress, RankRule, Store,
@@ -13,6 +16,7 @@ use super::{
 };
 use bucket::{Buckets, FoldParams, Folded};
 pub use pending::PendingCommit;
+use pending::{Batch, Compaction};
 
 mod bucket;
 mod pending;
@@ -41,10 +45,21 @@ const DIRTY_HEAP: u8 = 2;
 /// (feature, image) pair of the uncommitted images) and the largest image's activations grouped
 /// by feature (8 B each; the buffer is reused from image to image). Token maps of examples
 /// already in a top-N live only in the store, and sled's page cache is capped at
-/// [`super::SLED_CACHE_BYTES`]. Writing a commit reads back and rewrites the whole top record
-/// of each feature whose list changed, so the batch being written holds those records (`N`
-/// examples each, about `20 + 4 × tokens` B an example). Commit every few images to keep the
-/// pending part small.
+/// [`super::SLED_CACHE_BYTES`]. A commit writes the changed lists (8 B an entry), the new
+/// examples once, and compacts a bounded number of example blocks (see below); it never reads
+/// back the examples already listed. The commit being written holds the changed lists (at most
+/// `8·N·L` B) and the records of the blocks it compacts (at most `MAX_COMPACT_EXAMPLES`
+/// examples beyond its first block).
+///
+/// # Disk bound
+///
+/// Token maps are written once, in records of one image and [`super::EXAMPLE_BLOCK`]
+/// consecutive features. An evicted example stays in its record until its block is compacted:
+/// a block is compacted (its records rewritten with the listed examples only, emptied ones
+/// deleted) once it stores more than `2 × listed + `[`COMPACT_SLACK`] examples, and
+/// [`Aggregator::finish`] compacts every block, so a complete store holds exactly the listed
+/// examples. Hence the examples on disk stay below about twice the `L × N` listed ones however
+/// many images pass, and only the per-image records grow with the dataset.
 pub struct Aggregator {
     num_latents: usize,
     top_n: usize,
@@ -59,7 +74,22 @@ pub struct Aggregator {
     progress: Progress,
     committed: Progress,
     buckets: Buckets,
+    /// Examples stored per block (listed or not yet compacted away), as in the `c` record.
+    stored: Vec<u32>,
+    /// [`COMPACT_SLACK`], lowered by tests to compact small stores.
+    compact_slack: u32,
 }
+
+/// A block is compacted once it stores more than twice its listed examples plus this many.
+pub const COMPACT_SLACK: u32 = 256;
+
+/// A commit compacts blocks holding at most this many times its new examples (and at least
+/// one block), so compaction keeps pace with eviction without stalling one commit.
+const COMPACT_PACE: usize = 4;
+
+/// The examples one commit's compaction reads at most (beyond its first block), which bounds
+/// the memory a commit holds.
+const MAX_COMPACT_EXAMPLES: usize = 1 << 18;
 
 impl Aggregator {
     /// A fresh aggregator for `num_latents` features keeping `top_n` examples each.
@@ -90,6 +120,8 @@ impl Aggregator {
             progress: Progress::default(),
             committed: Progress::default(),
             buckets: Buckets::new(),
+            stored: vec![0; num_blocks(num_latents)],
+            compact_slack: COMPACT_SLACK,
         })
     }
 
@@ -124,13 +156,9 @@ impl Aggregator {
         for kv in store.scan_raw(PREFIX_TOP) {
             let (k, v) = kv?;
             let f = key_id(PREFIX_TOP, &k).with_context(|| format!("store {dir}: bad key"))?;
-            let heap: Vec<(f32, u32)> = top_entries(&v)
-                .with_context(|| {
-                    format!("store {dir}: the top examples of feature {f} are damaged; rebuild the cache")
-                })?
-                .iter()
-                .map(|e| (e.score, e.image))
-                .collect();
+            let heap = decode_list(&v).with_context(|| {
+                format!("store {dir}: the top list of feature {f} is damaged; rebuild the cache")
+            })?;
             if heap.len() > agg.top_n {
                 bail!(
                     "store {dir}: feature {f} lists {} examples, more than top_n",
@@ -138,6 +166,11 @@ impl Aggregator {
                 );
             }
             agg.heaps[check(f)?] = heap;
+        }
+        if let Some(bytes) = store.raw(KEY_COUNTS)? {
+            agg.stored = decode_counts(&bytes, agg.stored.len()).with_context(|| {
+                format!("store {dir}: the example counts are damaged; rebuild the cache")
+            })?;
         }
         agg.progress = store.progress()?;
         agg.committed = agg.progress.clone();
@@ -151,7 +184,7 @@ impl Aggregator {
         let per_latent =
             size_of::<Vec<(f32, u32)>>() + size_of::<Option<FeatureStats>>() + 1 + size_of::<u32>();
         let per_fired = 8 * (top_n + 1) + 4 * super::HIST_LEN + 2 * 16;
-        (num_latents * (per_latent + per_fired)) as u64
+        (num_latents * (per_latent + per_fired) + 4 * num_blocks(num_latents)) as u64
     }
 
     /// Progress including images not yet committed.
@@ -236,14 +269,20 @@ impl Aggregator {
 
     /// Write everything added since the last commit to `store` in one atomic batch, and flush.
     pub fn commit(&mut self, store: &Store) -> Result<()> {
-        self.prepare_commit(store)?.write(store)
+        self.prepare_commit(store)?.write(store).map(drop)
     }
 
     /// Take what [`Aggregator::commit`] writes, without writing it, so the caller can write it
     /// on another thread while aggregation goes on. It must be written before the next
     /// `prepare_commit` or `finish` (which check the store is at the last commit): writing it
-    /// reads the changed features' top records back from the store to rewrite them.
+    /// reads the example records of the blocks it compacts.
     pub fn prepare_commit(&mut self, store: &Store) -> Result<PendingCommit> {
+        self.prepare(store, false)
+    }
+
+    /// Build the next commit; `finishing` compacts every block holding evicted examples (a
+    /// bounded number per commit) and marks the store complete in the commit that leaves none.
+    fn prepare(&mut self, store: &Store, finishing: bool) -> Result<PendingCommit> {
         let m = store.manifest();
         let dir = store.dir().display();
         if (m.num_latents, m.top_n, m.rank, &m.features)
@@ -258,54 +297,100 @@ impl Aggregator {
                 "store {dir} changed since this aggregator loaded it; resume from the store again"
             );
         }
-        let mut batch = sled::Batch::default();
-        let (mut changed, mut stats_keys) = (Vec::new(), 0);
+        let mut batch = Batch::default();
         for &f in &self.dirty_list {
             let d = std::mem::take(&mut self.dirty[f as usize]);
             if d & DIRTY_STATS != 0
                 && let Some(s) = &self.stats[f as usize]
             {
-                batch.insert(key(PREFIX_STATS, &[f]), s.encode());
-                stats_keys += 1;
+                batch.put(key(PREFIX_STATS, &[f]), s.encode());
             }
             if d & DIRTY_HEAP != 0 {
-                changed.push(f);
+                batch.put(key(PREFIX_TOP, &[f]), encode_list(&self.heaps[f as usize]));
             }
         }
         self.dirty_list.clear();
-        // The writer walks the new examples in (feature, image) order alongside these.
-        changed.sort_unstable();
-        let mut lists = Vec::new();
-        let tops: Vec<(u32, usize)> = changed
-            .into_iter()
-            .map(|f| {
-                lists.extend_from_slice(&self.heaps[f as usize]);
-                (f, lists.len())
-            })
-            .collect();
-        let keys = stats_keys + tops.len() + self.new_images.len() + 1;
         for image in self.new_images.drain(..) {
-            batch.insert(
+            batch.put(
                 key(PREFIX_IMAGE, &[image.index]),
                 serde_json::to_vec(&image)?,
             );
         }
-        batch.insert(KEY_PROGRESS, serde_json::to_vec(&self.progress)?);
+        let entered = std::mem::take(&mut self.new_examples);
+        for &(f, _) in entered.keys() {
+            self.stored[block_of(f) as usize] += 1;
+        }
+        let compaction = self.plan_compaction(entered.len(), finishing);
+        if finishing && compaction.is_empty() {
+            self.progress.complete = true;
+        }
+        batch.put(KEY_COUNTS.to_vec(), encode_counts(&self.stored));
+        batch.put(KEY_PROGRESS.to_vec(), serde_json::to_vec(&self.progress)?);
         let base = std::mem::replace(&mut self.committed, self.progress.clone());
         Ok(PendingCommit {
             base,
             batch,
-            tops,
-            lists,
-            entered: std::mem::take(&mut self.new_examples),
-            keys,
+            entered,
+            compaction,
         })
     }
 
-    /// Commit and mark the store complete (no further images).
+    /// The blocks this commit compacts, each with its listed (image, feature) pairs; their
+    /// stored counts become the listed ones. Blocks with the most evicted examples go first.
+    fn plan_compaction(&mut self, new_examples: usize, finishing: bool) -> Vec<Compaction> {
+        let block = super::EXAMPLE_BLOCK as usize;
+        let listed = |b: usize| -> u32 {
+            let fs = b * block..((b + 1) * block).min(self.num_latents);
+            self.heaps[fs].iter().map(|h| h.len() as u32).sum()
+        };
+        let mut due: Vec<(u32, usize, u32)> = (0..self.stored.len())
+            .filter_map(|b| {
+                let (stored, live) = (self.stored[b], listed(b));
+                let over = if finishing {
+                    stored > live
+                } else {
+                    stored > 2 * live + self.compact_slack
+                };
+                over.then_some((stored - live, b, live))
+            })
+            .collect();
+        due.sort_unstable_by_key(|&(garbage, b, _)| (std::cmp::Reverse(garbage), b));
+        let budget = if finishing {
+            MAX_COMPACT_EXAMPLES
+        } else {
+            (COMPACT_PACE * new_examples).min(MAX_COMPACT_EXAMPLES)
+        };
+        let mut read = 0usize;
+        let mut plan = Vec::new();
+        for (_, b, live) in due {
+            read += self.stored[b] as usize;
+            if !plan.is_empty() && read > budget {
+                break;
+            }
+            let fs = b * block..((b + 1) * block).min(self.num_latents);
+            let mut pairs: Vec<(u32, u32)> = fs
+                .flat_map(|f| self.heaps[f].iter().map(move |&(_, i)| (i, f as u32)))
+                .collect();
+            pairs.sort_unstable();
+            self.stored[b] = live;
+            plan.push(Compaction {
+                block: b as u32,
+                listed: pairs,
+            });
+        }
+        plan
+    }
+
+    /// Commit, compact every block that holds evicted examples (so the store holds exactly the
+    /// listed ones, whatever its history) and mark the store complete (no further images).
     pub fn finish(&mut self, store: &Store) -> Result<()> {
-        self.progress.complete = true;
-        self.commit(store)
+        loop {
+            let commit = self.prepare(store, true)?;
+            commit.write(store)?;
+            if self.progress.complete {
+                return Ok(());
+            }
+        }
     }
 }
 

@@ -278,6 +278,63 @@ fn killed_repeatedly_equals_uninterrupted_run() {
     );
 }
 
+/// Example entries per block in the store's example records.
+fn stored_per_block(store: &Store) -> Vec<u32> {
+    let blocks = super::super::examples::num_blocks(store.manifest().num_latents);
+    let mut out = vec![0; blocks];
+    for kv in store.scan_raw(super::super::records::PREFIX_EXAMPLES) {
+        let (k, v) = kv.unwrap();
+        let block = key_id(super::super::records::PREFIX_EXAMPLES, &k).unwrap();
+        let image = u32::from_be_bytes(k[k.len() - 4..].try_into().unwrap());
+        out[block as usize] += super::super::examples::record_entries(&v, image)
+            .unwrap()
+            .len() as u32;
+    }
+    out
+}
+
+#[test]
+fn compaction_drops_evicted_examples_and_ends_canonical() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = manifest(200, 2, RankRule::Max);
+    let idx: Vec<u32> = (0..90).collect();
+    let store = Store::create(&tmp.path().join("a"), &m).unwrap();
+    let mut agg = Aggregator::from_manifest(&m).unwrap();
+    agg.compact_slack = 0;
+    let (mut entered, mut most_stored) = (0usize, 0u32);
+    for chunk in idx.chunks(3) {
+        for &i in chunk {
+            let s = synth(8, i, 200);
+            agg.add_image(s.record, &s.acts, s.base, s.scored).unwrap();
+        }
+        entered += agg.new_examples.len();
+        agg.commit(&store).unwrap();
+        // The counts the store keeps are the entries its records hold.
+        let actual = stored_per_block(&store);
+        assert_eq!(actual, agg.stored);
+        most_stored = most_stored.max(actual.iter().sum());
+    }
+    let listed: usize = (0..200).map(|f| agg.top_list(f).len()).sum();
+    assert!(
+        (most_stored as usize) < entered && most_stored as usize <= 2 * listed + 3 * 2 * 64,
+        "compaction kept {most_stored} of {entered} entered examples for {listed} listed"
+    );
+    agg.finish(&store).unwrap();
+    assert_eq!(
+        stored_per_block(&store).iter().sum::<u32>() as usize,
+        listed
+    );
+    for f in 0..200 {
+        assert_eq!(store.top_examples(f).unwrap().len(), agg.top_list(f).len());
+    }
+    // Another commit cadence, without compaction before the end, gives the same bytes.
+    let other = build(&tmp.path().join("b"), &m, 8, &idx, 7);
+    assert!(
+        dump(&store) == dump(&other),
+        "store depends on its compaction history"
+    );
+}
+
 #[test]
 fn a_commit_is_written_only_onto_the_store_it_was_prepared_against() {
     let tmp = tempfile::tempdir().unwrap();
@@ -286,7 +343,7 @@ fn a_commit_is_written_only_onto_the_store_it_was_prepared_against() {
     let mut a = Aggregator::from_manifest(&m).unwrap();
     a.add_image(record(0), &[(0, 1, 1.0)], 16, 30).unwrap();
     let stale = a.prepare_commit(&store).unwrap();
-    assert_eq!(stale.keys(), 4, "stats, top record, image, progress");
+    assert_eq!(stale.keys(), 5, "stats, top list, image, counts, progress");
     let mut b = Aggregator::from_manifest(&m).unwrap();
     b.add_image(record(5), &[(0, 1, 2.0)], 16, 30).unwrap();
     b.commit(&store).unwrap();

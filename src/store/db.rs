@@ -5,14 +5,29 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
+use super::examples::{block_of, decode_list, example_key, find_example};
 use super::records::{
-    KEY_MANIFEST, KEY_PROGRESS, PREFIX_IMAGE, PREFIX_STATS, PREFIX_TOP, TopEntry, key, key_id,
-    top_entries,
+    KEY_MANIFEST, KEY_PROGRESS, PREFIX_IMAGE, PREFIX_STATS, PREFIX_TOP, key, key_id,
 };
 use super::{Example, FeatureStats, ImageRecord, Manifest, Progress, SCHEMA_VERSION, StoreError};
 
 /// Upper bound of sled's page cache for one open store.
 pub const SLED_CACHE_BYTES: u64 = 128 << 20;
+
+/// Bytes of every file under `dir` (0 for what cannot be read).
+pub fn folder_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => folder_bytes(&e.path()),
+            Ok(_) => e.metadata().map_or(0, |m| m.len()),
+            Err(_) => 0,
+        })
+        .sum()
+}
 
 /// A cloneable handle on one store folder (sled is thread-safe, so clones share the database).
 #[derive(Clone)]
@@ -35,20 +50,41 @@ fn has_db_files(dir: &Path) -> bool {
     dir.join("conf").is_file() && dir.join("db").is_file()
 }
 
+/// File beside the database naming the process that has it open, for the lock error.
+const HOLDER_FILE: &str = "glint.pid";
+
 /// Open sled at `dir`, turning its errors and panics (it panics on some corruptions) into errors
-/// that name the folder.
+/// that name the folder and, when another process holds the database, that process.
 fn open_db(dir: &Path) -> Result<sled::Db> {
     let config = sled::Config::new()
         .path(dir)
         .cache_capacity(SLED_CACHE_BYTES);
     match catch_unwind(AssertUnwindSafe(|| config.open())) {
-        Ok(Ok(db)) => Ok(db),
-        Ok(Err(e)) => Err(e).with_context(|| {
-            format!(
-                "cannot open the store database in {} (damaged, or in use by another glint)",
-                dir.display()
-            )
-        }),
+        Ok(Ok(db)) => {
+            // Best effort: the file only improves the message another process may print.
+            let _ = std::fs::write(dir.join(HOLDER_FILE), std::process::id().to_string());
+            Ok(db)
+        }
+        Ok(Err(e)) => {
+            let holder = std::fs::read_to_string(dir.join(HOLDER_FILE))
+                .ok()
+                .and_then(|t| t.trim().parse::<u32>().ok())
+                .filter(|pid| Path::new(&format!("/proc/{pid}")).exists());
+            let why = match holder {
+                Some(pid) => format!(
+                    "it is open in glint process {pid} (a store opens in one process at a \
+                     time: the workbench or one batch job); wait for that process to end or \
+                     stop it, then run this again"
+                ),
+                None => "damaged, or in use by another glint".to_string(),
+            };
+            Err(e).with_context(|| {
+                format!(
+                    "cannot open the store database in {} ({why})",
+                    dir.display()
+                )
+            })
+        }
         Err(_) => bail!(
             "the store database in {} is damaged (sled panicked while reading it); \
              delete the folder and rebuild the cache",
@@ -233,52 +269,54 @@ impl Store {
         })
     }
 
-    /// The raw top record of feature `f` (its top examples back to back, best first).
-    pub(crate) fn top_record(&self, f: u32) -> Result<Option<sled::IVec>> {
-        self.get(&key(PREFIX_TOP, &[f]), || {
-            format!("the top examples of feature {f}")
-        })
-    }
-
-    /// Read feature `f`'s top record and hand its entries to `use_entries`; errors from either
-    /// name the feature and say the store is damaged.
-    fn with_top<T>(
-        &self,
-        f: u32,
-        use_entries: impl FnOnce(&[TopEntry]) -> Result<T>,
-    ) -> Result<Option<T>> {
-        let Some(bytes) = self.top_record(f)? else {
-            return Ok(None);
-        };
-        let what = || format!("the top examples of feature {f}");
-        let entries = self.damaged(top_entries(&bytes), what)?;
-        self.damaged(use_entries(&entries), what).map(Some)
+    /// The raw value under `k`, for records read whole (counts).
+    pub(crate) fn raw(&self, k: &[u8]) -> Result<Option<sled::IVec>> {
+        self.get(k, || format!("record {k:?}"))
     }
 
     /// The (score, image) top-N list of feature `f`, best first; empty if it never fired.
     pub fn top_list(&self, f: u32) -> Result<Vec<(f32, u32)>> {
-        let list = self.with_top(f, |entries| {
-            Ok(entries.iter().map(|e| (e.score, e.image)).collect())
-        })?;
-        Ok(list.unwrap_or_default())
+        let what = || format!("the top list of feature {f}");
+        match self.get(&key(PREFIX_TOP, &[f]), what)? {
+            None => Ok(Vec::new()),
+            Some(b) => self.damaged(decode_list(&b), what),
+        }
+    }
+
+    /// The example of feature `f` on `image` from its record, which must hold it.
+    fn listed_example(&self, f: u32, image: u32, score: f32) -> Result<Example> {
+        let what = || format!("the example of feature {f} on image {image}");
+        let record = self.get(&example_key(block_of(f), image), what)?;
+        let found = record.map(|r| find_example(&r, image, f)).transpose();
+        match self.damaged(found, what)?.flatten() {
+            Some(e) if e.score.to_bits() == score.to_bits() => Ok(e),
+            Some(e) => self.damaged(
+                Err(anyhow::anyhow!(
+                    "it scores {} but is listed at {score}",
+                    e.score
+                )),
+                what,
+            ),
+            None => self.damaged(Err(anyhow::anyhow!("it is listed but not stored")), what),
+        }
     }
 
     /// The stored example of feature `f` on image `image`, if it is in the feature's top-N.
     pub fn example(&self, f: u32, image: u32) -> Result<Option<Example>> {
-        let found = self.with_top(f, |entries| {
-            entries
-                .iter()
-                .find(|e| e.image == image)
-                .map(TopEntry::decode)
-                .transpose()
-        })?;
-        Ok(found.flatten())
+        // Evicted examples may linger in records until compaction: the list decides.
+        let list = self.top_list(f)?;
+        list.iter()
+            .find(|&&(_, i)| i == image)
+            .map(|&(score, i)| self.listed_example(f, i, score))
+            .transpose()
     }
 
     /// The top examples of feature `f` with their token maps, best first.
     pub fn top_examples(&self, f: u32) -> Result<Vec<Example>> {
-        let all = self.with_top(f, |entries| entries.iter().map(TopEntry::decode).collect())?;
-        Ok(all.unwrap_or_default())
+        self.top_list(f)?
+            .into_iter()
+            .map(|(score, i)| self.listed_example(f, i, score))
+            .collect()
     }
 
     /// The record of image `i`, if it has been aggregated.
@@ -426,6 +464,55 @@ mod tests {
             "{err:#}"
         );
         assert!(err.to_string().contains(&dir.display().to_string()));
+    }
+
+    #[test]
+    fn a_store_open_elsewhere_names_the_holding_process() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("s");
+        drop(Store::create(&dir, &manifest(8, 2, RankRule::Max)).unwrap());
+        // A child process holds the store while this one tries to open it.
+        let exe = std::env::current_exe().unwrap();
+        let mut child = std::process::Command::new(exe)
+            .args([
+                "--exact",
+                "store::db::tests::hold_store",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env("GLINT_HOLD_STORE", &dir)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        use std::io::BufRead;
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        while !line.contains("holding") {
+            line.clear();
+            assert!(
+                out.read_line(&mut line).unwrap() > 0,
+                "the holder ended early"
+            );
+        }
+        let msg = format!("{:#}", Store::open(&dir).unwrap_err());
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(
+            msg.contains(&format!("glint process {}", child.id())) && msg.contains("then run"),
+            "{msg}"
+        );
+    }
+
+    /// Helper process of the test above: holds the store named by `GLINT_HOLD_STORE`.
+    #[test]
+    #[ignore = "run by a_store_open_elsewhere_names_the_holding_process"]
+    fn hold_store() {
+        let Some(dir) = std::env::var_os("GLINT_HOLD_STORE") else {
+            return;
+        };
+        let _store = Store::open(Path::new(&dir)).unwrap();
+        println!("holding");
+        std::thread::sleep(std::time::Duration::from_secs(60));
     }
 
     #[test]

@@ -4,8 +4,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
+use super::examples::{
+    EXAMPLE_BLOCK, encode_counts, encode_list, example_key, filter_record, num_blocks,
+    record_entries,
+};
 use super::records::{
-    KEY_PROGRESS, PREFIX_IMAGE, PREFIX_STATS, PREFIX_TOP, key, key_id, top_entries,
+    KEY_COUNTS, KEY_PROGRESS, PREFIX_IMAGE, PREFIX_STATS, PREFIX_TOP, key, key_id,
 };
 use super::{Progress, Store, rank_order};
 
@@ -76,9 +80,11 @@ fn write_merged(stores: &[Store], out: &Store) -> Result<()> {
         bytes: 0,
     };
     let progress = copy_images(stores, &mut batch)?;
-    for f in 0..m.num_latents as u32 {
-        merge_feature(stores, f, m.top_n, &mut batch)?;
+    let mut counts = Vec::with_capacity(num_blocks(m.num_latents));
+    for block in 0..num_blocks(m.num_latents) as u32 {
+        counts.push(merge_block(stores, block, m, &mut batch)?);
     }
+    batch.put(KEY_COUNTS.to_vec(), encode_counts(&counts))?;
     batch.put(KEY_PROGRESS.to_vec(), serde_json::to_vec(&progress)?)?;
     batch.flush()
 }
@@ -238,39 +244,61 @@ fn copy_images(stores: &[Store], out: &mut Writer) -> Result<Progress> {
     Ok(total)
 }
 
-/// Merge one feature's statistics and top examples: the shards' top records re-ranked, the
-/// best `top_n` examples copied as they are.
-fn merge_feature(stores: &[Store], f: u32, top_n: usize, out: &mut Writer) -> Result<()> {
-    let mut stats = None;
-    let mut records = Vec::with_capacity(stores.len());
-    for s in stores {
-        if let Some(st) = s.feature_stats(f)? {
-            stats
-                .get_or_insert_with(super::FeatureStats::default)
-                .merge(&st);
+/// Merge the statistics, top lists and examples of one block of features, returning the
+/// examples it lists: the shards' lists re-ranked, each kept example copied from the one shard
+/// that holds its image.
+fn merge_block(stores: &[Store], block: u32, m: &super::Manifest, out: &mut Writer) -> Result<u32> {
+    let first = block * EXAMPLE_BLOCK;
+    let end = (first + EXAMPLE_BLOCK).min(m.num_latents as u32);
+    // (image, feature) -> the shard holding that example.
+    let mut kept: Vec<((u32, u32), usize)> = Vec::new();
+    for f in first..end {
+        let mut stats = None;
+        let mut pool = Vec::new();
+        for (j, s) in stores.iter().enumerate() {
+            if let Some(st) = s.feature_stats(f)? {
+                stats
+                    .get_or_insert_with(super::FeatureStats::default)
+                    .merge(&st);
+            }
+            pool.extend(s.top_list(f)?.into_iter().map(|e| (e, j)));
         }
-        records.push(s.top_record(f)?);
-    }
-    let Some(stats) = stats else { return Ok(()) };
-    let mut pool = Vec::new();
-    for (s, record) in stores.iter().zip(&records) {
-        if let Some(bytes) = record {
-            pool.extend(top_entries(bytes).with_context(|| {
-                format!(
-                    "the top examples of feature {f} in shard {} are damaged; rebuild that shard",
-                    s.dir().display()
-                )
-            })?);
+        let Some(stats) = stats else { continue };
+        pool.sort_by(|a, b| rank_order(a.0, b.0));
+        pool.truncate(m.top_n);
+        out.put(key(PREFIX_STATS, &[f]), stats.encode())?;
+        if !pool.is_empty() {
+            let list: Vec<(f32, u32)> = pool.iter().map(|e| e.0).collect();
+            out.put(key(PREFIX_TOP, &[f]), encode_list(&list))?;
+            kept.extend(pool.iter().map(|&((_, i), j)| ((i, f), j)));
         }
     }
-    pool.sort_by(|a, b| rank_order((a.score, a.image), (b.score, b.image)));
-    pool.truncate(top_n);
-    out.put(key(PREFIX_STATS, &[f]), stats.encode())?;
-    if !pool.is_empty() {
-        let top: Vec<u8> = pool.iter().flat_map(|e| e.bytes.iter().copied()).collect();
-        out.put(key(PREFIX_TOP, &[f]), top)?;
+    kept.sort_unstable();
+    for group in kept.chunk_by(|a, b| a.0.0 == b.0.0) {
+        let (image, j) = (group[0].0.0, group[0].1);
+        let shard = &stores[j];
+        let damaged = || {
+            format!(
+                "the examples of image {image} in shard {} are damaged; rebuild that shard",
+                shard.dir().display()
+            )
+        };
+        let k = example_key(block, image);
+        let record = shard.raw(&k)?.with_context(damaged)?;
+        let entries = record_entries(&record, image).with_context(damaged)?;
+        let wanted = |f: u32| group.binary_search_by_key(&(image, f), |e| e.0).is_ok();
+        let merged = filter_record(&entries, wanted).with_context(damaged)?;
+        let have = record_entries(&merged, image)?.len();
+        if have != group.len() {
+            bail!(
+                "{}: {have} of {} listed examples found",
+                damaged(),
+                group.len()
+            );
+        }
+        out.put(k, merged)?;
     }
-    Ok(())
+    Ok(kept.len() as u32)
 }
 
 #[cfg(test)]

@@ -12,14 +12,20 @@
 //! | `p` | [`Progress`] as JSON: images, tokens, next image index, complete flag |
 //! | `i/<image>` | [`ImageRecord`] as JSON |
 //! | `s/<feature>` | [`FeatureStats`]: fired tokens u64, fired images u64, exact sum u128 (units of 2^-40), max f32, [`HIST_LEN`] × u32 histogram |
-//! | `t/<feature>` | the feature's top-N examples back to back, best first, each an [`Example`]: image u32, score f32, max f32, mean_base f32, count u32, count × (token u16, f16 bits u16) |
+//! | `t/<feature>` | the feature's top-N list, best first: (score f32, image u32) per entry |
+//! | `e/<block><image>` | the token maps of image `image` for the features of block `block` (features `64·block ..`, [`EXAMPLE_BLOCK`] a block) that listed it when it was committed, by feature: feature u32, then an [`Example`]: image u32, score f32, max f32, mean_base f32, count u32, count × (token u16, f16 bits u16) |
+//! | `c` | examples stored per block (listed, or evicted and not yet compacted away), u32 each |
 //! | tree `explanations`: `<feature>/<fp>` | [`Explanation`] as JSON; `fp` = 16 hex digits of FNV(explainer model, prompt hash); written and flushed one at a time |
 //! | tree `scores`: `<feature>/<method>/<fp>` | [`Score`] as JSON; `fp` = 16 hex digits of FNV(scorer model, prompt hash); flushed one at a time |
 //!
 //! All numbers are little-endian. Features that never fired have no `s/` or `t/` records. A
-//! commit writes a feature's `s/` record when it fired and its `t/` record when its top-N list
-//! changed: two keys per feature at most, however many of the committed images entered the list
-//! (the `t/` record is read back and rewritten, examples already listed copied as they are).
+//! commit writes a feature's `s/` record when it fired, its `t/` record when its list changed
+//! (8 bytes an entry), and each example once, when it enters a list, in the record of its image
+//! and block; it never reads back or rewrites listed examples. An evicted example stays in its
+//! record until the block is compacted (its records rewritten with the listed examples, emptied
+//! ones deleted), which happens once a block stores more than twice its listed examples plus
+//! [`COMPACT_SLACK`], and for every block when the job finishes: a complete store holds exactly
+//! the listed examples, so its bytes are a function of its content alone.
 //! The `explanations` tree is user data, not cache: merges and seed exports leave it out.
 //!
 //! # Ranking and determinism
@@ -34,9 +40,12 @@
 //! See [`Aggregator`] for the bound on host memory during aggregation.
 
 mod aggregate;
+pub mod bench;
 mod db;
+mod examples;
 mod explanations;
 mod feature_list;
+pub mod ingest;
 mod manifest;
 mod merge;
 mod records;
@@ -48,8 +57,9 @@ mod tree_codec;
 
 use std::path::PathBuf;
 
-pub use aggregate::{ACTIVE_MIN, Aggregator, IMAGE_TOP_FEATURES, PendingCommit};
-pub use db::{SLED_CACHE_BYTES, Store};
+pub use aggregate::{ACTIVE_MIN, Aggregator, COMPACT_SLACK, IMAGE_TOP_FEATURES, PendingCommit};
+pub use db::{SLED_CACHE_BYTES, Store, folder_bytes};
+pub use examples::EXAMPLE_BLOCK;
 pub use explanations::{EXPLANATIONS_TREE, Explanation, TokenUsage, unix_now};
 pub use manifest::{FeatureFilter, GLINT_VERSION, Manifest, RankRule, SCHEMA_VERSION};
 pub use merge::merge;

@@ -214,7 +214,7 @@ impl Example {
         out
     }
 
-    /// Append the encoding to `out` (top records are examples back to back).
+    /// Append the encoding to `out`.
     pub(crate) fn encode_into(&self, out: &mut Vec<u8>) {
         out.extend(self.image.to_le_bytes());
         out.extend(self.score.to_le_bytes());
@@ -321,6 +321,8 @@ pub(crate) const KEY_PROGRESS: &[u8] = b"p";
 pub(crate) const PREFIX_IMAGE: &[u8] = b"i/";
 pub(crate) const PREFIX_STATS: &[u8] = b"s/";
 pub(crate) const PREFIX_TOP: &[u8] = b"t/";
+pub(crate) const PREFIX_EXAMPLES: &[u8] = b"e/";
+pub(crate) const KEY_COUNTS: &[u8] = b"c";
 
 /// `prefix` followed by the big-endian ids, so keys sort by id.
 pub(crate) fn key(prefix: &[u8], ids: &[u32]) -> Vec<u8> {
@@ -337,58 +339,6 @@ pub(crate) fn key_id(prefix: &[u8], key: &[u8]) -> Result<u32> {
         Some(b) if key.starts_with(prefix) => Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
         _ => bail!("malformed key {key:?}"),
     }
-}
-
-/// One example inside a top record: its rank key and its encoded bytes ([`Example::encode`]).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct TopEntry<'a> {
-    pub score: f32,
-    pub image: u32,
-    pub bytes: &'a [u8],
-}
-
-impl TopEntry<'_> {
-    /// The full example.
-    pub fn decode(&self) -> Result<Example> {
-        Example::decode(self.bytes)
-    }
-}
-
-/// Split a top record (examples back to back, best first) into its entries, checking that the
-/// lengths add up and the entries are in strict rank order, without decoding token maps.
-pub(crate) fn top_entries(bytes: &[u8]) -> Result<Vec<TopEntry<'_>>> {
-    let mut out: Vec<TopEntry> = Vec::new();
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        let mut r = Reader(rest);
-        let image = r.u32()?;
-        let score = r.f32()?;
-        r.take::<8>()?;
-        let n = r.u32()? as usize;
-        let len = Example::encoded_len(n);
-        if rest.len() < len {
-            bail!(
-                "top record ends inside the example of image {image} ({} of {len} bytes)",
-                rest.len()
-            );
-        }
-        if let Some(prev) = out.last()
-            && !rank_order((prev.score, prev.image), (score, image)).is_lt()
-        {
-            bail!(
-                "top record lists image {image} after image {}, out of rank order",
-                prev.image
-            );
-        }
-        let (entry, tail) = rest.split_at(len);
-        out.push(TopEntry {
-            score,
-            image,
-            bytes: entry,
-        });
-        rest = tail;
-    }
-    Ok(out)
 }
 
 /// A cursor over little-endian fields.
@@ -471,7 +421,7 @@ mod tests {
     }
 
     #[test]
-    fn example_and_top_record_codecs() {
+    fn example_codec_and_keys() {
         let e = Example {
             image: 7,
             score: 1.5,
@@ -485,36 +435,6 @@ mod tests {
         assert_eq!(serde_json::from_str::<Example>(&json).unwrap(), e);
         let bytes = e.encode();
         assert!(Example::decode(&bytes[..bytes.len() - 1]).is_err());
-        let second = Example {
-            image: 3,
-            score: 1.0,
-            tokens: vec![],
-            ..e.clone()
-        };
-        let mut top = Vec::new();
-        e.encode_into(&mut top);
-        second.encode_into(&mut top);
-        let entries = top_entries(&top).unwrap();
-        let keys: Vec<(f32, u32)> = entries.iter().map(|x| (x.score, x.image)).collect();
-        assert_eq!(keys, vec![(1.5, 7), (1.0, 3)]);
-        assert_eq!(entries[0].decode().unwrap(), e);
-        assert_eq!(entries[1].decode().unwrap(), second);
-        assert!(top_entries(&[]).unwrap().is_empty());
-        assert!(top_entries(&top[..top.len() - 1]).is_err());
-        assert!(top_entries(&top[..top.len() - 21]).is_err());
-        assert_eq!(top_entries(&top[..top.len() - 20]).unwrap().len(), 1);
-        // The same example twice, or the worse one first, is out of rank order.
-        let mut twice = e.encode();
-        e.encode_into(&mut twice);
-        assert!(
-            top_entries(&twice)
-                .unwrap_err()
-                .to_string()
-                .contains("rank order")
-        );
-        let mut swapped = second.encode();
-        e.encode_into(&mut swapped);
-        assert!(top_entries(&swapped).is_err());
         let k = key(PREFIX_TOP, &[3, 258]);
         assert_eq!(k, b"t/\0\0\0\x03\0\0\x01\x02");
         assert_eq!(key_id(PREFIX_TOP, &k).unwrap(), 3);

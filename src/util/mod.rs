@@ -5,6 +5,7 @@ pub mod file_hash;
 pub mod finite;
 pub mod hash;
 pub(crate) mod image_processor;
+pub mod mem;
 pub mod pillow;
 pub mod progress;
 pub(crate) mod prompt_template;

@@ -1,10 +1,16 @@
 //! `glint bench`.
 
-use clap::Args;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
 
 /// Arguments of `glint bench`.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    /// Measure one part alone instead of the model.
+    #[command(subcommand)]
+    pub part: Option<BenchPart>,
     /// Model folder or config.json (defaults to --model, else the 8B config of the sample world).
     #[arg(long)]
     pub config: Option<String>,
@@ -32,6 +38,49 @@ pub struct BenchArgs {
     /// Also time attribution of one item (forward + backward) against the per-latent loop.
     #[arg(long)]
     pub attribute: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Parts `glint bench` can measure alone.
+#[derive(Debug, Subcommand)]
+pub enum BenchPart {
+    /// The cache store alone: seeded synthetic SAE codes through the cache job's aggregation
+    /// and commits, no model (prints throughput, bytes written and the store's size and bound).
+    Store(StoreBenchArgs),
+}
+
+/// Arguments of `glint bench store`.
+#[derive(Debug, Args)]
+pub struct StoreBenchArgs {
+    /// SAE latents.
+    #[arg(long, default_value_t = 131072)]
+    pub latents: usize,
+    /// Features per token.
+    #[arg(long, default_value_t = 256)]
+    pub k: usize,
+    /// Scored tokens per image.
+    #[arg(long, default_value_t = 2928)]
+    pub tokens: usize,
+    /// Images fed.
+    #[arg(long, default_value_t = 200)]
+    pub images: usize,
+    /// Examples kept per feature.
+    #[arg(long, default_value_t = 50)]
+    pub top_n: usize,
+    /// Feature frequencies: uniform (a random SAE) or zipf (a trained one).
+    #[arg(long, default_value = "uniform")]
+    pub profile: crate::store::bench::Profile,
+    /// Seed of the codes.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Images per atomic commit.
+    #[arg(long, default_value_t = 16)]
+    pub commit_every: usize,
+    /// Store folder (new or empty) to keep; a temporary one otherwise.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

@@ -12,6 +12,9 @@ use crate::sample;
 
 /// `glint bench`.
 pub fn run(model: &ModelArgs, args: &BenchArgs) -> Result<()> {
+    if let Some(crate::cli::args::BenchPart::Store(a)) = &args.part {
+        return super::bench_store::run(a);
+    }
     let spec_flags = model.spec()?;
     let spec = args
         .config

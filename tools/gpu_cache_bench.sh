@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The cache job against the caching step, in one lease (issue 23's goal):
+#   tools/gpu_cache_bench.sh GLINT_BINARY [IMAGES] [OUT_DIR]
+# Makes IMAGES (default 1000) distinct, deterministic 672x672 images, runs `glint bench --json`
+# (the caching step: forward to the tap, SAE top-k, aggregation), then `glint --batch cache`
+# over the images with the 8B shapes, random weights and a random 131072x256 SAE at layer 24,
+# and writes both JSON reports and a verdict to OUT_DIR (default $OUT, else ./gpu-cache-bench).
+# Needs python3 with numpy and PIL; run from the repository root (it reads sample-data/).
+set -euo pipefail
+
+glint=${1:?usage: tools/gpu_cache_bench.sh GLINT_BINARY [IMAGES] [OUT_DIR]}
+images=${2:-1000}
+out=${3:-${OUT:-gpu-cache-bench}}
+mkdir -p "$out"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+python3 - "$work/images" "$images" <<'EOF'
+import os, sys
+import numpy as np
+from PIL import Image
+root, n = sys.argv[1], int(sys.argv[2])
+os.makedirs(root, exist_ok=True)
+for i in range(n):
+    # Smooth colour fields plus noise, seeded by index: distinct images, realistic decode cost.
+    rng = np.random.default_rng(i)
+    y, x = np.mgrid[0:672, 0:672] / 672.0
+    planes = [np.sin(x * rng.uniform(1, 12) + y * rng.uniform(1, 12) + rng.uniform(0, 6.3))
+              for _ in range(3)]
+    img = np.stack(planes, -1) * 100 + 128 + rng.normal(0, 12, (672, 672, 3))
+    Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(f"{root}/img-{i:05d}.jpg", quality=90)
+EOF
+
+gpu=(--device cuda --dtype bf16)
+"$glint" "${gpu[@]}" bench --json --decode-tokens 0 > "$out/bench.json"
+
+model=(--model sample-data/configs/llama3-llava-next-8b.json --random-weights 0
+       --sae random:131072:256 --hookpoint model.layers.24)
+start=$(date +%s.%N)
+"$glint" "${gpu[@]}" "${model[@]}" --batch cache --dataset "$work/images" \
+    --out "$work/store" --json > "$out/cache.json"
+end=$(date +%s.%N)
+
+python3 - "$out" "$start" "$end" <<'EOF'
+import json, sys
+out, start, end = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+bench = json.load(open(f"{out}/bench.json"))
+cache = json.load(open(f"{out}/cache.json"))
+step = bench["cache_img_per_s"]
+whole = cache["images_per_second"]  # caching only: set-up (model load, store open) excluded
+edges = cache.get("rates_after_fill") or {}
+first, last = edges.get("first_10pct"), edges.get("last_10pct")
+result = {
+    "caching_step_img_per_s": step,
+    "cache_command_img_per_s": whole,
+    "ratio_to_step": whole / step,
+    "setup_s": (end - start) - cache["seconds"],
+    "first_10pct_after_fill_img_per_s": first,
+    "last_10pct_after_fill_img_per_s": last,
+    "last_over_first": last / first if first and last else None,
+    "images": cache["images_done"],
+    "skipped": len(cache["skipped"]),
+    "store_bytes_per_image": cache["store_bytes_per_image"],
+    "bytes_written_per_image": cache["bytes_written_per_image"],
+    "stages": cache["stages"],
+    "goal_met": whole >= 0.9 * step and bool(first and last and last >= 0.9 * first),
+}
+json.dump(result, open(f"{out}/result.json", "w"), indent=2)
+print(json.dumps(result, indent=2))
+EOF
