@@ -10,18 +10,18 @@ use image::RgbImage;
 
 use ratatui::layout::Rect;
 
-use super::attrib::{AttribDone, AttribInput, AttribJob, AttribState};
 use super::data::{FeatureDetail, FeatureRow, Picture};
 use super::keymap::{Key, Keymap};
-use super::steer::{SteerEffect, SteerInput, SteerMsg, SteerState};
+use super::screens::attrib::{AttribDone, AttribInput, AttribJob, AttribState};
+use super::screens::steer::{SteerEffect, SteerInput, SteerMsg, SteerState};
 use super::theme::Theme;
 use crate::engine::{ActorStatus, Analysis, ModelError};
 use crate::heatmap::overlay::OverlayStyle;
 use crate::store::Explanation;
 
-pub use super::state::{
-    Column, ExplainState, FeatureState, FeaturesState, ImageFocus, ImageState, TokenHere,
-};
+pub use super::screens::feature::{ExplainState, FeatureState};
+pub use super::screens::features::{Column, FeaturesState};
+pub use super::screens::image::{ImageFocus, ImageState, TokenHere};
 
 /// Everything that reaches the UI task.
 #[derive(Debug)]

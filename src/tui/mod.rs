@@ -6,15 +6,13 @@
 //! the actor, explainer requests on the runtime), and every result comes back as an [`Event`].
 
 pub mod app;
-pub mod attrib;
 pub mod data;
 pub mod explainer;
 pub mod keymap;
 pub mod launch;
 pub mod runner;
+pub mod screens;
 pub mod show;
-pub mod state;
-pub mod steer;
 pub mod theme;
 pub mod ui;
 mod update;
@@ -150,7 +148,7 @@ async fn ui_loop(
     let ticker = tx.clone();
     let status_model = runner.model().clone();
     tokio::spawn(async move {
-        let period = 1000 / update::TICKS_PER_SECOND;
+        let period = 1000 / screens::feature::TICKS_PER_SECOND;
         let mut iv = tokio::time::interval(Duration::from_millis(period));
         loop {
             iv.tick().await;

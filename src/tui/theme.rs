@@ -1,6 +1,6 @@
 //! Themes: named styles and the heatmap colour ramp, from TOML, a user file merged over a shipped one.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 
 use anyhow::{Result, anyhow, bail};
 use ratatui::style::{Color, Modifier, Style};
@@ -13,30 +13,48 @@ pub const DARK: &str = include_str!("../../themes/dark.toml");
 /// The shipped light theme.
 pub const LIGHT: &str = include_str!("../../themes/light.toml");
 
-/// Style names a theme must define.
-pub const STYLES: &[&str] = &[
-    "text",
-    "dim",
-    "title",
-    "border",
-    "focus-border",
-    "selected",
-    "header",
-    "status",
-    "busy",
-    "error",
-    "key",
-    "bar",
-    "cursor",
-    "diff",
-];
+/// Declares [`Theme`]'s style fields and their TOML names in one list, so a pane that asks for
+/// a style the theme does not have fails to compile, and the loader knows every name.
+macro_rules! styles {
+    ($($field:ident = $name:literal: $doc:literal,)*) => {
+        /// The theme: one style per role, plus the heatmap ramp.
+        #[derive(Debug, Clone, PartialEq, Default)]
+        pub struct Theme {
+            $(#[doc = $doc] pub $field: Style,)*
+            /// The heatmap colour ramp.
+            pub ramp: Ramp,
+        }
 
-/// Named styles plus the heatmap ramp.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Theme {
-    styles: BTreeMap<String, Style>,
-    /// The heatmap colour ramp.
-    pub ramp: Ramp,
+        /// Style names as written in theme files, in declaration order.
+        pub const STYLES: &[&str] = &[$($name),*];
+
+        impl Theme {
+            /// The style written as `name` in theme files.
+            fn slot(&mut self, name: &str) -> Option<&mut Style> {
+                match name {
+                    $($name => Some(&mut self.$field),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+styles! {
+    text = "text": "Body text.",
+    dim = "dim": "Secondary text and hints.",
+    title = "title": "Titles of panes and the app.",
+    border = "border": "Pane borders.",
+    focus_border = "focus-border": "The border of the focused pane.",
+    selected = "selected": "The selected row, tab or example.",
+    header = "header": "Table headers.",
+    status = "status": "The status line.",
+    busy = "busy": "Work in progress (spinner, running model).",
+    error = "error": "Error messages.",
+    key = "key": "Key names and prompt labels.",
+    bar = "bar": "Histogram and score bars.",
+    cursor = "cursor": "The patch cursor.",
+    diff = "diff": "Steered tokens that differ from the default generation.",
 }
 
 const NAMES: &[(&str, Color)] = &[
@@ -107,22 +125,20 @@ impl Theme {
             "light" => LIGHT,
             other => bail!("unknown theme {other:?}; shipped themes are dark and light"),
         };
-        let mut theme = Theme {
-            styles: BTreeMap::new(),
-            ramp: Ramp::default(),
-        };
-        theme.merge(&format!("themes/{name}.toml"), base)?;
+        let mut theme = Theme::default();
+        let mut defined = BTreeSet::new();
+        theme.merge(&format!("themes/{name}.toml"), base, &mut defined)?;
         for (file, text) in user {
-            theme.merge(file, text)?;
+            theme.merge(file, text, &mut defined)?;
         }
-        if let Some(missing) = STYLES.iter().find(|s| !theme.styles.contains_key(**s)) {
+        if let Some(missing) = STYLES.iter().find(|s| !defined.contains(**s)) {
             bail!("theme {name}: style {missing} is not defined");
         }
         Ok(theme)
     }
 
-    /// Lay the styles and ramp of `text` over this theme.
-    pub fn merge(&mut self, file: &str, text: &str) -> Result<()> {
+    /// Lay the styles and ramp of `text` over this theme, noting each style it sets in `defined`.
+    fn merge(&mut self, file: &str, text: &str, defined: &mut BTreeSet<String>) -> Result<()> {
         let table: toml::Table = toml::from_str(text).map_err(|e| anyhow!("{file}: {e}"))?;
         for (section, body) in table {
             let body = body
@@ -131,14 +147,16 @@ impl Theme {
             for (key, v) in body {
                 let at = format!("{file}:{}", line_of(text, &section, key));
                 match section.as_str() {
-                    "styles" if STYLES.contains(&key.as_str()) => {
-                        let s = parse_style(v).map_err(|e| anyhow!("{at}: style {key}: {e}"))?;
-                        self.styles.insert(key.clone(), s);
+                    "styles" => {
+                        let Some(slot) = self.slot(key) else {
+                            bail!(
+                                "{at}: unknown style {key}; styles are {}",
+                                STYLES.join(", ")
+                            );
+                        };
+                        *slot = parse_style(v).map_err(|e| anyhow!("{at}: style {key}: {e}"))?;
+                        defined.insert(key.clone());
                     }
-                    "styles" => bail!(
-                        "{at}: unknown style {key}; styles are {}",
-                        STYLES.join(", ")
-                    ),
                     "heatmap" if key == "gradient" => {
                         let colours: Vec<String> = v
                             .as_array()
@@ -157,11 +175,6 @@ impl Theme {
         }
         Ok(())
     }
-
-    /// The style `name` (default style if the name is unknown, which tests rule out).
-    pub fn style(&self, name: &str) -> Style {
-        self.styles.get(name).copied().unwrap_or_default()
-    }
 }
 
 #[cfg(test)]
@@ -172,7 +185,7 @@ mod tests {
     fn shipped_themes_parse() {
         for name in ["dark", "light"] {
             let t = Theme::load(name, &[]).unwrap();
-            assert_ne!(t.style("selected"), Style::default());
+            assert_ne!(t.selected, Style::default());
             assert_eq!(t.ramp.stops().len(), 6);
         }
     }
@@ -184,7 +197,7 @@ mod tests {
             "[styles]\ntitle = { fg = \"red\" }\n".to_string(),
         );
         let t = Theme::load("dark", &[user]).unwrap();
-        assert_eq!(t.style("title").fg, Some(Color::Red));
+        assert_eq!(t.title.fg, Some(Color::Red));
         let bad = (
             "theme.toml".to_string(),
             "[styles]\ntitle = { bold = true }\ntext = { fg = \"#fff\" }\n".to_string(),
@@ -203,6 +216,15 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("t.toml:2")
+        );
+        let typo = (
+            "theme.toml".to_string(),
+            "[styles]\ntext = { fg = \"red\" }\nfocus_border = { bold = true }\n".to_string(),
+        );
+        let e = Theme::load("dark", &[typo]).unwrap_err().to_string();
+        assert!(
+            e.contains("theme.toml:3") && e.contains("unknown style focus_border"),
+            "{e}"
         );
     }
 }

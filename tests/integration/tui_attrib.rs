@@ -10,7 +10,7 @@ use glint::attribute::{AttributionResult, LatentAttribution, TokenChoice};
 use glint::engine::{AttribRequest, ModelError};
 use glint::model::anyres::ImageLayout;
 use glint::tui::app::{App, Effect, Event, Screen};
-use glint::tui::attrib::{AttribDone, AttribJob, AttribSort, MapSign};
+use glint::tui::screens::attrib::{AttribDone, AttribJob, AttribSort, MapSign};
 use glint::tui::ui::{self, Graphics};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;

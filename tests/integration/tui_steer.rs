@@ -11,8 +11,8 @@ use glint::engine::{ModelError, Side, SteerEvent, SteerRequest};
 use glint::generate::{StopReason, StrengthUnit};
 use glint::sae::intervene::{Mode, Phase, TokenScope};
 use glint::tui::app::{App, Effect, Event, Screen};
-use glint::tui::steer::preset::Preset;
-use glint::tui::steer::{SteerEffect, SteerMsg};
+use glint::tui::screens::steer::preset::Preset;
+use glint::tui::screens::steer::{SteerEffect, SteerMsg};
 use glint::tui::ui::{self, Graphics};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -285,7 +285,7 @@ fn steering_panel_snapshot() {
     let mut term = Terminal::new(TestBackend::new(a.size.0, a.size.1)).unwrap();
     term.draw(|f| ui::render(&a, f, &mut Graphics::HalfBlocks))
         .unwrap();
-    let diff = a.theme.style("diff");
+    let diff = a.theme.diff;
     let buf = term.backend().buffer();
     let styled: String = buf
         .content()

@@ -14,14 +14,11 @@ const KEYS_W: usize = 16;
 /// The lines of one keymap mode: a heading, then one line per action.
 fn section(app: &App, mode: &str) -> Vec<Line<'static>> {
     let t = &app.theme;
-    let mut lines = vec![Line::from(Span::styled(
-        format!("{mode} keys"),
-        t.style("header"),
-    ))];
+    let mut lines = vec![Line::from(Span::styled(format!("{mode} keys"), t.header))];
     for (keys, action) in app.keymap.bindings(mode) {
         lines.push(Line::from(vec![
-            Span::styled(format!(" {keys:<KEYS_W$} "), t.style("key")),
-            Span::styled(action.description(), t.style("text")),
+            Span::styled(format!(" {keys:<KEYS_W$} "), t.key),
+            Span::styled(action.description(), t.text),
         ]));
     }
     lines
@@ -32,7 +29,7 @@ pub fn render(app: &App, frame: &mut Frame<'_>, area: Rect) {
     let t = &app.theme;
     let screen = section(app, app.screen.mode());
     let global = section(app, "global");
-    let footer = Line::from(Span::styled("any key closes this help", t.style("dim")));
+    let footer = Line::from(Span::styled("any key closes this help", t.dim));
     let one_column = screen.len() + global.len() + 2 <= usize::from(area.height.saturating_sub(2));
     let rows = if one_column {
         screen.len() + global.len() + 2
@@ -51,7 +48,7 @@ pub fn render(app: &App, frame: &mut Frame<'_>, area: Rect) {
     app.hit(r, Hit::Help);
     let block = Block::bordered()
         .title(" help ")
-        .border_style(t.style("focus-border"));
+        .border_style(t.focus_border);
     let inner = block.inner(r);
     frame.render_widget(block, r);
     let [body, foot] = Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(inner);

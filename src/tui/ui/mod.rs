@@ -1,11 +1,9 @@
-//! Rendering: split the screen and hand each pane its rect. Reads the app state, changes nothing.
+//! Rendering: split the screen and hand each screen its rect; the title bar, the status line and
+//! the widgets every screen shares (pictures, heatmaps, help). Reads the app state, changes nothing.
 
-pub mod feature;
-pub mod features;
 pub mod graphics;
 pub mod heatmap;
 pub mod help;
-pub mod image;
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -13,6 +11,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 use super::app::{App, Hit, Screen};
+use super::screens;
 pub use graphics::{Graphics, GraphicsMode};
 
 const SPINNER: [&str; 4] = ["|", "/", "-", "\\"];
@@ -28,11 +27,11 @@ pub fn render(app: &App, frame: &mut Frame<'_>, gfx: &mut Graphics) {
     app.hits.borrow_mut().clear();
     render_title(app, frame, title);
     match app.screen {
-        Screen::Features => features::render(app, frame, body),
-        Screen::Feature => feature::render(app, frame, body, gfx),
-        Screen::Image => image::render(app, frame, body, gfx),
-        Screen::Steer => crate::tui::steer::ui::render(app, frame, body),
-        Screen::Attrib => crate::tui::attrib::ui::render(app, frame, body, gfx),
+        Screen::Features => screens::features::ui::render(app, frame, body),
+        Screen::Feature => screens::feature::ui::render(app, frame, body, gfx),
+        Screen::Image => screens::image::ui::render(app, frame, body, gfx),
+        Screen::Steer => screens::steer::ui::render(app, frame, body),
+        Screen::Attrib => screens::attrib::ui::render(app, frame, body, gfx),
     }
     render_status(app, frame, status);
     if app.help {
@@ -51,20 +50,16 @@ const TABS: [(Screen, &str); 5] = [
 
 fn render_title(app: &App, frame: &mut Frame<'_>, area: Rect) {
     let t = &app.theme;
-    let mut spans = vec![Span::styled(" glint ", t.style("title"))];
+    let mut spans = vec![Span::styled(" glint ", t.title)];
     let mut x = area.x + 7;
     for (s, name) in TABS {
-        let style = if app.screen == s {
-            t.style("selected")
-        } else {
-            t.style("dim")
-        };
+        let style = if app.screen == s { t.selected } else { t.dim };
         let w = name.chars().count() as u16 + 2;
         app.hit(Rect::new(x, area.y, w, 1).intersection(area), Hit::Tab(s));
         x += w;
         spans.push(Span::styled(format!(" {name} "), style));
     }
-    spans.push(Span::styled(format!("  {}", app.title), t.style("dim")));
+    spans.push(Span::styled(format!("  {}", app.title), t.dim));
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
@@ -109,10 +104,10 @@ fn render_status(app: &App, frame: &mut Frame<'_>, area: Rect) {
     let t = &app.theme;
     if let Some((prompt, text)) = &app.prompt {
         let line = Line::from(vec![
-            Span::styled(prompt.label(), t.style("key")),
-            Span::styled(format!("{text}█"), t.style("text")),
+            Span::styled(prompt.label(), t.key),
+            Span::styled(format!("{text}█"), t.text),
         ]);
-        frame.render_widget(Paragraph::new(line).style(t.style("status")), area);
+        frame.render_widget(Paragraph::new(line).style(t.status), area);
         return;
     }
     let actor = actor_text(app);
@@ -123,21 +118,14 @@ fn render_status(app: &App, frame: &mut Frame<'_>, area: Rect) {
     ])
     .areas(area);
     let msg = match &app.message {
-        Some((m, true)) => Span::styled(m.clone(), t.style("error")),
-        Some((m, false)) => Span::styled(m.clone(), t.style("text")),
-        None => Span::styled("? help · q quit · o open image · : jump", t.style("dim")),
+        Some((m, true)) => Span::styled(m.clone(), t.error),
+        Some((m, false)) => Span::styled(m.clone(), t.text),
+        None => Span::styled("? help · q quit · o open image · : jump", t.dim),
     };
+    frame.render_widget(Paragraph::new(Line::from(msg)).style(t.status), left);
+    let style = if busy { t.busy } else { t.dim };
     frame.render_widget(
-        Paragraph::new(Line::from(msg)).style(t.style("status")),
-        left,
-    );
-    let style = if busy {
-        t.style("busy")
-    } else {
-        t.style("dim")
-    };
-    frame.render_widget(
-        Paragraph::new(Span::styled(actor, style)).style(t.style("status")),
+        Paragraph::new(Span::styled(actor, style)).style(t.status),
         right,
     );
 }

@@ -3,13 +3,9 @@
 //!
 //! This file routes events: keys through the keymap to actions, mouse events through the regions
 //! the last frame recorded, and results of background work to the screen they belong to. Each
-//! screen's own actions live in its module; a new screen adds a [`Screen`] variant, a module
-//! here and one arm in [`App::screen_action`].
+//! screen's own actions live in its folder under `screens/`; a new screen adds a [`Screen`]
+//! variant, a folder there and one arm in [`App::screen_action`].
 
-mod feature;
-mod features;
-pub use feature::TICKS_PER_SECOND;
-mod image;
 mod mouse;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
@@ -167,7 +163,7 @@ impl App {
     }
 
     /// Switch to `screen` (a tab key or a click on its title).
-    fn show(&mut self, screen: Screen) -> Vec<Effect> {
+    pub(crate) fn show(&mut self, screen: Screen) -> Vec<Effect> {
         match screen {
             Screen::Features => self.screen = Screen::Features,
             Screen::Feature if self.feature.id.is_some() => self.screen = Screen::Feature,
@@ -182,7 +178,7 @@ impl App {
         vec![]
     }
 
-    fn back(&mut self) -> Vec<Effect> {
+    pub(crate) fn back(&mut self) -> Vec<Effect> {
         if self.feature.full && self.screen == Screen::Feature {
             self.feature.full = false;
         } else if self.image.pending || self.attrib.pending || self.actor.busy.is_some() {
@@ -201,7 +197,7 @@ impl App {
     }
 
     /// Rows a page of the features table moves.
-    fn page(&self) -> isize {
+    pub(crate) fn page(&self) -> isize {
         self.size.1.saturating_sub(6).max(1) as isize
     }
 

@@ -1,11 +1,11 @@
 //! The features table: moving, sorting, filtering, and opening a feature.
 
-use super::step;
 use crate::tui::app::{App, Column, Effect, Screen};
 use crate::tui::keymap::Action;
+use crate::tui::update::step;
 
 impl App {
-    pub(super) fn features_action(&mut self, a: Action) -> Vec<Effect> {
+    pub(crate) fn features_action(&mut self, a: Action) -> Vec<Effect> {
         let len = self.features.view.len();
         let sel = self.features.sel;
         let page = self.page();
@@ -41,7 +41,7 @@ impl App {
 
     /// Sort by column `col`: numbers largest first, id and text ascending; the same column
     /// again reverses the order.
-    pub(super) fn sort_by(&mut self, col: usize) {
+    pub(crate) fn sort_by(&mut self, col: usize) {
         let (cur, desc) = self.features.sort;
         self.features.sort = if col == cur {
             (col, !desc)
@@ -56,7 +56,7 @@ impl App {
 
     /// Show feature `id`; loads it unless it is already shown, and asks for its neighbours in
     /// the table's order to be read ahead so that next / previous is instant.
-    pub(super) fn open_feature(&mut self, id: u32) -> Vec<Effect> {
+    pub(crate) fn open_feature(&mut self, id: u32) -> Vec<Effect> {
         self.screen = Screen::Feature;
         if self.feature.id == Some(id) && self.feature.detail.is_some() {
             return vec![];
@@ -86,7 +86,7 @@ impl App {
         out
     }
 
-    pub(super) fn open_selected(&mut self) -> Vec<Effect> {
+    pub(crate) fn open_selected(&mut self) -> Vec<Effect> {
         match self.selected_row().map(|r| r.id) {
             Some(id) => self.open_feature(id),
             None => {
@@ -98,7 +98,7 @@ impl App {
 
     /// The jump prompt: select feature `text` in the table (clearing filters that hide it) and
     /// open it.
-    pub(super) fn jump(&mut self, text: &str) -> Vec<Effect> {
+    pub(crate) fn jump(&mut self, text: &str) -> Vec<Effect> {
         match text.trim_start_matches('#').parse::<u32>() {
             Ok(id) if self.row(id).is_some() => {
                 let rows = &self.features.rows;

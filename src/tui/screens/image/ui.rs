@@ -7,9 +7,9 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, List, ListItem, ListState, Paragraph};
 
-use super::graphics::Graphics;
 use crate::model::anyres::TokenKind;
 use crate::tui::app::{App, Hit, ImageFocus};
+use crate::tui::ui::graphics::Graphics;
 
 /// Draw the image screen into `area`.
 pub fn render(app: &App, frame: &mut Frame<'_>, area: Rect, gfx: &mut Graphics) {
@@ -19,9 +19,9 @@ pub fn render(app: &App, frame: &mut Frame<'_>, area: Rect, gfx: &mut Graphics) 
         Layout::horizontal([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(area);
     let focus = |f: ImageFocus| {
         if im.focus == f {
-            t.style("focus-border")
+            t.focus_border
         } else {
-            t.style("border")
+            t.border
         }
     };
     let feature = im
@@ -33,7 +33,7 @@ pub fn render(app: &App, frame: &mut Frame<'_>, area: Rect, gfx: &mut Graphics) 
         im.label, im.cursor.0, im.cursor.1
     );
     let block = Block::bordered()
-        .title(Span::styled(title, t.style("title")))
+        .title(Span::styled(title, t.title))
         .border_style(focus(ImageFocus::Grid));
     let inner = block.inner(left);
     frame.render_widget(block, left);
@@ -46,10 +46,9 @@ pub fn render(app: &App, frame: &mut Frame<'_>, area: Rect, gfx: &mut Graphics) 
         (None, Some(rgb)) => {
             gfx.draw(frame, inner, rgb);
         }
-        (None, None) => frame.render_widget(
-            Paragraph::new("reading the image …").style(t.style("dim")),
-            inner,
-        ),
+        (None, None) => {
+            frame.render_widget(Paragraph::new("reading the image …").style(t.dim), inner)
+        }
     }
     let [list, at] =
         Layout::vertical([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(right);
@@ -81,8 +80,8 @@ pub fn render(app: &App, frame: &mut Frame<'_>, area: Rect, gfx: &mut Graphics) 
         .with_selected((!items.is_empty()).then_some(im.sel));
     frame.render_stateful_widget(
         List::new(items)
-            .style(t.style("text"))
-            .highlight_style(t.style("selected"))
+            .style(t.text)
+            .highlight_style(t.selected)
             .block(lb),
         list,
         &mut state,
@@ -102,21 +101,21 @@ pub fn render(app: &App, frame: &mut Frame<'_>, area: Rect, gfx: &mut Graphics) 
         };
         here.push(Line::from(Span::styled(
             format!("{what} (token {})", tok.index),
-            t.style("header"),
+            t.header,
         )));
         if tok.features.is_empty() {
-            here.push(Line::from(Span::styled("  nothing fires", t.style("dim"))));
+            here.push(Line::from(Span::styled("  nothing fires", t.dim)));
         }
         for (f, v) in tok.features.iter().take(per) {
             here.push(Line::from(Span::styled(
                 format!("{f:>6}  {v:>7.3}"),
-                t.style("text"),
+                t.text,
             )));
         }
     }
     let ab = Block::bordered()
         .title(" at the cursor (Tab, or click) ")
-        .border_style(t.style("border"));
+        .border_style(t.border);
     frame.render_widget(Paragraph::new(here).block(ab), at);
 }
 
@@ -136,7 +135,7 @@ fn draw_cursor(app: &App, frame: &mut Frame<'_>, r: Rect) {
     };
     let x = r.x + (((p.x0 + p.x1) / 2.0 / ow) * f32::from(r.width)) as u16;
     let y = r.y + (((p.y0 + p.y1) / 2.0 / oh) * f32::from(r.height)) as u16;
-    let style = app.theme.style("cursor");
+    let style = app.theme.cursor;
     if let Some(cell) = frame
         .buffer_mut()
         .cell_mut((x.min(r.right() - 1), y.min(r.bottom() - 1)))

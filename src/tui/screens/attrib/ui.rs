@@ -31,9 +31,9 @@ fn render_inputs(app: &App, frame: &mut Frame<'_>, area: Rect) {
     let st = &app.attrib;
     let field = |action: Action, name: &str, value: String| {
         Line::from(vec![
-            Span::styled(format!("{:>3} ", app.key_for(action)), t.style("key")),
-            Span::styled(format!("{name:<9}"), t.style("header")),
-            Span::styled(value, t.style("text")),
+            Span::styled(format!("{:>3} ", app.key_for(action)), t.key),
+            Span::styled(format!("{name:<9}"), t.header),
+            Span::styled(value, t.text),
         ])
     };
     let quoted = |s: &str| {
@@ -60,10 +60,10 @@ fn render_inputs(app: &App, frame: &mut Frame<'_>, area: Rect) {
     };
     let block = Block::bordered()
         .title(Line::from(vec![
-            Span::styled(" attribution ", t.style("title")),
-            Span::styled(state, t.style("dim")),
+            Span::styled(" attribution ", t.title),
+            Span::styled(state, t.dim),
         ]))
-        .border_style(t.style("border"));
+        .border_style(t.border);
     frame.render_widget(Paragraph::new(lines).block(block), area);
 }
 
@@ -82,16 +82,13 @@ fn render_list(app: &App, frame: &mut Frame<'_>, area: Rect) {
         None => " latents ".into(),
     };
     let block = Block::bordered()
-        .title(Span::styled(title, t.style("title")))
-        .border_style(t.style("focus-border"));
+        .title(Span::styled(title, t.title))
+        .border_style(t.focus_border);
     if st.result.is_none() {
         let text = match (&st.error, st.pending) {
-            (_, true) => Span::styled("attributing …", t.style("dim")),
-            (Some(e), _) => Span::styled(e.clone(), t.style("error")),
-            (None, _) => Span::styled(
-                "type a prompt, answer and baseline, then run",
-                t.style("dim"),
-            ),
+            (_, true) => Span::styled("attributing …", t.dim),
+            (Some(e), _) => Span::styled(e.clone(), t.error),
+            (None, _) => Span::styled("type a prompt, answer and baseline, then run", t.dim),
         };
         frame.render_widget(
             Paragraph::new(Line::from(text))
@@ -101,8 +98,7 @@ fn render_list(app: &App, frame: &mut Frame<'_>, area: Rect) {
         );
         return;
     }
-    let header =
-        Row::new(["latent", "total", "image", "text", "explanation"]).style(t.style("header"));
+    let header = Row::new(["latent", "total", "image", "text", "explanation"]).style(t.header);
     let rows = st.ranked.iter().map(|l| {
         let text = app
             .row(l.latent)
@@ -115,7 +111,7 @@ fn render_list(app: &App, frame: &mut Frame<'_>, area: Rect) {
             Cell::from(format!("{:>9.4}", l.text)),
             Cell::from(text),
         ])
-        .style(t.style("text"))
+        .style(t.text)
     });
     let widths = [
         Constraint::Length(6),
@@ -132,7 +128,7 @@ fn render_list(app: &App, frame: &mut Frame<'_>, area: Rect) {
     let table = Table::new(rows, widths)
         .header(header)
         .block(block)
-        .row_highlight_style(t.style("selected"));
+        .row_highlight_style(t.selected);
     frame.render_stateful_widget(table, area, &mut state);
 }
 
@@ -144,8 +140,8 @@ fn render_picture(app: &App, frame: &mut Frame<'_>, area: Rect, gfx: &mut Graphi
         .map_or("-".to_string(), |l| l.latent.to_string());
     let title = format!(" latent {latent} · {} ", st.sign.label());
     let block = Block::bordered()
-        .title(Span::styled(title, t.style("title")))
-        .border_style(t.style("border"));
+        .title(Span::styled(title, t.title))
+        .border_style(t.border);
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let layout = st.result.as_ref().and_then(|r| r.layout.as_ref());
@@ -155,7 +151,7 @@ fn render_picture(app: &App, frame: &mut Frame<'_>, area: Rect, gfx: &mut Graphi
         } else {
             ""
         };
-        frame.render_widget(Paragraph::new(why).style(t.style("dim")), inner);
+        frame.render_widget(Paragraph::new(why).style(t.dim), inner);
         return;
     };
     let field = field_at(layout, &st.map_acts(), rgb.width(), rgb.height());

@@ -24,7 +24,7 @@ pub fn render(app: &App, frame: &mut Frame<'_>, area: Rect) {
         };
         Cell::from(format!("{}{arrow}", c.title()))
     }))
-    .style(t.style("header"));
+    .style(t.header);
     let rows = fs.view.iter().map(|&i| {
         let r = &fs.rows[i];
         Row::new(vec![
@@ -35,7 +35,7 @@ pub fn render(app: &App, frame: &mut Frame<'_>, area: Rect) {
             Cell::from(r.score.map_or("-".to_string(), |s| format!("{s:>5.2}"))),
             Cell::from(r.shown_text().unwrap_or_else(|| "-".into())),
         ])
-        .style(t.style("text"))
+        .style(t.text)
     });
     let mut widths: Vec<Constraint> = WIDTHS.iter().map(|&w| Constraint::Length(w)).collect();
     widths.push(Constraint::Min(10));
@@ -49,18 +49,16 @@ pub fn render(app: &App, frame: &mut Frame<'_>, area: Rect) {
     let title = Line::from(vec![
         Span::styled(
             format!(" features {}/{} ", fs.view.len(), fs.rows.len()),
-            t.style("title"),
+            t.title,
         ),
-        Span::styled(filters.join(" · "), t.style("dim")),
+        Span::styled(filters.join(" · "), t.dim),
     ]);
-    let block = Block::bordered()
-        .title(title)
-        .border_style(t.style("focus-border"));
+    let block = Block::bordered().title(title).border_style(t.focus_border);
     let inner = block.inner(area);
     let table = Table::new(rows, widths)
         .header(header)
         .block(block)
-        .row_highlight_style(t.style("selected"));
+        .row_highlight_style(t.selected);
     // The same scrolling rule as the table's own (selection on the last visible row), fixed
     // here so the clickable rows below match what is drawn.
     let visible = usize::from(inner.height.saturating_sub(1)).max(1);

@@ -38,11 +38,7 @@ pub fn render(app: &App, frame: &mut Frame<'_>, area: Rect) {
     let lines: Vec<Line> = notes
         .into_iter()
         .map(|(text, error)| {
-            let style = if error {
-                t.style("error")
-            } else {
-                t.style("busy")
-            };
+            let style = if error { t.error } else { t.busy };
             Line::from(Span::styled(text, style))
         })
         .collect();
@@ -79,14 +75,14 @@ fn render_prompt(app: &App, frame: &mut Frame<'_>, area: Rect) {
         } => format!("T={temperature} top-p={top_p} seed={seed}"),
     };
     let line = Line::from(vec![
-        Span::styled(st.prompt.clone(), t.style("text")),
+        Span::styled(st.prompt.clone(), t.text),
         Span::styled(
             format!(
                 "  · image {} · {} tokens · {sampling}",
                 st.image.as_deref().unwrap_or("none"),
                 st.max_new_tokens
             ),
-            t.style("dim"),
+            t.dim,
         ),
     ]);
     let hint = format!(
@@ -98,9 +94,9 @@ fn render_prompt(app: &App, frame: &mut Frame<'_>, area: Rect) {
         key(app, Action::LoadPreset),
     );
     let block = Block::bordered()
-        .title(Span::styled(" prompt ", t.style("title")))
-        .title_bottom(Span::styled(hint, t.style("dim")))
-        .border_style(t.style("border"));
+        .title(Span::styled(" prompt ", t.title))
+        .title_bottom(Span::styled(hint, t.dim))
+        .border_style(t.border);
     frame.render_widget(Paragraph::new(line).block(block), area);
 }
 
@@ -123,7 +119,7 @@ fn render_rows(app: &App, frame: &mut Frame<'_>, area: Rect) {
         "tokens",
         "explanation",
     ])
-    .style(t.style("header"));
+    .style(t.header);
     let rows = st.rows.iter().map(|r| {
         let stored = app.row(r.feature);
         let raw = r
@@ -142,7 +138,7 @@ fn render_rows(app: &App, frame: &mut Frame<'_>, area: Rect) {
                     .unwrap_or_else(|| "-".into()),
             ),
         ])
-        .style(t.style("text"))
+        .style(t.text)
     });
     let widths = [
         Constraint::Length(8),
@@ -170,23 +166,23 @@ fn render_rows(app: &App, frame: &mut Frame<'_>, area: Rect) {
     let block = Block::bordered()
         .title(Span::styled(
             format!(" steering rows {} ", st.rows.len()),
-            t.style("title"),
+            t.title,
         ))
-        .title_bottom(Span::styled(hint, t.style("dim")))
-        .border_style(t.style("focus-border"));
+        .title_bottom(Span::styled(hint, t.dim))
+        .border_style(t.focus_border);
     if st.rows.is_empty() {
         let msg = format!(
             "no rows: press {} to type one (e.g. 12 clamp 3x), or S on a feature",
             key(app, Action::AddRow)
         );
-        let p = Paragraph::new(Span::styled(msg, t.style("dim"))).block(block);
+        let p = Paragraph::new(Span::styled(msg, t.dim)).block(block);
         frame.render_widget(p, area);
         return;
     }
     let table = Table::new(rows, widths)
         .header(header)
         .block(block)
-        .row_highlight_style(t.style("selected"));
+        .row_highlight_style(t.selected);
     let mut state = TableState::default().with_selected(Some(st.sel));
     frame.render_stateful_widget(table, area, &mut state);
 }
@@ -239,11 +235,7 @@ fn render_default(app: &App, frame: &mut Frame<'_>, area: Rect) {
     let st = &app.steer;
     let s = &st.default;
     let current = s.ticket == st.ticket && st.ticket > 0;
-    let style = if current {
-        t.style("text")
-    } else {
-        t.style("dim")
-    };
+    let style = if current { t.text } else { t.dim };
     let mut pieces: Vec<(String, Style)> =
         s.tokens.iter().map(|(_, x)| (x.clone(), style)).collect();
     pieces.push((s.tail.clone(), style));
@@ -252,16 +244,16 @@ fn render_default(app: &App, frame: &mut Frame<'_>, area: Rect) {
             "press {} to generate, or edit a row",
             key(app, Action::Regenerate)
         );
-        pieces.push((hint, t.style("dim")));
+        pieces.push((hint, t.dim));
     } else if current && s.stop.is_none() && st.pending {
-        pieces.push(("▌".into(), t.style("busy")));
+        pieces.push(("▌".into(), t.busy));
     }
     let block = Block::bordered()
         .title(Span::styled(
             title("default", s, current, st.pending, ""),
-            t.style("header"),
+            t.header,
         ))
-        .border_style(t.style("border"));
+        .border_style(t.border);
     let p = Paragraph::new(lines_of(pieces))
         .block(block)
         .wrap(Wrap { trim: false });
@@ -278,9 +270,9 @@ fn render_steered(app: &App, frame: &mut Frame<'_>, area: Rect) {
     let marks = changed(&default_ids, &ids);
     let n_changed = marks.iter().filter(|&&m| m).count();
     let (plain, diff) = if current {
-        (t.style("text"), t.style("diff"))
+        (t.text, t.diff)
     } else {
-        (t.style("dim"), t.style("dim"))
+        (t.dim, t.dim)
     };
     let mut pieces: Vec<(String, Style)> = s
         .tokens
@@ -292,18 +284,18 @@ fn render_steered(app: &App, frame: &mut Frame<'_>, area: Rect) {
     if st.rows.is_empty() {
         pieces = vec![(
             "no steering rows: the steered text appears here".into(),
-            t.style("dim"),
+            t.dim,
         )];
     } else if current && s.stop.is_none() && st.pending {
-        pieces.push(("▌".into(), t.style("busy")));
+        pieces.push(("▌".into(), t.busy));
     }
     let extra = format!(" · {n_changed} differ");
     let block = Block::bordered()
         .title(Span::styled(
             title("steered", s, current, st.pending, &extra),
-            t.style("header"),
+            t.header,
         ))
-        .border_style(t.style("border"));
+        .border_style(t.border);
     let p = Paragraph::new(lines_of(pieces))
         .block(block)
         .wrap(Wrap { trim: false });

@@ -6,11 +6,11 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph, Sparkline, Wrap};
 
-use super::graphics::Graphics;
 use crate::store::{HIST_LEN, hist_edges};
 use crate::tui::app::{App, Hit};
 use crate::tui::data::{ExampleView, FeatureDetail, HUMAN_MARK};
 use crate::tui::keymap::Action;
+use crate::tui::ui::graphics::Graphics;
 
 /// Width of the left information column.
 const INFO_W: u16 = 34;
@@ -36,7 +36,7 @@ pub fn render(app: &App, frame: &mut Frame<'_>, area: Rect, gfx: &mut Graphics) 
         .as_ref()
         .filter(|d| Some(d.id) == app.feature.id)
     else {
-        let msg = Paragraph::new(format!("loading feature {id} …")).style(t.style("dim"));
+        let msg = Paragraph::new(format!("loading feature {id} …")).style(t.dim);
         frame.render_widget(
             msg.block(Block::bordered().title(format!(" feature {id} "))),
             area,
@@ -58,8 +58,8 @@ fn render_info(app: &App, d: &FeatureDetail, frame: &mut Frame<'_>, area: Rect) 
     let [text, hist] = Layout::vertical([Constraint::Min(6), Constraint::Length(7)]).areas(area);
     let kv = |k: &str, v: String| {
         Line::from(vec![
-            Span::styled(format!("{k:<10}"), t.style("dim")),
-            Span::styled(v, t.style("text")),
+            Span::styled(format!("{k:<10}"), t.dim),
+            Span::styled(v, t.text),
         ])
     };
     let mut lines = vec![];
@@ -82,11 +82,8 @@ fn render_info(app: &App, d: &FeatureDetail, frame: &mut Frame<'_>, area: Rect) 
     lines.push(Line::default());
     lines.extend(explanation_lines(app, d));
     let block = Block::bordered()
-        .title(Span::styled(
-            format!(" feature {} ", d.id),
-            t.style("title"),
-        ))
-        .border_style(t.style("border"));
+        .title(Span::styled(format!(" feature {} ", d.id), t.title))
+        .border_style(t.border);
     frame.render_widget(
         Paragraph::new(lines).wrap(Wrap { trim: true }).block(block),
         text,
@@ -102,8 +99,8 @@ fn explanation_lines(app: &App, d: &FeatureDetail) -> Vec<Line<'static>> {
     let mut lines = vec![];
     if let Some(l) = row.and_then(|r| r.label.clone()) {
         lines.push(Line::from(vec![
-            Span::styled(HUMAN_MARK, t.style("key")),
-            Span::styled(l, t.style("text")),
+            Span::styled(HUMAN_MARK, t.key),
+            Span::styled(l, t.text),
         ]));
     }
     let machine = row.and_then(|r| r.explanation.clone());
@@ -111,8 +108,8 @@ fn explanation_lines(app: &App, d: &FeatureDetail) -> Vec<Line<'static>> {
         (Some(text), first) => {
             let by = first.map_or(String::new(), |e| format!("  ({})", e.explainer_model));
             lines.push(Line::from(vec![
-                Span::styled(text, t.style("text")),
-                Span::styled(by, t.style("dim")),
+                Span::styled(text, t.text),
+                Span::styled(by, t.dim),
             ]));
         }
         (None, _) => lines.push(Line::from(Span::styled(
@@ -121,13 +118,13 @@ fn explanation_lines(app: &App, d: &FeatureDetail) -> Vec<Line<'static>> {
                 app.key_for(Action::Explain),
                 app.key_for(Action::Label)
             ),
-            t.style("dim"),
+            t.dim,
         ))),
     }
     if let Some(secs) = app.explain_elapsed(d.id) {
         lines.push(Line::from(Span::styled(
             format!("explaining … {secs} s"),
-            t.style("busy"),
+            t.busy,
         )));
     }
     let mut seen = Vec::new();
@@ -139,16 +136,16 @@ fn explanation_lines(app: &App, d: &FeatureDetail) -> Vec<Line<'static>> {
         seen.push(s.method.clone());
         let v = s.value.map_or("-".to_string(), |v| format!("{v:.3}"));
         lines.push(Line::from(vec![
-            Span::styled(format!("{:<10}", s.method), t.style("dim")),
-            Span::styled(format!("{v} (n {})", s.n), t.style("text")),
+            Span::styled(format!("{:<10}", s.method), t.dim),
+            Span::styled(format!("{v} (n {})", s.n), t.text),
         ]));
     }
     if d.scores.is_empty()
         && let Some(s) = row.and_then(|r| r.score)
     {
         lines.push(Line::from(vec![
-            Span::styled(format!("{:<10}", "score"), t.style("dim")),
-            Span::styled(format!("{s:.3}"), t.style("text")),
+            Span::styled(format!("{:<10}", "score"), t.dim),
+            Span::styled(format!("{s:.3}"), t.text),
         ]));
     }
     lines
@@ -158,7 +155,7 @@ fn render_hist(app: &App, d: &FeatureDetail, frame: &mut Frame<'_>, area: Rect) 
     let t = &app.theme;
     let block = Block::bordered()
         .title(" activations (log bins) ")
-        .border_style(t.style("border"));
+        .border_style(t.border);
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let Some(s) = &d.stats else { return };
@@ -168,9 +165,9 @@ fn render_hist(app: &App, d: &FeatureDetail, frame: &mut Frame<'_>, area: Rect) 
     let edges = hist_edges();
     let edge = |b: usize| edges[b.saturating_sub(1).min(edges.len() - 1)];
     let [bars, labels] = Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(inner);
-    frame.render_widget(Sparkline::default().data(&data).style(t.style("bar")), bars);
+    frame.render_widget(Sparkline::default().data(&data).style(t.bar), bars);
     let label = format!("{:.3} … {:.3}", edge(first), edge(last + 1));
-    frame.render_widget(Paragraph::new(label).style(t.style("dim")), labels);
+    frame.render_widget(Paragraph::new(label).style(t.dim), labels);
 }
 
 fn render_grid(
@@ -184,13 +181,13 @@ fn render_grid(
     let block = Block::bordered()
         .title(Span::styled(
             format!(" top {} examples ", d.examples.len()),
-            t.style("title"),
+            t.title,
         ))
-        .border_style(t.style("focus-border"));
+        .border_style(t.focus_border);
     let inner = block.inner(area);
     frame.render_widget(block, area);
     if d.examples.is_empty() {
-        frame.render_widget(Paragraph::new("no examples").style(t.style("dim")), inner);
+        frame.render_widget(Paragraph::new("no examples").style(t.dim), inner);
         return;
     }
     let cols = grid_cols(app.size.0).min(usize::from((inner.width / CELL_W).max(1)));
@@ -209,9 +206,9 @@ fn render_grid(
         let cell = Rect::new(inner.x + c * CELL_W, inner.y + r * CELL_H, CELL_W, CELL_H)
             .intersection(inner);
         let style = if i == app.feature.sel {
-            t.style("focus-border")
+            t.focus_border
         } else {
-            t.style("border")
+            t.border
         };
         let title = format!("#{} {}", i + 1, ex.picture.label);
         let b = Block::bordered()
@@ -253,13 +250,13 @@ fn render_full(app: &App, ex: &ExampleView, frame: &mut Frame<'_>, area: Rect, g
         ex.max
     );
     let block = Block::bordered()
-        .title(Span::styled(title, t.style("title")))
-        .border_style(t.style("focus-border"));
+        .title(Span::styled(title, t.title))
+        .border_style(t.focus_border);
     let inner = block.inner(area);
     frame.render_widget(block, area);
     app.hit(area, Hit::Full);
     if let Some(m) = &pic.missing {
-        frame.render_widget(Paragraph::new(m.clone()).style(t.style("error")), inner);
+        frame.render_widget(Paragraph::new(m.clone()).style(t.error), inner);
     }
     gfx.draw(
         frame,

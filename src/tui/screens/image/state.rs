@@ -1,95 +1,11 @@
-//! Per-screen state of the workbench. [`super::app::App`] holds one of each; `update/` changes
-//! them and the panes in `ui/` read them.
-
-use std::collections::BTreeMap;
+//! State of the image screen: the image, the actor's analysis, the feature list and the patch
+//! cursor over the high-resolution map.
 
 use image::RgbImage;
 
-use super::data::{FeatureDetail, FeatureRow, Picture};
 use crate::engine::Analysis;
 use crate::model::anyres::{ImageToken, TokenKind};
-
-/// Columns of the features table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Column {
-    /// Feature id.
-    Id,
-    /// Density.
-    Density,
-    /// Max activation.
-    Max,
-    /// Images fired.
-    Images,
-    /// Explanation score.
-    Score,
-    /// Explanation text (the human label when there is one).
-    Explanation,
-}
-
-impl Column {
-    /// Every column, in table order.
-    pub const ALL: [Column; 6] = [
-        Column::Id,
-        Column::Density,
-        Column::Max,
-        Column::Images,
-        Column::Score,
-        Column::Explanation,
-    ];
-
-    /// Header text.
-    pub fn title(self) -> &'static str {
-        match self {
-            Column::Id => "id",
-            Column::Density => "density",
-            Column::Max => "max",
-            Column::Images => "images",
-            Column::Score => "score",
-            Column::Explanation => "explanation",
-        }
-    }
-}
-
-/// The features table: all rows plus the sorted, filtered view.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct FeaturesState {
-    /// Every feature of the store.
-    pub rows: Vec<FeatureRow>,
-    /// Indices into `rows` shown, in order.
-    pub view: Vec<usize>,
-    /// Selected position in `view`.
-    pub sel: usize,
-    /// Sort column index into [`Column::ALL`] and direction.
-    pub sort: (usize, bool),
-    /// Search text (matches id, explanation or label).
-    pub search: String,
-    /// Density range kept.
-    pub density: Option<(f64, f64)>,
-}
-
-/// The feature screen.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct FeatureState {
-    /// Feature shown (or being loaded).
-    pub id: Option<u32>,
-    /// Its loaded detail.
-    pub detail: Option<FeatureDetail>,
-    /// Selected example.
-    pub sel: usize,
-    /// Full-size view of the selected example open.
-    pub full: bool,
-    /// The full-resolution picture of example `.0`, once read.
-    pub full_picture: Option<(usize, Picture)>,
-}
-
-/// Explanation requests in flight and the one waiting for a second key press.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ExplainState {
-    /// Features being explained, with the tick their request started at.
-    pub running: BTreeMap<u32, u64>,
-    /// A feature that already has an explanation: pressing the key again asks anew.
-    pub confirm: Option<u32>,
-}
+use crate::tui::data::Picture;
 
 /// Which part of the image screen takes the arrows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

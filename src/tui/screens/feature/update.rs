@@ -1,18 +1,18 @@
 //! The feature screen: the example grid, the full-size view, next / previous feature, and the
 //! explanation and human label of the feature.
 
-use super::step;
+use super::ui::grid_cols;
 use crate::store::Explanation;
 use crate::tui::app::{App, Effect, Prompt};
 use crate::tui::data::{FeatureDetail, Picture};
 use crate::tui::keymap::Action;
-use crate::tui::ui::feature::grid_cols;
+use crate::tui::update::step;
 
 /// Ticks per second of the runner's ticker (for elapsed times on the status line).
 pub const TICKS_PER_SECOND: u64 = 8;
 
 impl App {
-    pub(super) fn feature_action(&mut self, a: Action) -> Vec<Effect> {
+    pub(crate) fn feature_action(&mut self, a: Action) -> Vec<Effect> {
         let len = self.feature.detail.as_ref().map_or(0, |d| d.examples.len());
         let cols = grid_cols(self.size.0) as isize;
         let sel = self.feature.sel;
@@ -43,7 +43,7 @@ impl App {
     }
 
     /// Select example `i`; with the full-size view open, load that example's full picture.
-    pub(super) fn select_example(&mut self, i: usize) -> Vec<Effect> {
+    pub(crate) fn select_example(&mut self, i: usize) -> Vec<Effect> {
         self.feature.sel = i;
         if self.feature.full {
             return self.full_effect();
@@ -52,7 +52,7 @@ impl App {
     }
 
     /// Open or close the full-size view of the selected example.
-    pub(super) fn toggle_full(&mut self) -> Vec<Effect> {
+    pub(crate) fn toggle_full(&mut self) -> Vec<Effect> {
         let len = self.feature.detail.as_ref().map_or(0, |d| d.examples.len());
         self.feature.full = !self.feature.full && len > 0;
         if self.feature.full {
@@ -70,7 +70,7 @@ impl App {
         }
     }
 
-    pub(super) fn on_feature_loaded(
+    pub(crate) fn on_feature_loaded(
         &mut self,
         id: u32,
         result: Result<FeatureDetail, String>,
@@ -84,7 +84,7 @@ impl App {
         vec![]
     }
 
-    pub(super) fn on_full_loaded(
+    pub(crate) fn on_full_loaded(
         &mut self,
         id: u32,
         index: usize,
@@ -101,7 +101,7 @@ impl App {
 
     /// Ask for an explanation of `id`. A feature that already has one needs the key twice, as
     /// each request costs the explainer's time; one already in flight is not asked again.
-    pub(super) fn explain(&mut self, id: u32) -> Vec<Effect> {
+    pub(crate) fn explain(&mut self, id: u32) -> Vec<Effect> {
         if self.explain.running.contains_key(&id) {
             self.message = Some((format!("feature {id} is being explained already"), false));
             return vec![];
@@ -122,7 +122,7 @@ impl App {
         vec![Effect::Explain(id)]
     }
 
-    pub(super) fn on_explained(
+    pub(crate) fn on_explained(
         &mut self,
         id: u32,
         result: Result<Explanation, String>,
@@ -149,7 +149,7 @@ impl App {
     }
 
     /// Open the label prompt for `id`, holding its label or, to edit, its explanation.
-    pub(super) fn label_prompt(&mut self, id: u32) -> Vec<Effect> {
+    pub(crate) fn label_prompt(&mut self, id: u32) -> Vec<Effect> {
         let text = self
             .row(id)
             .and_then(|r| r.label.clone().or_else(|| r.explanation.clone()))
@@ -159,7 +159,7 @@ impl App {
     }
 
     /// Keep the label at once (the store write follows as an effect).
-    pub(super) fn set_label(&mut self, id: u32, text: String) -> Vec<Effect> {
+    pub(crate) fn set_label(&mut self, id: u32, text: String) -> Vec<Effect> {
         let text = (!text.is_empty()).then_some(text);
         if let Some(r) = self.features.rows.iter_mut().find(|r| r.id == id) {
             r.label = text.clone();
@@ -168,7 +168,7 @@ impl App {
         vec![Effect::SaveLabel { id, text }]
     }
 
-    pub(super) fn on_label_saved(&mut self, id: u32, result: Result<(), String>) -> Vec<Effect> {
+    pub(crate) fn on_label_saved(&mut self, id: u32, result: Result<(), String>) -> Vec<Effect> {
         self.message = Some(match result {
             Ok(()) => (format!("feature {id}: label saved"), false),
             Err(e) => (format!("feature {id}: label not saved: {e}"), true),

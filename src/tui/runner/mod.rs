@@ -1,6 +1,10 @@
 //! The effect runner: the only place the workbench starts work. Store reads and image decoding
 //! run on blocking threads, model jobs on the actor, explainer requests on the async runtime;
-//! every result comes back to the UI task as an [`Event`].
+//! every result comes back to the UI task as an [`Event`]. The steering and attribution screens'
+//! effects are carried out in `steer` and `attrib`.
+
+mod attrib;
+mod steer;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -85,10 +89,8 @@ impl Runner {
                     let _ = tx.send(Event::LabelSaved { id, result });
                 });
             }
-            Effect::Steer(e) => super::steer::run_effect(e, &self.model, &self.store, &self.tx),
-            Effect::Attrib(job) => {
-                super::attrib::run_effect(job, &self.model, &self.store, &self.tx)
-            }
+            Effect::Steer(e) => steer::run_effect(e, &self.model, &self.store, &self.tx),
+            Effect::Attrib(job) => attrib::run_effect(job, &self.model, &self.store, &self.tx),
         }
         true
     }
@@ -216,5 +218,22 @@ fn remember(details: &Mutex<HashMap<u32, FeatureDetail>>, d: FeatureDetail) {
             m.clear();
         }
         m.insert(d.id, d);
+    }
+}
+
+/// A dataset index of the store (`12` or `#12`), or a file that must exist.
+fn resolve_image(store: &Store, text: &str) -> Result<PathBuf, String> {
+    if let Ok(i) = text.trim_start_matches('#').parse::<u32>() {
+        return data::dataset_image(store, i)
+            .map(|(p, _)| p)
+            .map_err(|e| format!("{e:#}"));
+    }
+    let path = PathBuf::from(text);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "{text}: no such image file (give a file path or a dataset index)"
+        ))
     }
 }

@@ -6,14 +6,14 @@ use std::path::PathBuf;
 
 use image::RgbImage;
 
-use super::step;
 use crate::engine::{Analysis, ModelError};
 use crate::tui::app::{App, Effect, ImageFocus, ImageSource, Screen, TokenHere};
 use crate::tui::data::{Picture, field_at};
 use crate::tui::keymap::Action;
+use crate::tui::update::step;
 
 impl App {
-    pub(super) fn image_action(&mut self, a: Action) -> Vec<Effect> {
+    pub(crate) fn image_action(&mut self, a: Action) -> Vec<Effect> {
         match (self.image.focus, a) {
             (_, Action::FocusNext) => {
                 self.image.focus = match self.image.focus {
@@ -63,12 +63,12 @@ impl App {
         self.image.cursor = (r as u16, c as u16);
     }
 
-    pub(super) fn select_image_feature(&mut self, i: usize) {
+    pub(crate) fn select_image_feature(&mut self, i: usize) {
         self.image.sel = i;
         self.refresh_picture();
     }
 
-    pub(super) fn open_image_feature(&mut self) -> Vec<Effect> {
+    pub(crate) fn open_image_feature(&mut self) -> Vec<Effect> {
         match self.image.features.get(self.image.sel) {
             Some(&(f, _, _)) => self.open_feature(f),
             None => vec![],
@@ -81,7 +81,7 @@ impl App {
     }
 
     /// The open-image prompt: a dataset index or a file path.
-    pub(super) fn open_image(&mut self, text: &str) -> Vec<Effect> {
+    pub(crate) fn open_image(&mut self, text: &str) -> Vec<Effect> {
         if text.is_empty() {
             return vec![];
         }
@@ -111,7 +111,7 @@ impl App {
         }]
     }
 
-    pub(super) fn on_image_loaded(
+    pub(crate) fn on_image_loaded(
         &mut self,
         ticket: u64,
         result: Result<RgbImage, String>,
@@ -126,7 +126,7 @@ impl App {
         vec![]
     }
 
-    pub(super) fn on_analyzed(
+    pub(crate) fn on_analyzed(
         &mut self,
         ticket: u64,
         result: Result<Analysis, ModelError>,
