@@ -41,7 +41,7 @@ pub(crate) fn encode_list(list: &[(f32, u32)]) -> Vec<u8> {
 
 /// Decode a list record, checking it is in strict rank order.
 pub(crate) fn decode_list(bytes: &[u8]) -> Result<Vec<(f32, u32)>> {
-    if bytes.len() % 8 != 0 {
+    if !bytes.len().is_multiple_of(8) {
         bail!("list record is {} bytes, not a multiple of 8", bytes.len());
     }
     let list: Vec<(f32, u32)> = bytes
