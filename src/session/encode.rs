@@ -47,13 +47,18 @@ pub fn sparse_acts(
 ) -> Vec<(u16, u32, f32)> {
     let mut acts = Vec::with_capacity(tokens.len() * values.first().map_or(0, Vec::len));
     for ((&tok, vals), ids) in tokens.iter().zip(values).zip(indices) {
-        for (&f, &v) in ids.iter().zip(vals) {
-            if is_active(v) {
-                acts.push((tok, f, v));
-            }
-        }
+        push_active(&mut acts, tok, vals, ids);
     }
     acts
+}
+
+/// Append one code row's activations, as image token `tok`.
+fn push_active(acts: &mut Vec<(u16, u32, f32)>, tok: u16, vals: &[f32], ids: &[u32]) {
+    for (&f, &v) in ids.iter().zip(vals) {
+        if is_active(v) {
+            acts.push((tok, f, v));
+        }
+    }
 }
 
 /// One image's sparse activations at its scored tokens.
@@ -91,19 +96,16 @@ pub fn image_acts_of_all_positions(
     indices: &[Vec<u32>],
 ) -> Vec<(u16, u32, f32)> {
     let scored = scored_tokens(map, layout);
-    let rows = |of: &[Vec<f32>]| -> Vec<Vec<f32>> {
-        scored
-            .positions
-            .iter()
-            .map(|&p| of[p as usize].clone())
-            .collect()
-    };
-    let ids: Vec<Vec<u32>> = scored
-        .positions
-        .iter()
-        .map(|&p| indices[p as usize].clone())
-        .collect();
-    sparse_acts(&scored.tokens, &rows(values), &ids)
+    let mut acts = Vec::new();
+    for (&pos, &tok) in scored.positions.iter().zip(&scored.tokens) {
+        push_active(
+            &mut acts,
+            tok,
+            &values[pos as usize],
+            &indices[pos as usize],
+        );
+    }
+    acts
 }
 
 #[cfg(test)]

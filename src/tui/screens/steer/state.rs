@@ -75,18 +75,12 @@ impl SteerRow {
 
     /// The raw value for the model, given the feature's cached max (needed for `max` units).
     pub fn spec(&self, max: Option<f32>) -> Result<SteerSpec> {
-        let value = match self.unit {
-            StrengthUnit::Raw => self.strength,
-            StrengthUnit::Max => {
-                let m = max.with_context(|| {
-                    format!(
-                        "feature {}: no cached max activation in this store; press u for raw units",
-                        self.feature
-                    )
-                })?;
-                self.strength * m
-            }
-        };
+        let value = self.unit.to_raw(self.strength, max).with_context(|| {
+            format!(
+                "feature {}: no cached max activation in this store; press u for raw units",
+                self.feature
+            )
+        })?;
         Ok(SteerSpec {
             feature: self.feature,
             mode: self.mode,
