@@ -28,7 +28,7 @@ value_enum!(
     crate::jobs::train::TrainTokens,
     crate::sae::evaluate::MapGrid,
     crate::sae::evaluate::ImageRank,
-    crate::sae::evaluate::Upsample,
+    crate::heatmap::Upsample,
     crate::explain::select::EvidenceStyle,
 );
 

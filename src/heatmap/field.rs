@@ -9,7 +9,7 @@
 use crate::model::anyres::{ImageLayout, token_grid_maps};
 
 /// How cell values are spread over pixels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub enum Upsample {
     /// Linear between cell centres along each axis, constant beyond the outermost centres.
     #[default]
@@ -17,6 +17,8 @@ pub enum Upsample {
     /// Each pixel takes the value of the cell it lies in.
     Nearest,
 }
+
+crate::util::choice::choice!(Upsample, "upsampling" { Nearest => "nearest", Bilinear => "bilinear" });
 
 /// Which image tokens feed the field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

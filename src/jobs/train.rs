@@ -13,9 +13,10 @@ use anyhow::{Context, Result, bail};
 use candle_core::{DType, Device};
 
 use crate::dataset::{Dataset, DatasetOptions};
+use crate::heatmap::Upsample;
 use crate::model::load::{LoadOptions, load_model};
 use crate::sae::Sae;
-use crate::sae::evaluate::{EvalOptions, ImageRank, MapGrid, Upsample};
+use crate::sae::evaluate::{EvalOptions, ImageRank, MapGrid};
 use crate::sae::train::data::{Plan, RowSource};
 use crate::sae::train::{LOG_FILE, RunOptions, STATE_FILE, TrainConfig, heldout_metrics, train};
 use crate::session::ModelSpec;

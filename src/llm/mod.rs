@@ -22,8 +22,6 @@ use journal::{Journal, request_fingerprint};
 mod body;
 pub mod endpoint;
 pub mod journal;
-#[cfg(test)]
-pub(crate) mod mock_server;
 mod notices;
 mod paid;
 mod wire;

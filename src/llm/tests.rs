@@ -3,7 +3,7 @@
 use std::time::{Instant, UNIX_EPOCH};
 
 use super::*;
-use crate::llm::mock_server::{MockServer, Reply};
+use glint_mock_llm::{MockServer, Reply};
 
 fn cfg(url: &str) -> ClientConfig {
     ClientConfig {
@@ -72,7 +72,7 @@ fn endpoints_headers_and_retry_after() {
 
 #[test]
 fn completions_parse_with_usage_parts_and_nulls() {
-    let (c, u, f) = parse_completion(&crate::llm::mock_server::completion("hey")).unwrap();
+    let (c, u, f) = parse_completion(&glint_mock_llm::completion("hey")).unwrap();
     assert_eq!((c.as_str(), f.as_deref()), ("hey", Some("stop")));
     assert_eq!(u.unwrap().total_tokens, 110);
     let parts = r#"{"choices":[{"message":{"content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}}],"usage":{"prompt_tokens":3,"completion_tokens":4}}"#;

@@ -14,6 +14,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
+use crate::heatmap::Upsample;
 use crate::model::anyres::ImageLayout;
 use crate::sample::shapes::ManifestEntry;
 use maps::ImageMaps;
@@ -38,18 +39,8 @@ pub enum ImageRank {
     Max,
 }
 
-/// How a grid of cell activations becomes a pixel map.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Upsample {
-    /// Each pixel takes the value of the cell its centre lies in.
-    Nearest,
-    /// Interpolated between cell centres, edges clamped (smoother object outlines).
-    Bilinear,
-}
-
 crate::util::choice::choice!(MapGrid, "map grid" { Base => "base", HighRes => "highres", Auto => "auto" });
 crate::util::choice::choice!(ImageRank, "image ranking" { Mean => "mean", Max => "max" });
-crate::util::choice::choice!(Upsample, "upsampling" { Nearest => "nearest", Bilinear => "bilinear" });
 
 /// Settings of the evaluation.
 #[derive(Debug, Clone, Copy, PartialEq)]

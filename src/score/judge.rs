@@ -179,9 +179,9 @@ pub fn metrics(judged: &[Judged]) -> Metrics {
 pub(crate) mod tests {
     use super::*;
     use crate::llm::ClientConfig;
-    use crate::llm::mock_server::{MockServer, Reply};
     use crate::score::prompt::Builtin;
     use base64::Engine;
+    use glint_mock_llm::{MockServer, Reply};
     use image::RgbImage;
 
     /// A solid PNG: red for positives, blue for negatives, so a script can tell them apart.

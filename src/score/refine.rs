@@ -61,8 +61,8 @@ impl Refiner {
 mod tests {
     use super::*;
     use crate::llm::ClientConfig;
-    use crate::llm::mock_server::{MockServer, Reply};
     use crate::score::prompt::Builtin;
+    use glint_mock_llm::{MockServer, Reply};
 
     #[test]
     fn answers_parse_like_the_original() {

@@ -10,9 +10,9 @@ use super::judge::tests::client;
 use super::prompt::{Builtin, ScorePrompt};
 use super::testworld::{sample_store, shapes_root};
 use super::*;
-use crate::llm::mock_server::{MockServer, Reply};
 use crate::store::FeatureFilter;
 use base64::Engine;
+use glint_mock_llm::{MockServer, Reply};
 
 /// Per image of a request: (red pixels, lit pixels), lit = any channel above 70.
 fn red_and_lit(body: &Value) -> Vec<(usize, usize)> {

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::mock_server::{MockServer, Reply, Seen};
 use base64::Engine;
 use glint::explain::prompt::PromptTemplate;
 use glint::explain::select::EvidenceOptions;
@@ -18,6 +17,7 @@ use glint::store::{
     Aggregator, FeatureFilter, GLINT_VERSION, ImageRecord, Manifest, RankRule, SCHEMA_VERSION,
     Store,
 };
+use glint_mock_llm::{MockServer, Reply, Seen};
 
 const PINS: [(u32, u32); 3] = [(56, 112), (112, 56), (112, 112)];
 const SIZES: [(u32, u32); 6] = [(80, 30), (40, 60), (56, 56), (100, 50), (30, 30), (64, 40)];
@@ -729,7 +729,7 @@ async fn paid_answers_are_journalled_and_never_asked_for_twice_unasked() {
     let answer = glint::llm::journal::JournalAnswer {
         status: 200,
         complete: true,
-        body: crate::mock_server::completion("[EXPLANATION]: journalled"),
+        body: glint_mock_llm::completion("[EXPLANATION]: journalled"),
     };
     journal.answer(&request, Some("3"), &answer).unwrap();
     let ex = explainer(&store, client(&server.url));

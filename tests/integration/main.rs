@@ -2,9 +2,6 @@
 //! and terminal session, and parity with the reference implementations' fixtures.
 
 mod common;
-// The OpenAI-compatible mock server the library's own unit tests use, shared here.
-#[path = "../../src/llm/mock_server.rs"]
-mod mock_server;
 
 mod cli_attribute;
 mod cli_cache;

@@ -411,8 +411,8 @@ fn explain_key_asks_the_explainer_in_the_background_and_labels_are_kept() {
         .enable_all()
         .build()
         .unwrap();
-    let server = rt.block_on(crate::mock_server::MockServer::start(|_| {
-        crate::mock_server::Reply::ok("[EXPLANATION]: red circles on white")
+    let server = rt.block_on(glint_mock_llm::MockServer::start(|_| {
+        glint_mock_llm::Reply::ok("[EXPLANATION]: red circles on white")
             .after(Duration::from_millis(200))
     }));
     let cfg = config_from_toml(

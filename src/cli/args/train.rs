@@ -4,8 +4,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use crate::heatmap::Upsample;
 use crate::jobs::train::{TrainOptions, TrainTokens};
-use crate::sae::evaluate::{ImageRank, MapGrid, Upsample};
+use crate::sae::evaluate::{ImageRank, MapGrid};
 
 /// Arguments of `glint --batch train`.
 #[derive(Debug, Args)]

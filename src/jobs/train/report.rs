@@ -9,10 +9,11 @@ use serde::Serialize;
 
 use super::source::{ModelSource, RowTag};
 use crate::dataset::Dataset;
+use crate::heatmap::Upsample;
 use crate::sae::Sae;
 use crate::sae::evaluate::{
     EvalOptions, EvalSummary, FeatureScore, ImageActivations, ImageRank, ImageTruth, MapGrid,
-    Upsample, score_features, summarize,
+    score_features, summarize,
 };
 use crate::sae::train::data::RowSource;
 use crate::sae::train::{LogRecord, TrainConfig};

@@ -7,7 +7,8 @@
 
 use anyhow::{Result, bail};
 
-use super::{ImageTruth, MapGrid, Upsample};
+use super::{ImageTruth, MapGrid};
+use crate::heatmap::Upsample;
 use crate::model::anyres::{ImageLayout, TokenKind};
 
 /// One image's grid geometry and its overlaps with the image's regions.

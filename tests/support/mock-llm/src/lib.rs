@@ -2,10 +2,8 @@
 //!
 //! Each connection carries one request; the script sees it (with how many earlier requests
 //! carried the same `x-glint-feature` tag) and picks the reply. Every request is recorded,
-//! including those never answered. Shared by the unit tests and `tests/explain_server.rs`, so it
-//! uses nothing of the crate.
-
-#![allow(dead_code)]
+//! including those never answered. A crate of its own so that glint's unit tests and its
+//! integration tests share it as an ordinary dev-dependency.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
