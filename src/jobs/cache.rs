@@ -19,7 +19,7 @@ use crate::session::encode::{ImageCodes, encode_image_tokens};
 use crate::store::ingest::{CommitPoint, Ingest, edge_rates};
 use crate::store::{
     Aggregator, FeatureFilter, GLINT_VERSION, ImageRecord, Manifest, RankRule, SCHEMA_VERSION,
-    Store,
+    SkippedImage, Store,
 };
 
 /// Images each preparation worker decodes ahead of the device.
@@ -50,17 +50,6 @@ pub struct CacheOptions {
     pub progress_bar: bool,
 }
 
-/// An image that was not cached, and why.
-#[derive(Debug, Clone, Serialize)]
-pub struct Skipped {
-    /// Dataset index.
-    pub index: u32,
-    /// Path relative to the dataset root.
-    pub path: String,
-    /// What went wrong.
-    pub reason: String,
-}
-
 /// What a cache run did (`--json` prints it).
 #[derive(Debug, Clone, Serialize)]
 pub struct CacheSummary {
@@ -70,8 +59,8 @@ pub struct CacheSummary {
     pub images_done: usize,
     /// Images already in the store from an earlier run.
     pub images_resumed: u64,
-    /// Images skipped, with reasons.
-    pub skipped: Vec<Skipped>,
+    /// Images the store skipped, with reasons: this run's and those of the runs it resumed.
+    pub skipped: Vec<SkippedImage>,
     /// Paths under the dataset folder left out of the listing (links to folders already
     /// listed), with reasons.
     pub unlisted: Vec<crate::dataset::Unlisted>,
@@ -231,7 +220,7 @@ pub fn run_cache(
     // Three stages so the device never waits on the host: workers decode and preprocess images
     // ahead (in dataset order, `PREFETCH` each), this thread runs the model and SAE, and one
     // thread aggregates and commits.
-    let (done, tokens, skipped, stages, commits) = std::thread::scope(|scope| -> Result<_> {
+    let (done, tokens, stages, commits) = std::thread::scope(|scope| -> Result<_> {
         let mut prepared = Vec::with_capacity(workers);
         for w in 0..workers {
             let (tx, rx) = std::sync::mpsc::sync_channel(PREFETCH);
@@ -256,7 +245,7 @@ pub fn run_cache(
             bar.is_none(),
         );
         let aggregation = scope.spawn(move || -> Result<_> {
-            let (mut done, mut tokens, mut skipped) = (0usize, 0u64, Vec::new());
+            let (mut done, mut tokens) = (0usize, 0u64);
             for (n, result) in from_device {
                 let item = todo_ref[n];
                 match result {
@@ -265,11 +254,11 @@ pub fn run_cache(
                         ingest.add(a.record, &a.acts, a.base_tokens, a.scored_tokens)?;
                         done += 1;
                     }
-                    Err(e) => skipped.push(Skipped {
+                    Err(e) => ingest.skip(SkippedImage {
                         index: item.index,
                         path: item.rel.clone(),
                         reason: format!("{e:#}"),
-                    }),
+                    })?,
                 }
                 match &bar {
                     Some(b) => b.inc(1),
@@ -294,13 +283,7 @@ pub fn run_cache(
                 commit_write_s: ingested.commit_write_s,
                 ..CacheStages::default()
             };
-            Ok((
-                done,
-                tokens,
-                skipped,
-                stages,
-                (ingested.bytes_written, commits),
-            ))
+            Ok((done, tokens, stages, (ingested.bytes_written, commits)))
         });
         let (mut wait_s, mut device_s) = (0.0, 0.0);
         for (n, item) in todo.iter().enumerate() {
@@ -319,13 +302,14 @@ pub fn run_cache(
         drop(to_agg);
         // Unblock workers still waiting to hand over images nobody will take.
         drop(prepared);
-        let (done, tokens, skipped, mut stages, commits) = aggregation
+        let (done, tokens, mut stages, commits) = aggregation
             .join()
             .map_err(|_| anyhow::anyhow!("the aggregation thread panicked"))??;
         stages.wait_for_images_s = wait_s;
         stages.device_s = device_s;
-        Ok((done, tokens, skipped, stages, commits))
+        Ok((done, tokens, stages, commits))
     })?;
+    let skipped = store.skipped().collect::<Result<Vec<_>>>()?;
     let (bytes_written, commits) = commits;
     let points: Vec<(usize, f64)> = commits.iter().map(|c| (c.images, c.seconds)).collect();
     let rates_after_fill = edge_rates(&points, opts.top_n).map(|(first, last)| EdgeRates {

@@ -7,8 +7,10 @@ use anyhow::{Context, Result, bail};
 use super::examples::{
     block_of, decode_counts, decode_list, encode_counts, encode_list, num_blocks,
 };
+use super::integrity::record_hash;
 use super::records::{
-    KEY_COUNTS, KEY_PROGRESS, PREFIX_IMAGE, PREFIX_STATS, PREFIX_TOP, key, key_id,
+    KEY_COUNTS, KEY_PROGRESS, PREFIX_IMAGE, PREFIX_SKIPPED, PREFIX_STATS, PREFIX_TOP, SkippedImage,
+    key, key_id,
 };
 use super::{
     Example, FeatureFilter, FeatureStats, ImageRecord, Manifest, Progress, RankRule, Store,
@@ -37,9 +39,10 @@ const DIRTY_HEAP: u8 = 2;
 /// # Memory bound
 ///
 /// Host memory never grows with the dataset. With `L` = latents and `N` = top_n the aggregator
-/// holds at most [`Aggregator::memory_bound`]`(L, N)` ≈ `L × (8·N + 350)` bytes: per latent a
-/// list header, a statistics slot, a dirty flag and a group offset (109 B), and for each stored feature that has
-/// fired its (score, image) top-N list (`8·(N+1)` B) and histogram (200 B) — 98 MB for
+/// holds at most [`Aggregator::memory_bound`]`(L, N)` ≈ `L × (8·N + 366)` bytes: per latent a
+/// list header, a statistics slot, a dirty flag, a group offset and two record hashes (125 B),
+/// and for each stored feature that has fired its (score, image) top-N list (`8·(N+1)` B) and
+/// histogram (200 B) — 100 MB for
 /// L = 131 072, N = 50. On top come the writes pending since the last commit (image records and
 /// the token maps of examples that entered a top-N: about 4 B per activation plus 100 B per
 /// (feature, image) pair of the uncommitted images) and the largest image's activations grouped
@@ -71,6 +74,7 @@ pub struct Aggregator {
     dirty_list: Vec<u32>,
     new_examples: BTreeMap<(u32, u32), Example>,
     new_images: Vec<ImageRecord>,
+    new_skips: Vec<SkippedImage>,
     progress: Progress,
     committed: Progress,
     buckets: Buckets,
@@ -78,6 +82,14 @@ pub struct Aggregator {
     stored: Vec<u32>,
     /// [`COMPACT_SLACK`], lowered by tests to compact small stores.
     compact_slack: u32,
+    /// Digest of the index records as of the last prepared commit, and the hashes of the
+    /// records it overwrites (see `store::integrity`): per feature its `s/` and `t/` records,
+    /// then the `c` and `p` records.
+    digest: u64,
+    stats_hash: Vec<u64>,
+    top_hash: Vec<u64>,
+    counts_hash: u64,
+    progress_hash: u64,
 }
 
 /// A block is compacted once it stores more than twice its listed examples plus this many.
@@ -117,11 +129,17 @@ impl Aggregator {
             dirty_list: Vec::new(),
             new_examples: BTreeMap::new(),
             new_images: Vec::new(),
+            new_skips: Vec::new(),
             progress: Progress::default(),
             committed: Progress::default(),
             buckets: Buckets::new(),
             stored: vec![0; num_blocks(num_latents)],
             compact_slack: COMPACT_SLACK,
+            digest: 0,
+            stats_hash: vec![0; num_latents],
+            top_hash: vec![0; num_latents],
+            counts_hash: 0,
+            progress_hash: 0,
         })
     }
 
@@ -149,13 +167,20 @@ impl Aggregator {
                 )
             }
         };
-        for item in store.features() {
-            let (f, s) = item?;
-            agg.stats[check(f)?] = Some(s);
+        for kv in store.scan_raw(PREFIX_STATS) {
+            let (k, v) = kv?;
+            let f = key_id(PREFIX_STATS, &k).with_context(|| format!("store {dir}: bad key"))?;
+            let s = FeatureStats::decode(&v).with_context(|| {
+                format!("store {dir}: the statistics of feature {f} are damaged; rebuild the cache")
+            })?;
+            let at = check(f)?;
+            agg.stats[at] = Some(s);
+            agg.stats_hash[at] = record_hash(&k, &v);
         }
         for kv in store.scan_raw(PREFIX_TOP) {
             let (k, v) = kv?;
             let f = key_id(PREFIX_TOP, &k).with_context(|| format!("store {dir}: bad key"))?;
+            agg.top_hash[check(f)?] = record_hash(&k, &v);
             let heap = decode_list(&v).with_context(|| {
                 format!("store {dir}: the top list of feature {f} is damaged; rebuild the cache")
             })?;
@@ -171,7 +196,23 @@ impl Aggregator {
             agg.stored = decode_counts(&bytes, agg.stored.len()).with_context(|| {
                 format!("store {dir}: the example counts are damaged; rebuild the cache")
             })?;
+            agg.counts_hash = record_hash(KEY_COUNTS, &bytes);
         }
+        if let Some(bytes) = store.raw(KEY_PROGRESS)? {
+            agg.progress_hash = record_hash(KEY_PROGRESS, &bytes);
+        }
+        let mut images = 0u64;
+        for prefix in [PREFIX_IMAGE, PREFIX_SKIPPED] {
+            for kv in store.scan_raw(prefix) {
+                let (k, v) = kv?;
+                images = images.wrapping_add(record_hash(&k, &v));
+            }
+        }
+        agg.digest = [agg.counts_hash, agg.progress_hash, images]
+            .into_iter()
+            .chain(agg.stats_hash.iter().copied())
+            .chain(agg.top_hash.iter().copied())
+            .fold(0u64, u64::wrapping_add);
         agg.progress = store.progress()?;
         agg.committed = agg.progress.clone();
         Ok(agg)
@@ -181,8 +222,11 @@ impl Aggregator {
     /// type docs), counting 16 B of allocator overhead per allocation.
     pub fn memory_bound(num_latents: usize, top_n: usize) -> u64 {
         use std::mem::size_of;
-        let per_latent =
-            size_of::<Vec<(f32, u32)>>() + size_of::<Option<FeatureStats>>() + 1 + size_of::<u32>();
+        let per_latent = size_of::<Vec<(f32, u32)>>()
+            + size_of::<Option<FeatureStats>>()
+            + 1
+            + size_of::<u32>()
+            + 2 * size_of::<u64>();
         let per_fired = 8 * (top_n + 1) + 4 * super::HIST_LEN + 2 * 16;
         (num_latents * (per_latent + per_fired) + 4 * num_blocks(num_latents)) as u64
     }
@@ -217,15 +261,7 @@ impl Aggregator {
         n_scored_tokens: usize,
     ) -> Result<()> {
         let index = image.index;
-        if self.progress.complete {
-            bail!("the store is marked complete; image {index} cannot be added");
-        }
-        if index < self.progress.next_image {
-            bail!(
-                "image {index} arrived after image {}; images must come in increasing index order",
-                self.progress.next_image - 1
-            );
-        }
+        self.check_next(index)?;
         self.buckets
             .fill(acts, self.num_latents, &self.filter, index)?;
         let params = FoldParams {
@@ -256,6 +292,29 @@ impl Aggregator {
         self.progress.images += 1;
         self.progress.tokens += n_scored_tokens as u64;
         self.progress.next_image = index + 1;
+        Ok(())
+    }
+
+    /// Record that image `skipped.index` could not be aggregated: it is committed with the next
+    /// commit, and a resumed run continues after it like after an aggregated image.
+    pub fn skip_image(&mut self, skipped: SkippedImage) -> Result<()> {
+        self.check_next(skipped.index)?;
+        self.progress.next_image = skipped.index + 1;
+        self.new_skips.push(skipped);
+        Ok(())
+    }
+
+    /// Image `index` may come next: the store is open for images and it is past the last one.
+    fn check_next(&self, index: u32) -> Result<()> {
+        if self.progress.complete {
+            bail!("the store is marked complete; image {index} cannot be added");
+        }
+        if index < self.progress.next_image {
+            bail!(
+                "image {index} arrived after image {}; images must come in increasing index order",
+                self.progress.next_image - 1
+            );
+        }
         Ok(())
     }
 
@@ -298,23 +357,38 @@ impl Aggregator {
             );
         }
         let mut batch = Batch::default();
+        let mut digest = Digest(self.digest);
         for &f in &self.dirty_list {
             let d = std::mem::take(&mut self.dirty[f as usize]);
             if d & DIRTY_STATS != 0
                 && let Some(s) = &self.stats[f as usize]
             {
-                batch.put(key(PREFIX_STATS, &[f]), s.encode());
+                let (k, v) = (key(PREFIX_STATS, &[f]), s.encode());
+                digest.replace(&mut self.stats_hash[f as usize], &k, &v);
+                batch.put(k, v);
             }
             if d & DIRTY_HEAP != 0 {
-                batch.put(key(PREFIX_TOP, &[f]), encode_list(&self.heaps[f as usize]));
+                let (k, v) = (key(PREFIX_TOP, &[f]), encode_list(&self.heaps[f as usize]));
+                digest.replace(&mut self.top_hash[f as usize], &k, &v);
+                batch.put(k, v);
             }
         }
         self.dirty_list.clear();
         for image in self.new_images.drain(..) {
-            batch.put(
+            let (k, v) = (
                 key(PREFIX_IMAGE, &[image.index]),
                 serde_json::to_vec(&image)?,
             );
+            digest.replace(&mut 0, &k, &v);
+            batch.put(k, v);
+        }
+        for skipped in self.new_skips.drain(..) {
+            let (k, v) = (
+                key(PREFIX_SKIPPED, &[skipped.index]),
+                serde_json::to_vec(&skipped)?,
+            );
+            digest.replace(&mut 0, &k, &v);
+            batch.put(k, v);
         }
         let entered = std::mem::take(&mut self.new_examples);
         for &(f, _) in entered.keys() {
@@ -324,11 +398,18 @@ impl Aggregator {
         if finishing && compaction.is_empty() {
             self.progress.complete = true;
         }
-        batch.put(KEY_COUNTS.to_vec(), encode_counts(&self.stored));
-        batch.put(KEY_PROGRESS.to_vec(), serde_json::to_vec(&self.progress)?);
+        let counts = encode_counts(&self.stored);
+        digest.replace(&mut self.counts_hash, KEY_COUNTS, &counts);
+        batch.put(KEY_COUNTS.to_vec(), counts);
+        let progress = serde_json::to_vec(&self.progress)?;
+        digest.replace(&mut self.progress_hash, KEY_PROGRESS, &progress);
+        batch.put(KEY_PROGRESS.to_vec(), progress);
+        self.digest = digest.0;
         let base = std::mem::replace(&mut self.committed, self.progress.clone());
         Ok(PendingCommit {
             base,
+            after: self.progress.clone(),
+            digest: self.digest,
             batch,
             entered,
             compaction,
@@ -391,6 +472,18 @@ impl Aggregator {
                 return Ok(());
             }
         }
+    }
+}
+
+/// A running digest of the index records (see `store::integrity`).
+struct Digest(u64);
+
+impl Digest {
+    /// Replace the record whose hash is `*old` (0: absent) with `(k, v)`, updating `*old`.
+    fn replace(&mut self, old: &mut u64, k: &[u8], v: &[u8]) {
+        let new = record_hash(k, v);
+        self.0 = self.0.wrapping_sub(*old).wrapping_add(new);
+        *old = new;
     }
 }
 

@@ -1,13 +1,17 @@
 //! The [`Store`] handle: creating, opening and reading a store folder.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result, bail};
 
 use super::examples::{block_of, decode_list, example_key, find_example};
+use super::guard::{catch_sled, ensure_room};
+use super::integrity::{COMMIT_RECORD_FILE, CommitRecord, Integrity, is_digested, record_hash};
 use super::records::{
-    KEY_MANIFEST, KEY_PROGRESS, PREFIX_IMAGE, PREFIX_STATS, PREFIX_TOP, key, key_id,
+    KEY_COUNTS, KEY_MANIFEST, KEY_PROGRESS, PREFIX_IMAGE, PREFIX_SKIPPED, PREFIX_STATS, PREFIX_TOP,
+    SkippedImage, key, key_id,
 };
 use super::{Example, FeatureStats, ImageRecord, Manifest, Progress, SCHEMA_VERSION, StoreError};
 
@@ -35,6 +39,10 @@ pub struct Store {
     db: sled::Db,
     dir: PathBuf,
     manifest: Manifest,
+    /// Commits written since the store was created, as its commit record counts them.
+    commits: Arc<AtomicU64>,
+    /// What the open found wrong but could still serve (see [`Integrity`]).
+    warning: Option<String>,
 }
 
 impl std::fmt::Debug for Store {
@@ -53,13 +61,74 @@ fn has_db_files(dir: &Path) -> bool {
 /// File beside the database naming the process that has it open, for the lock error.
 const HOLDER_FILE: &str = "glint.pid";
 
+/// File present while a store is being created: a folder holding it is an interrupted creation,
+/// which the next creation clears and starts again.
+const CREATING_MARKER: &str = "glint-creating";
+
+/// Whether `name` is one of the entries a store folder holds (sled's and glint's own), the only
+/// ones an interrupted creation may leave.
+fn is_store_entry(name: &str) -> bool {
+    matches!(
+        name,
+        "conf" | "db" | "blobs" | HOLDER_FILE | CREATING_MARKER
+    ) || name.starts_with("snap.")
+        || name.starts_with(COMMIT_RECORD_FILE)
+}
+
+/// Write an empty file durably (the file and its folder fsync'd).
+fn touch_durably(path: &Path) -> std::io::Result<()> {
+    std::fs::File::create(path)?.sync_all()?;
+    sync_parent(path)
+}
+
+/// Fsync the folder holding `path`, so a creation or removal in it survives a crash.
+fn sync_parent(path: &Path) -> std::io::Result<()> {
+    match path.parent() {
+        Some(dir) => std::fs::File::open(dir)?.sync_all(),
+        None => Ok(()),
+    }
+}
+
+/// Remove what an interrupted creation left in `dir` (it holds [`CREATING_MARKER`]).
+fn clear_interrupted_creation(dir: &Path) -> Result<()> {
+    let ctx = || {
+        format!(
+            "cannot clear the interrupted store creation in {}",
+            dir.display()
+        )
+    };
+    let mut entries = Vec::new();
+    for e in std::fs::read_dir(dir).with_context(ctx)? {
+        let e = e.with_context(ctx)?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !is_store_entry(&name) {
+            bail!(
+                "{} holds an interrupted store creation and also {name:?}, which glint did not \
+                 make; move it away or give the store a new folder",
+                dir.display()
+            );
+        }
+        entries.push(e.path());
+    }
+    // The marker goes last, so a kill during the clearing leaves it recognisable.
+    entries.sort_by_key(|p| p.ends_with(CREATING_MARKER));
+    for path in entries {
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path).with_context(ctx)?;
+        } else {
+            std::fs::remove_file(&path).with_context(ctx)?;
+        }
+    }
+    Ok(())
+}
+
 /// Open sled at `dir`, turning its errors and panics (it panics on some corruptions) into errors
 /// that name the folder and, when another process holds the database, that process.
 fn open_db(dir: &Path) -> Result<sled::Db> {
     let config = sled::Config::new()
         .path(dir)
         .cache_capacity(SLED_CACHE_BYTES);
-    match catch_unwind(AssertUnwindSafe(|| config.open())) {
+    match catch_sled(|| config.open()) {
         Ok(Ok(db)) => {
             // Best effort: the file only improves the message another process may print.
             let _ = std::fs::write(dir.join(HOLDER_FILE), std::process::id().to_string());
@@ -85,19 +154,29 @@ fn open_db(dir: &Path) -> Result<sled::Db> {
                 )
             })
         }
-        Err(_) => bail!(
-            "the store database in {} is damaged (sled panicked while reading it); \
-             delete the folder and rebuild the cache",
-            dir.display()
-        ),
+        Err(()) => Err(damaged_db(dir)),
     }
+}
+
+/// The error for a database sled cannot read (it panicked).
+fn damaged_db(dir: &Path) -> anyhow::Error {
+    anyhow::Error::new(StoreError::Damaged {
+        path: dir.to_path_buf(),
+        why: "its database cannot be read (sled failed on its files)".into(),
+    })
 }
 
 impl Store {
     /// Create a new store in `dir` (absent or empty) with `manifest`.
+    ///
+    /// Creation is recognisable until it is done: a marker file is written (durably) before
+    /// sled's first file and removed after the first commit, and a folder holding the marker is
+    /// cleared and created again, so a kill at any moment leaves nothing a rerun refuses.
     pub fn create(dir: &Path, manifest: &Manifest) -> Result<Store> {
         manifest.validate()?;
-        if dir.exists() {
+        if dir.join(CREATING_MARKER).exists() {
+            clear_interrupted_creation(dir)?;
+        } else if dir.exists() {
             let mut entries = std::fs::read_dir(dir)
                 .with_context(|| format!("cannot read the store folder {}", dir.display()))?;
             if entries.next().is_some() {
@@ -113,13 +192,21 @@ impl Store {
                 );
             }
         }
+        ensure_room(dir, 0)?;
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the store folder {}", dir.display()))?;
+        let marker = dir.join(CREATING_MARKER);
+        touch_durably(&marker)
+            .with_context(|| format!("cannot create the store folder {}", dir.display()))?;
         let db = open_db(dir)?;
-        Self::init(db, dir, manifest)
+        let store = Self::init(db, dir, manifest)?;
+        std::fs::remove_file(&marker)
+            .and_then(|()| sync_parent(&marker))
+            .with_context(|| format!("cannot finish creating the store {}", dir.display()))?;
+        Ok(store)
     }
 
-    /// Write the manifest and empty progress of a fresh database.
+    /// Write the manifest and empty progress of a fresh database, and its first commit record.
     fn init(db: sled::Db, dir: &Path, manifest: &Manifest) -> Result<Store> {
         let mut batch = sled::Batch::default();
         batch.insert(KEY_MANIFEST, serde_json::to_vec(manifest)?);
@@ -128,16 +215,113 @@ impl Store {
             db,
             dir: dir.to_path_buf(),
             manifest: manifest.clone(),
+            commits: Arc::default(),
+            warning: None,
         };
-        store.apply(batch)?;
+        store.apply(batch, 0)?;
+        store.seal()?;
         Ok(store)
     }
 
-    /// Open an existing store, checking its schema version.
+    /// A handle on the opened `db`, checked against its commit record.
+    fn checked(db: sled::Db, dir: &Path, manifest: Manifest) -> Result<Store> {
+        let record = CommitRecord::read(dir)?;
+        let mut store = Store {
+            db,
+            dir: dir.to_path_buf(),
+            manifest,
+            commits: Arc::new(AtomicU64::new(record.as_ref().map_or(0, |r| r.sequence))),
+            warning: None,
+        };
+        if let Some(record) = record {
+            store.warning = store.integrity(&record)?.warning(dir);
+        }
+        if let Some(w) = &store.warning {
+            // Said where every command opens a store, before any terminal UI starts.
+            eprintln!("glint: warning: {w}");
+        }
+        Ok(store)
+    }
+
+    /// Compare the database with `record`; a database that holds the recorded progress must
+    /// hold the recorded records too.
+    fn integrity(&self, record: &CommitRecord) -> Result<Integrity> {
+        let found = self.progress()?;
+        let recorded = &record.progress;
+        if found == *recorded {
+            let digest = self.state_digest()?;
+            if record.digest_value() != Some(digest) {
+                bail!(StoreError::Damaged {
+                    path: self.dir.clone(),
+                    why: format!(
+                        "its statistics, top lists or image records differ from its last \
+                         commit (commit {}, {} images, digest {}; the database gives \
+                         {digest:016x})",
+                        record.sequence, recorded.images, record.digest
+                    ),
+                });
+            }
+            return Ok(Integrity::Intact);
+        }
+        let behind = found.images < recorded.images
+            || found.next_image < recorded.next_image
+            || (recorded.complete && !found.complete);
+        if behind {
+            return Ok(Integrity::RolledBack {
+                recorded: recorded.clone(),
+                found,
+            });
+        }
+        // Ahead: killed after a commit was durable and before its record was written.
+        Ok(Integrity::Intact)
+    }
+
+    /// The digest of the records the commit record covers, read from the database.
+    pub(crate) fn state_digest(&self) -> Result<u64> {
+        let mut digest = 0u64;
+        for prefix in [KEY_PROGRESS, KEY_COUNTS] {
+            if let Some(v) = self.raw(prefix)? {
+                digest = digest.wrapping_add(record_hash(prefix, &v));
+            }
+        }
+        for prefix in [PREFIX_IMAGE, PREFIX_SKIPPED, PREFIX_STATS, PREFIX_TOP] {
+            for kv in self.scan_raw(prefix) {
+                let (k, v) = kv?;
+                debug_assert!(is_digested(&k));
+                digest = digest.wrapping_add(record_hash(&k, &v));
+            }
+        }
+        Ok(digest)
+    }
+
+    /// Write the commit record for what the database holds now (after writes that did not go
+    /// through [`Store::apply_commit`], such as a merge's).
+    pub(crate) fn seal(&self) -> Result<()> {
+        let digest = self.state_digest()?;
+        self.write_record(self.progress()?, digest)
+    }
+
+    fn write_record(&self, progress: Progress, digest: u64) -> Result<()> {
+        let sequence = self.commits.fetch_add(1, Ordering::SeqCst) + 1;
+        CommitRecord::new(sequence, progress, digest).write(&self.dir)
+    }
+
+    /// A warning from opening the store (it lost committed work but can be served), if any.
+    pub fn warning(&self) -> Option<&str> {
+        self.warning.as_deref()
+    }
+
+    /// Open an existing store, checking its schema version and its last commit.
     pub fn open(dir: &Path) -> Result<Store> {
         if !dir.exists() {
             bail!(StoreError::Missing {
                 path: dir.to_path_buf()
+            });
+        }
+        if dir.join(CREATING_MARKER).exists() {
+            bail!(StoreError::NotAStore {
+                path: dir.to_path_buf(),
+                why: "its creation was interrupted; rerun the cache command to create it".into(),
             });
         }
         if !has_db_files(dir) {
@@ -153,16 +337,13 @@ impl Store {
                 why: "it has no manifest".into()
             });
         };
-        Ok(Store {
-            db,
-            dir: dir.to_path_buf(),
-            manifest,
-        })
+        Self::checked(db, dir, manifest)
     }
 
     fn read_manifest(db: &sled::Db, dir: &Path) -> Result<Option<Manifest>> {
         let ctx = || format!("cannot read the manifest of store {}", dir.display());
-        let Some(bytes) = db.get(KEY_MANIFEST).with_context(ctx)? else {
+        let got = catch_sled(|| db.get(KEY_MANIFEST)).map_err(|()| damaged_db(dir))?;
+        let Some(bytes) = got.with_context(ctx)? else {
             return Ok(None);
         };
         let value: serde_json::Value = serde_json::from_slice(&bytes).with_context(ctx)?;
@@ -177,23 +358,21 @@ impl Store {
         Ok(Some(serde_json::from_value(value).with_context(ctx)?))
     }
 
-    /// Open the store in `dir` if there is one (its manifest must match), else create it.
+    /// Open the store in `dir` if there is one (its manifest must match), else create it; the
+    /// disk must have room to write before anything is opened for writing.
     pub fn open_or_create(dir: &Path, manifest: &Manifest) -> Result<Store> {
         manifest.validate()?;
-        if !has_db_files(dir) {
+        if dir.join(CREATING_MARKER).exists() || !has_db_files(dir) {
             return Self::create(dir, manifest);
         }
+        ensure_room(dir, 0)?;
         let db = open_db(dir)?;
         match Self::read_manifest(&db, dir)? {
             Some(existing) => {
                 manifest
                     .compatible_with(&existing)
                     .with_context(|| format!("cannot extend the store {}", dir.display()))?;
-                Ok(Store {
-                    db,
-                    dir: dir.to_path_buf(),
-                    manifest: existing,
-                })
+                Self::checked(db, dir, existing)
             }
             // A create killed before its first commit leaves an empty database: finish it.
             None if db.is_empty() => Self::init(db, dir, manifest),
@@ -214,17 +393,33 @@ impl Store {
         &self.manifest
     }
 
-    /// Apply one batch atomically and make it durable.
-    pub(crate) fn apply(&self, batch: sled::Batch) -> Result<()> {
+    /// Apply one batch of about `bytes` bytes atomically and make it durable, once the disk has
+    /// room for it.
+    pub(crate) fn apply(&self, batch: sled::Batch, bytes: u64) -> Result<()> {
+        ensure_room(&self.dir, bytes)?;
         let ctx = || format!("cannot write to the store {}", self.dir.display());
-        self.db.apply_batch(batch).with_context(ctx)?;
-        self.db.flush().with_context(ctx)?;
+        let written = catch_sled(|| self.db.apply_batch(batch).and_then(|()| self.db.flush()))
+            .map_err(|()| damaged_db(&self.dir))?;
+        written.with_context(ctx)?;
         Ok(())
     }
 
+    /// [`Store::apply`] a commit that leaves `progress` and index records of digest `digest`,
+    /// then write its commit record.
+    pub(crate) fn apply_commit(
+        &self,
+        batch: sled::Batch,
+        bytes: u64,
+        progress: Progress,
+        digest: u64,
+    ) -> Result<()> {
+        self.apply(batch, bytes)?;
+        self.write_record(progress, digest)
+    }
+
     fn get(&self, k: &[u8], what: impl Fn() -> String) -> Result<Option<sled::IVec>> {
-        self.db
-            .get(k)
+        catch_sled(|| self.db.get(k))
+            .map_err(|()| damaged_db(&self.dir))?
             .with_context(|| format!("cannot read {} from store {}", what(), self.dir.display()))
     }
 
@@ -259,8 +454,8 @@ impl Store {
 
     /// Every feature that fired, with its statistics, by feature index.
     pub fn features(&self) -> impl Iterator<Item = Result<(u32, FeatureStats)>> + '_ {
-        self.db.scan_prefix(PREFIX_STATS).map(move |kv| {
-            let (k, v) = kv.with_context(|| format!("cannot scan store {}", self.dir.display()))?;
+        self.scan_raw(PREFIX_STATS).map(move |kv| {
+            let (k, v) = kv?;
             let f = self.damaged(key_id(PREFIX_STATS, &k), || "a statistics key".into())?;
             let stats = self.damaged(FeatureStats::decode(&v), || {
                 format!("the statistics of feature {f}")
@@ -332,9 +527,18 @@ impl Store {
 
     /// Every aggregated image, by index.
     pub fn images(&self) -> impl Iterator<Item = Result<ImageRecord>> + '_ {
-        self.db.scan_prefix(PREFIX_IMAGE).map(move |kv| {
-            let (k, v) = kv.with_context(|| format!("cannot scan store {}", self.dir.display()))?;
+        self.scan_raw(PREFIX_IMAGE).map(move |kv| {
+            let (k, v) = kv?;
             let what = || format!("image record {k:?}");
+            self.damaged(serde_json::from_slice(&v).map_err(Into::into), what)
+        })
+    }
+
+    /// Every image a cache run skipped, by index.
+    pub fn skipped(&self) -> impl Iterator<Item = Result<SkippedImage>> + '_ {
+        self.scan_raw(PREFIX_SKIPPED).map(move |kv| {
+            let (k, v) = kv?;
+            let what = || format!("skipped-image record {k:?}");
             self.damaged(serde_json::from_slice(&v).map_err(Into::into), what)
         })
     }
@@ -351,9 +555,21 @@ impl Store {
         &self,
         prefix: &[u8],
     ) -> impl Iterator<Item = Result<(sled::IVec, sled::IVec)>> + '_ {
-        self.db
-            .scan_prefix(prefix)
-            .map(move |kv| kv.with_context(|| format!("cannot scan store {}", self.dir.display())))
+        let mut iter = self.db.scan_prefix(prefix);
+        let mut failed = false;
+        std::iter::from_fn(move || {
+            if failed {
+                return None;
+            }
+            let item = match catch_sled(|| iter.next()) {
+                Ok(item) => {
+                    item?.with_context(|| format!("cannot scan store {}", self.dir.display()))
+                }
+                Err(()) => Err(damaged_db(&self.dir)),
+            };
+            failed = item.is_err();
+            Some(item)
+        })
     }
 }
 

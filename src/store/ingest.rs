@@ -10,7 +10,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, anyhow};
 use serde::Serialize;
 
-use super::{Aggregator, ImageRecord, PendingCommit, Store};
+use super::{Aggregator, ImageRecord, PendingCommit, SkippedImage, Store};
 
 /// Seconds each store stage was busy, and what it wrote.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -132,6 +132,12 @@ impl<'s> Ingest<'s> {
             self.in_flight = true;
         }
         Ok(())
+    }
+
+    /// Record an image that could not be aggregated (committed with the next commit).
+    pub fn skip(&mut self, skipped: SkippedImage) -> Result<()> {
+        self.agg.skip_image(skipped)?;
+        self.poll()
     }
 
     /// The aggregator (its progress includes images not yet committed).

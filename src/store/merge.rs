@@ -9,7 +9,7 @@ use super::examples::{
     record_entries,
 };
 use super::records::{
-    KEY_COUNTS, KEY_PROGRESS, PREFIX_IMAGE, PREFIX_STATS, PREFIX_TOP, key, key_id,
+    KEY_COUNTS, KEY_PROGRESS, PREFIX_IMAGE, PREFIX_SKIPPED, PREFIX_STATS, PREFIX_TOP, key, key_id,
 };
 use super::{Progress, Store, rank_order};
 
@@ -53,7 +53,7 @@ pub fn merge(out_dir: &Path, shards: &[PathBuf]) -> Result<Store> {
             .with_context(|| format!("cannot remove the unfinished merge {}", tmp.display()))?;
     }
     let out = Store::create(&tmp, &manifest)?;
-    if let Err(e) = write_merged(&stores, &out) {
+    if let Err(e) = write_merged(&stores, &out).and_then(|()| out.seal()) {
         drop(out);
         // Best effort: a failed merge leaves nothing behind (a killed one is cleared on rerun).
         let _ = std::fs::remove_dir_all(&tmp);
@@ -80,6 +80,12 @@ fn write_merged(stores: &[Store], out: &Store) -> Result<()> {
         bytes: 0,
     };
     let progress = copy_images(stores, &mut batch)?;
+    for store in stores {
+        for kv in store.scan_raw(PREFIX_SKIPPED) {
+            let (k, v) = kv?;
+            batch.put(k.to_vec(), v)?;
+        }
+    }
     let mut counts = Vec::with_capacity(num_blocks(m.num_latents));
     for block in 0..num_blocks(m.num_latents) as u32 {
         counts.push(merge_block(stores, block, m, &mut batch)?);
@@ -189,7 +195,8 @@ impl Writer<'_> {
     }
 
     fn flush(&mut self) -> Result<()> {
-        self.out.apply(std::mem::take(&mut self.batch))?;
+        self.out
+            .apply(std::mem::take(&mut self.batch), self.bytes as u64)?;
         (self.len, self.bytes) = (0, 0);
         Ok(())
     }

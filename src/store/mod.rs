@@ -4,7 +4,10 @@
 //!
 //! One sled tree (the default one) holds every record under a one-letter key prefix; ids are
 //! big-endian `u32` so keys sort by id. Every commit is one atomic `apply_batch` followed by a
-//! flush, so a store killed at any moment holds exactly the state of its last commit.
+//! flush, so a store killed at any moment holds exactly the state of its last commit. After
+//! each commit an fsync'd [`CommitRecord`] beside the database names it (sequence, progress, a
+//! digest of the `p`, `c`, `i/`, `k/`, `s/` and `t/` records); opening compares the two, so a
+//! database that lost commits is reported and one whose records changed is refused.
 //!
 //! | key | value |
 //! | --- | --- |
@@ -15,6 +18,7 @@
 //! | `t/<feature>` | the feature's top-N list, best first: (score f32, image u32) per entry |
 //! | `e/<block><image>` | the token maps of image `image` for the features of block `block` (features `64·block ..`, [`EXAMPLE_BLOCK`] a block) that listed it when it was committed, by feature: feature u32, then an [`Example`]: image u32, score f32, max f32, mean_base f32, count u32, count × (token u16, f16 bits u16) |
 //! | `c` | examples stored per block (listed, or evicted and not yet compacted away), u32 each |
+//! | `k/<image>` | [`SkippedImage`] as JSON: an image the cache could not aggregate, and why |
 //! | tree `explanations`: `<feature>/<fp>` | [`Explanation`] as JSON; `fp` = 16 hex digits of FNV(explainer model, prompt hash); written and flushed one at a time |
 //! | tree `scores`: `<feature>/<method>/<fp>` | [`Score`] as JSON; `fp` = 16 hex digits of FNV(scorer model, prompt hash); flushed one at a time |
 //!
@@ -45,7 +49,9 @@ mod db;
 mod examples;
 mod explanations;
 mod feature_list;
+mod guard;
 pub mod ingest;
+mod integrity;
 mod manifest;
 mod merge;
 mod records;
@@ -61,11 +67,13 @@ pub use aggregate::{ACTIVE_MIN, Aggregator, COMPACT_SLACK, IMAGE_TOP_FEATURES, P
 pub use db::{SLED_CACHE_BYTES, Store, folder_bytes};
 pub use examples::EXAMPLE_BLOCK;
 pub use explanations::{EXPLANATIONS_TREE, Explanation, TokenUsage, unix_now};
+pub use guard::DEFAULT_MIN_FREE_BYTES;
+pub use integrity::{COMMIT_RECORD_FILE, CommitRecord};
 pub use manifest::{FeatureFilter, GLINT_VERSION, Manifest, RankRule, SCHEMA_VERSION};
 pub use merge::merge;
 pub use records::{
     Example, FeatureStats, HIST_BINS, HIST_LEN, HIST_MAX, HIST_MIN, ImageRecord, Progress,
-    hist_bin, hist_edges, rank_order,
+    SkippedImage, hist_bin, hist_edges, rank_order,
 };
 pub use scores::{SCORES_TREE, Score};
 pub use seed::{export_seed, import_seed, seed_splits};
@@ -104,6 +112,17 @@ pub enum StoreError {
     Missing {
         /// Store folder.
         path: PathBuf,
+    },
+    /// The store's files do not hold what it committed.
+    #[error(
+        "store {path} is damaged: {why}. It cannot be repaired in place: move the folder away \
+         (or delete it) and rerun the cache command, which recomputes it"
+    )]
+    Damaged {
+        /// Store folder.
+        path: PathBuf,
+        /// What was found.
+        why: String,
     },
     /// The path holds something other than a glint store.
     #[error("{path} is not a glint store ({why})")]

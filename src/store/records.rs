@@ -323,6 +323,19 @@ pub(crate) const PREFIX_STATS: &[u8] = b"s/";
 pub(crate) const PREFIX_TOP: &[u8] = b"t/";
 pub(crate) const PREFIX_EXAMPLES: &[u8] = b"e/";
 pub(crate) const KEY_COUNTS: &[u8] = b"c";
+pub(crate) const PREFIX_SKIPPED: &[u8] = b"k/";
+
+/// An image a cache run could not aggregate, and why; committed with the images around it, so
+/// every run over the store reports the same skips.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedImage {
+    /// Dataset index.
+    pub index: u32,
+    /// Path relative to the dataset root.
+    pub path: String,
+    /// What went wrong.
+    pub reason: String,
+}
 
 /// `prefix` followed by the big-endian ids, so keys sort by id.
 pub(crate) fn key(prefix: &[u8], ids: &[u32]) -> Vec<u8> {

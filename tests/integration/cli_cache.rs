@@ -236,6 +236,44 @@ fn broken_images_are_skipped_with_a_reason() {
             .all(|s| !s["reason"].as_str().unwrap().is_empty())
     );
     assert_eq!(Store::open(&out).unwrap().progress().unwrap().images, 1);
+    // A rerun over the complete store reports the same skips: they are committed with it.
+    let rerun = run_ok(
+        glint()
+            .args(["--batch", "cache", "--json", "--dataset"])
+            .arg(&data)
+            .arg("--out")
+            .arg(&out),
+    );
+    let rerun: serde_json::Value = serde_json::from_str(&rerun).unwrap();
+    assert_eq!(rerun["images_done"], 0);
+    assert_eq!(rerun["skipped"], summary["skipped"]);
+}
+
+#[test]
+fn a_disk_without_room_is_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("s");
+    let no_room = |cmd: &mut Command| {
+        let o = cmd
+            .env("GLINT_MIN_FREE_BYTES", u64::MAX.to_string())
+            .output()
+            .unwrap();
+        assert!(!o.status.success());
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let err = no_room(&mut cache_cmd(&out, &[]));
+    assert!(
+        err.contains("not enough free space") && err.contains("nothing was written"),
+        "{err}"
+    );
+    assert!(!out.exists(), "a refused creation leaves no folder");
+    run_ok(&mut cache_cmd(&out, &[]));
+    let before = digest(&out);
+    let err = no_room(&mut cache_cmd(&out, &[]));
+    assert!(err.contains(&out.display().to_string()), "{err}");
+    assert_eq!(digest(&out), before, "a refused rerun changed the store");
+    run_ok(&mut cache_cmd(&out, &[]));
+    assert_eq!(digest(&out), before);
 }
 
 /// A copy of the sample folder `name` under `dir`.

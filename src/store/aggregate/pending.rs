@@ -49,6 +49,10 @@ pub(crate) struct Compaction {
 pub struct PendingCommit {
     /// Progress of the store this commit extends; the records read back must be that state's.
     pub(super) base: Progress,
+    /// Progress the commit leaves.
+    pub(super) after: Progress,
+    /// Digest of the index records the commit leaves (see `store::integrity`).
+    pub(super) digest: u64,
     /// Statistics, lists, image records, counts and progress, ready to go.
     pub(super) batch: Batch,
     /// Examples that entered a top list since the last commit and are still in it.
@@ -76,6 +80,8 @@ impl PendingCommit {
         }
         let Self {
             base,
+            after,
+            digest,
             mut batch,
             entered,
             compaction,
@@ -104,7 +110,7 @@ impl PendingCommit {
             })?;
         }
         let bytes = batch.bytes;
-        store.apply(batch.batch)?;
+        store.apply_commit(batch.batch, bytes, after, digest)?;
         Ok(bytes)
     }
 }
