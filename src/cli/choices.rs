@@ -25,7 +25,7 @@ value_enum!(
     crate::generate::StrengthUnit,
     crate::score::Method,
     crate::score::fuzzing::FuzzType,
-    crate::jobs::train::TrainTokens,
+    crate::session::encode::TokenSelection,
     crate::sae::evaluate::MapGrid,
     crate::sae::evaluate::ImageRank,
     crate::heatmap::Upsample,

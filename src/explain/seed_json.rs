@@ -233,6 +233,7 @@ mod tests {
             top_n: 3,
             shard: None,
             features: FeatureFilter::All,
+            tokens: Default::default(),
         };
         Store::create(&dir.join("s"), &m).unwrap()
     }

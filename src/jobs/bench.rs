@@ -173,7 +173,12 @@ pub fn run_bench(opts: &BenchOptions) -> Result<(BenchReport, LoadedModel)> {
     };
     // Image tokens other than newlines, as the cache scores them, by sequence position.
     let (_, seq) = model.embed_sequence(&ids, &images)?;
-    let keep = crate::session::encode::scored_tokens(&seq, &pre.layout).positions;
+    let keep = crate::session::encode::scored_tokens(
+        &seq,
+        &pre.layout,
+        crate::session::encode::TokenSelection::Image,
+    )
+    .positions;
     let first_image = seq.image_positions(0).first().copied().unwrap_or(0) as u32;
     let keep_t = Tensor::new(keep.as_slice(), &opts.device)?;
     let mut agg = Aggregator::new(opts.latents, 50, RankRule::Max, FeatureFilter::All)?;

@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::dataset::{Dataset, DatasetItem, Shard};
 use crate::model::preprocess::PreprocessedImage;
 use crate::session::Session;
-use crate::session::encode::{ImageCodes, encode_image_tokens};
+use crate::session::encode::{ImageCodes, TokenSelection, encode_tokens};
 use crate::store::ingest::{CommitPoint, Ingest, edge_rates};
 use crate::store::{
     Aggregator, FeatureFilter, GLINT_VERSION, ImageRecord, Manifest, RankRule, SCHEMA_VERSION,
@@ -48,6 +48,8 @@ pub struct CacheOptions {
     pub commit_every: usize,
     /// Show a progress bar (otherwise log lines).
     pub progress_bar: bool,
+    /// Which positions are scored and stored.
+    pub tokens: TokenSelection,
 }
 
 /// What a cache run did (`--json` prints it).
@@ -145,29 +147,31 @@ pub fn manifest_for(session: &Session, dataset: &Dataset, opts: &CacheOptions) -
         top_n: opts.top_n,
         shard: opts.shard.map(|s| (s.index, s.count)),
         features: opts.features.clone(),
+        tokens: opts.tokens,
     })
 }
 
-/// One image's sparse activations at its non-newline image tokens.
+/// One image's sparse activations at its scored positions.
 pub struct ImageActs {
     /// The record to store.
     pub record: ImageRecord,
-    /// `(token index among image tokens, feature, value)`.
+    /// `(token index, feature, value)`, indexed as [`crate::session::encode::kind_of`] reads.
     pub acts: Vec<(u16, u32, f32)>,
     /// Base-view tokens (they come first).
     pub base_tokens: usize,
-    /// Non-newline image tokens.
+    /// Positions scored.
     pub scored_tokens: usize,
 }
 
-/// Run one dataset image through the model and SAE.
+/// Run one dataset image through the model and SAE, scoring the positions `tokens` selects.
 pub fn image_activations(
     session: &Session,
     dataset: &Dataset,
     item: &DatasetItem,
+    tokens: TokenSelection,
 ) -> Result<ImageActs> {
     let prepared = session.image_prep().prepare(&dataset.path(item))?;
-    activations_of(session, item, prepared)
+    activations_of(session, item, prepared, tokens)
 }
 
 /// [`image_activations`] of an image already decoded and preprocessed.
@@ -175,6 +179,7 @@ fn activations_of(
     session: &Session,
     item: &DatasetItem,
     prepared: PreprocessedImage,
+    tokens: TokenSelection,
 ) -> Result<ImageActs> {
     let ids = session.prompt_ids(None, true)?;
     let run = session.run_prepared(ids, Some(prepared))?;
@@ -182,7 +187,7 @@ fn activations_of(
         layout,
         acts,
         scored_tokens,
-    } = encode_image_tokens(&session.sae, &run)?;
+    } = encode_tokens(&session.sae, &run, tokens)?;
     let base_tokens = layout.base_tokens();
     let record = ImageRecord::new(item.index, item.id.clone(), item.rel.clone(), layout);
     Ok(ImageActs {
@@ -293,7 +298,7 @@ pub fn run_cache(
                 .context("an image-preparation worker stopped early")?;
             wait_s += t.elapsed().as_secs_f64();
             let t = Instant::now();
-            let result = image.and_then(|p| activations_of(session, item, p));
+            let result = image.and_then(|p| activations_of(session, item, p, opts.tokens));
             device_s += t.elapsed().as_secs_f64();
             if to_agg.send((n, result)).is_err() {
                 break; // the aggregation failed; its error comes back from join

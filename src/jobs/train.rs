@@ -20,6 +20,7 @@ use crate::sae::evaluate::{EvalOptions, ImageRank, MapGrid};
 use crate::sae::train::data::{Plan, RowSource};
 use crate::sae::train::{LOG_FILE, RunOptions, STATE_FILE, TrainConfig, heldout_metrics, train};
 use crate::session::ModelSpec;
+use crate::session::encode::TokenSelection;
 use crate::util::hash::Fingerprint;
 use crate::util::rng::SeededRng;
 pub use report::{
@@ -28,7 +29,6 @@ pub use report::{
 };
 use report::{evaluate_features, silent, write_report};
 use source::ModelSource;
-pub use source::TrainTokens;
 
 /// What `glint --batch train` is asked to do.
 #[derive(Debug, Clone)]
@@ -69,7 +69,7 @@ pub struct TrainOptions {
     /// Seed of the initialisation, data order and held-out split.
     pub seed: u64,
     /// Which positions are training tokens.
-    pub tokens: TrainTokens,
+    pub tokens: TokenSelection,
     /// Images held out of training to measure FVU on.
     pub holdout: usize,
     /// Checkpoint every N steps (and at the end).
@@ -185,7 +185,7 @@ pub fn run_train(model_args: &ModelSpec, args: &TrainOptions) -> Result<TrainRep
         report.silent_fraction = Some(silent(&h.fired));
         report.silent_images = held.len();
     }
-    if !args.no_eval && args.tokens != TrainTokens::Text {
+    if !args.no_eval && args.tokens != TokenSelection::Text {
         let opts = EvalOptions {
             grid: args.eval_grid,
             top_images: args.eval_top,

@@ -509,6 +509,7 @@ mod tests {
             top_n: 1,
             shard: None,
             features: FeatureFilter::All,
+            tokens: Default::default(),
         };
         let store = Store::create(&dir.join("store"), &manifest).unwrap();
         let mut agg = Aggregator::from_manifest(&manifest).unwrap();

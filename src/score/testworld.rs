@@ -34,6 +34,7 @@ pub(crate) fn sample_store(dir: &Path, n: usize, colour: &str) -> Store {
         top_n: n,
         shard: None,
         features: FeatureFilter::All,
+        tokens: Default::default(),
     };
     let store = Store::create(&dir.join("store"), &manifest).unwrap();
     let mut agg = Aggregator::from_manifest(&manifest).unwrap();

@@ -249,9 +249,10 @@ impl Aggregator {
     /// Fold in one image.
     ///
     /// `acts` are the image's activations as (token index, feature, value), the token index
-    /// counting newline tokens as the image-feature sequence does (newline tokens themselves are
-    /// never passed); values at or below 1e-5 are ignored. Tokens below `base_tokens` form the
-    /// base view; `n_scored_tokens` (the image's non-newline tokens) adds to the density
+    /// counting newline tokens as the image-feature sequence does, text positions numbered after
+    /// the image's tokens (see [`crate::session::encode::kind_of`]; which positions come is the
+    /// manifest's `tokens`); values at or below 1e-5 are ignored. Tokens below `base_tokens`
+    /// form the base view; `n_scored_tokens` (the positions scored) adds to the density
     /// denominator. `image.top_features` is filled in here.
     pub fn add_image(
         &mut self,

@@ -297,6 +297,7 @@ pub fn run_store_bench(o: &StoreBenchOptions) -> Result<StoreBenchReport> {
         top_n: o.top_n,
         shard: None,
         features: FeatureFilter::All,
+        tokens: Default::default(),
     };
     let store = Store::create(&dir, &manifest)?;
     let agg = Aggregator::from_manifest(&manifest)?;

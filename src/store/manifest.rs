@@ -1,5 +1,6 @@
 //! The store manifest: what a cache was computed from, and the checks that stop runs mixing.
 
+use crate::session::encode::TokenSelection;
 use std::fmt;
 use std::str::FromStr;
 
@@ -190,6 +191,9 @@ pub struct Manifest {
     pub shard: Option<(usize, usize)>,
     /// Features the store keeps.
     pub features: FeatureFilter,
+    /// Which positions were scored (stores made before the choice existed scored image tokens).
+    #[serde(default)]
+    pub tokens: TokenSelection,
 }
 
 impl Manifest {
@@ -266,7 +270,8 @@ impl Manifest {
         if !ignore_shard {
             field("shard", &a.shard, &b.shard)?;
         }
-        field("features", &a.features, &b.features)
+        field("features", &a.features, &b.features)?;
+        field("tokens", &a.tokens, &b.tokens)
     }
 }
 
@@ -294,6 +299,7 @@ pub(crate) mod tests {
             top_n,
             shard: None,
             features: FeatureFilter::All,
+            tokens: Default::default(),
         }
     }
 

@@ -8,8 +8,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
-use crate::model::anyres::TokenKind;
-
 use super::{Aggregator, ImageRecord, Manifest, Store};
 
 /// Images aggregated per commit while importing.
@@ -54,6 +52,15 @@ pub fn export_seed(
     reproduce_split_bug: bool,
 ) -> Result<Vec<PathBuf>> {
     let m = store.manifest();
+    // The original layout has image-feature positions only: text positions are left out.
+    let image_tokens: std::collections::HashMap<u32, u32> = if m.tokens.keeps_text() {
+        store
+            .images()
+            .map(|r| r.map(|r| (r.index, r.n_tokens)))
+            .collect::<Result<_>>()?
+    } else {
+        Default::default()
+    };
     let dir = save_dir.join(&m.hookpoint);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut written = Vec::new();
@@ -62,7 +69,8 @@ pub fn export_seed(
         let last = if reproduce_split_bug { end } else { end + 1 };
         for f in start..last {
             for e in store.top_examples(f)? {
-                for (t, v) in &e.tokens {
+                let limit = image_tokens.get(&e.image).copied().unwrap_or(u32::MAX);
+                for (t, v) in e.tokens.iter().filter(|(t, _)| u32::from(*t) < limit) {
                     rows.push((
                         [i64::from(e.image), i64::from(*t), i64::from(f)],
                         v.to_f32(),
@@ -207,9 +215,9 @@ fn parse_file(bytes: &[u8], manifest: &Manifest, n_images: u32, rows: &mut Vec<R
 ///
 /// `image(i)` gives the record of dataset row `i` for each of the `n_images` rows, its `layout`
 /// an anyres layout: positions below its base-token count are base tokens, and rows on newline
-/// tokens are dropped because glint never records those. The rows are fed through the
+/// tokens are kept only when `manifest.tokens` scores newlines. The rows are fed through the
 /// [`Aggregator`], so statistics and top-N lists come out as if glint had computed the cache;
-/// `manifest` sets the rank rule, top_n and filter. The import holds all rows of the kept
+/// `manifest` sets the rank rule, top_n, filter and token selection. The import holds all rows of the kept
 /// features in memory (16 bytes each) while it runs, and is resumable like a cache job.
 pub fn import_seed(
     out_dir: &Path,
@@ -248,13 +256,13 @@ pub fn import_seed(
                     r.pos,
                     tokens.len()
                 ),
-                Some(t) if t.kind == TokenKind::Newline => {}
+                Some(t) if !manifest.tokens.keeps_image(t.kind) => {}
                 Some(_) => acts.push((r.pos, r.feature, r.value)),
             }
         }
         let scored = tokens
             .iter()
-            .filter(|t| t.kind != TokenKind::Newline)
+            .filter(|t| manifest.tokens.keeps_image(t.kind))
             .count();
         agg.add_image(record, &acts, layout.base_tokens(), scored)?;
         if (i + 1) % IMPORT_COMMIT_EVERY == 0 {

@@ -5,6 +5,7 @@ use super::super::manifest::tests::manifest;
 use super::super::testutil::{build, dump, synth};
 use super::super::{FeatureFilter, RankRule, rank_order};
 use super::*;
+use crate::model::anyres::TokenKind;
 
 #[test]
 fn splits_match_torch_linspace() {

@@ -13,6 +13,7 @@ use image::RgbImage;
 use crate::heatmap::overlay::{OverlayStyle, Ramp, render_overlay};
 use crate::heatmap::{ActivationField, Source, Upsample, activation_field};
 use crate::model::anyres::ImageLayout;
+use crate::session::encode::position_label;
 use crate::store::{Explanation, FeatureStats, Manifest, Score, Store};
 
 /// Longest side of a grid thumbnail, in pixels.
@@ -230,6 +231,9 @@ pub struct ExampleView {
     pub score: f32,
     /// Largest activation on the image.
     pub max: f32,
+    /// What the strongest position is (`base`, `high-res`, `newline` or `text`, see
+    /// [`crate::session::encode::position_label`]); newline and text positions have no pixels.
+    pub peak: &'static str,
     /// The thumbnail with its heatmap.
     pub picture: Picture,
 }
@@ -276,10 +280,15 @@ pub fn load_feature_cached(
             .collect();
         let path = root.join(&rec.path);
         let picture = picture_cached(&path, rec.id.clone(), &layout, &acts, side, cache);
+        let strongest = ex
+            .tokens
+            .iter()
+            .max_by(|a, b| a.1.to_f32().total_cmp(&b.1.to_f32()));
         examples.push(ExampleView {
             image: ex.image,
             score: ex.score,
             max: ex.max,
+            peak: strongest.map_or("base", |&(t, _)| position_label(&layout, t)),
             picture,
         });
     }

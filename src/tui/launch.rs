@@ -57,6 +57,7 @@ pub fn open_store(model: &ModelSpec, dir: Option<&Path>) -> Result<Store> {
         shard: None,
         commit_every: SAMPLE_IMAGES,
         progress_bar: false,
+        tokens: Default::default(),
     };
     run_cache(&session, &dataset, &opts)?;
     Store::open(&dir)

@@ -351,3 +351,42 @@ fn weights_changed_in_place_are_refused_when_resuming() {
         "{err}"
     );
 }
+
+#[test]
+fn newline_tokens_are_cached_when_asked_for() {
+    use glint::model::anyres::TokenKind;
+    use glint::session::encode::kind_of;
+    let dir = tempfile::tempdir().unwrap();
+    let (image, newline) = (dir.path().join("image"), dir.path().join("newline"));
+    run_ok(&mut cache_cmd(&image, &[]));
+    run_ok(&mut cache_cmd(&newline, &["--tokens", "image+newline"]));
+    let (a, b) = (Store::open(&image).unwrap(), Store::open(&newline).unwrap());
+    assert!(b.progress().unwrap().tokens > a.progress().unwrap().tokens);
+    // Some feature's strongest example peaks on a newline token, which the default never stores.
+    let peaks_on_newline = |s: &Store| {
+        s.features()
+            .map(|f| f.unwrap().0)
+            .filter(|&f| {
+                s.top_examples(f).unwrap().iter().any(|e| {
+                    let layout = s.image(e.image).unwrap().unwrap().layout().unwrap().clone();
+                    let (t, _) = e
+                        .tokens
+                        .iter()
+                        .max_by(|x, y| x.1.to_f32().total_cmp(&y.1.to_f32()))
+                        .unwrap();
+                    kind_of(&layout, *t) == Some(TokenKind::Newline)
+                })
+            })
+            .count()
+    };
+    assert_eq!(peaks_on_newline(&a), 0);
+    assert!(
+        peaks_on_newline(&b) > 0,
+        "no feature peaks on a newline token"
+    );
+    drop((a, b));
+    // The selection is part of the manifest: a rerun with another one is refused, naming it.
+    let o = cache_cmd(&newline, &[]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("`tokens`"), "{err}");
+}

@@ -80,6 +80,7 @@ fn fixture() -> Fixture {
         top_n: 5,
         shard: None,
         features: FeatureFilter::All,
+        tokens: Default::default(),
     };
     let dir = tmp.path().join("store");
     let store = Store::create(&dir, &manifest).unwrap();

@@ -40,6 +40,7 @@ fn build_store(dir: &Path, images: usize) -> Store {
         shard: None,
         commit_every: 6,
         progress_bar: false,
+        tokens: Default::default(),
     };
     run_cache(&session, &dataset, &opts).unwrap();
     Store::open(&out).unwrap()

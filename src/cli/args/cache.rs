@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 
+use crate::session::encode::TokenSelection;
 use crate::store::{FeatureFilter, RankRule};
 
 /// Arguments of `glint --batch cache`.
@@ -47,6 +48,11 @@ pub struct CacheArgs {
     /// Images per atomic commit.
     #[arg(long, default_value_t = 16)]
     pub commit_every: usize,
+    /// Positions scored and stored: image (base view and high-resolution tokens, as the
+    /// original), image+newline (also each high-resolution row's newline token), text (the
+    /// prompt's tokens) or all.
+    #[arg(long, value_enum, default_value_t = TokenSelection::Image)]
+    pub tokens: TokenSelection,
     /// Print a JSON summary at the end.
     #[arg(long)]
     pub json: bool,

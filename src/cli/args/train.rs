@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::heatmap::Upsample;
-use crate::jobs::train::{TrainOptions, TrainTokens};
+use crate::jobs::train::TrainOptions;
 use crate::sae::evaluate::{ImageRank, MapGrid};
+use crate::session::encode::TokenSelection;
 
 /// Arguments of `glint --batch train`.
 #[derive(Debug, Args)]
@@ -64,8 +65,8 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Which positions are training tokens.
-    #[arg(long, value_enum, default_value_t = TrainTokens::Image)]
-    pub tokens: TrainTokens,
+    #[arg(long, value_enum, default_value_t = TokenSelection::Image)]
+    pub tokens: TokenSelection,
     /// Images held out of training to measure FVU on.
     #[arg(long, default_value_t = 0)]
     pub holdout: usize,

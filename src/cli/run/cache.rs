@@ -33,6 +33,7 @@ pub fn run(model: &ModelArgs, args: &CacheArgs) -> Result<()> {
         shard,
         commit_every: args.commit_every,
         progress_bar: std::io::stderr().is_terminal() && !args.json,
+        tokens: args.tokens,
     };
     let summary = run_cache(&session, &dataset, &opts)?;
     if args.json {

@@ -54,6 +54,7 @@ pub fn run(model: &ModelArgs, args: &ImportArgs) -> Result<()> {
         top_n: args.top_n,
         shard: None,
         features: FeatureFilter::All,
+        tokens: Default::default(),
     };
     let pins = config.pinpoints();
     let (tile, patch) = (

@@ -13,20 +13,8 @@ use crate::model::llava_next::ImageInput;
 use crate::model::load::LoadedModel;
 use crate::model::tap::ForwardOptions;
 use crate::sae::train::data::RowSource;
+use crate::session::encode::TokenSelection;
 use crate::util::hash::Fingerprint;
-
-/// Which sequence positions feed SAE training.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TrainTokens {
-    /// Image tokens of the base view and the high-resolution map (no newline tokens).
-    Image,
-    /// Text tokens only.
-    Text,
-    /// Every position.
-    All,
-}
-
-crate::util::choice::choice!(TrainTokens, "training tokens" { Image => "image", Text => "text", All => "all" });
 
 /// What one selected row stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +30,7 @@ pub struct ModelSource<'a> {
     model: &'a LoadedModel,
     dataset: &'a Dataset,
     layer: usize,
-    tokens: TrainTokens,
+    tokens: TokenSelection,
     max_pixels: u64,
     ids: Vec<u32>,
     layouts: Vec<Option<ImageLayout>>,
@@ -55,7 +43,7 @@ impl<'a> ModelSource<'a> {
         model: &'a LoadedModel,
         dataset: &'a Dataset,
         layer: usize,
-        tokens: TrainTokens,
+        tokens: TokenSelection,
         max_pixels: u64,
         cache: Option<PathBuf>,
     ) -> Result<Self> {
@@ -123,19 +111,14 @@ impl<'a> ModelSource<'a> {
         for &id in &self.ids {
             if id == image_id {
                 for (t, kind) in kinds.iter().enumerate() {
-                    let keep = match self.tokens {
-                        TrainTokens::Image => *kind != TokenKind::Newline,
-                        TrainTokens::Text => false,
-                        TrainTokens::All => true,
-                    };
-                    if keep {
+                    if self.tokens.keeps_image(*kind) {
                         positions.push(pos);
                         tags.push(RowTag::Image(t as u32));
                     }
                     pos += 1;
                 }
             } else {
-                if self.tokens != TrainTokens::Image {
+                if self.tokens.keeps_text() {
                     positions.push(pos);
                     tags.push(RowTag::Text);
                 }

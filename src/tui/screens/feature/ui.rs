@@ -213,7 +213,11 @@ fn render_grid(
         let title = format!("#{} {}", i + 1, ex.picture.label);
         let b = Block::bordered()
             .title(title)
-            .title_bottom(format!("max {:.2}", ex.max))
+            .title_bottom(match ex.peak {
+                // Positions without pixels say so, or the empty heatmap would puzzle.
+                peak @ ("newline" | "text") => format!("max {:.2} · {peak}", ex.max),
+                _ => format!("max {:.2}", ex.max),
+            })
             .border_style(style);
         let pic = b.inner(cell);
         frame.render_widget(b, cell);
