@@ -4,7 +4,9 @@
 # Makes IMAGES (default 1000) distinct, deterministic 672x672 images, runs `glint bench --json`
 # (the caching step: forward to the tap, SAE top-k, aggregation), then `glint --batch cache`
 # over the images with the 8B shapes, random weights and a random 131072x256 SAE at layer 24,
-# and writes both JSON reports and a verdict to OUT_DIR (default $OUT, else ./gpu-cache-bench).
+# then `glint bench store` (no model) for the uniform and zipf profiles at 131072 latents, k 256,
+# 2928 tokens, and writes the JSON reports and a verdict to OUT_DIR (default $OUT, else
+# ./gpu-cache-bench).
 # Needs python3 with numpy and PIL; run from the repository root (it reads sample-data/).
 set -euo pipefail
 
@@ -15,24 +17,10 @@ mkdir -p "$out"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-python3 - "$work/images" "$images" <<'EOF'
-import os, sys
-import numpy as np
-from PIL import Image
-root, n = sys.argv[1], int(sys.argv[2])
-os.makedirs(root, exist_ok=True)
-for i in range(n):
-    # Smooth colour fields plus noise, seeded by index: distinct images, realistic decode cost.
-    rng = np.random.default_rng(i)
-    y, x = np.mgrid[0:672, 0:672] / 672.0
-    planes = [np.sin(x * rng.uniform(1, 12) + y * rng.uniform(1, 12) + rng.uniform(0, 6.3))
-              for _ in range(3)]
-    img = np.stack(planes, -1) * 100 + 128 + rng.normal(0, 12, (672, 672, 3))
-    Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(f"{root}/img-{i:05d}.jpg", quality=90)
-EOF
+python3 "$(dirname "$0")/make_bench_images.py" "$images" "$work/images"
 
 gpu=(--device cuda --dtype bf16)
-"$glint" "${gpu[@]}" bench --json --decode-tokens 0 > "$out/bench.json"
+"$glint" "${gpu[@]}" bench --json --decode-tokens 0 --images 20 > "$out/bench.json"
 
 model=(--model sample-data/configs/llama3-llava-next-8b.json --random-weights 0
        --sae random:131072:256 --hookpoint model.layers.24)
@@ -40,6 +28,11 @@ start=$(date +%s.%N)
 "$glint" "${gpu[@]}" "${model[@]}" --batch cache --dataset "$work/images" \
     --out "$work/store" --json > "$out/cache.json"
 end=$(date +%s.%N)
+rm -rf "$work/store"
+for profile in uniform zipf; do
+    "$glint" bench store --latents 131072 --k 256 --tokens 2928 --images 200 \
+        --profile "$profile" --json > "$out/store-$profile.json"
+done
 
 python3 - "$out" "$start" "$end" <<'EOF'
 import json, sys
@@ -65,6 +58,17 @@ result = {
     "stages": cache["stages"],
     "goal_met": whole >= 0.9 * step and bool(first and last and last >= 0.9 * first),
 }
+for profile in ("uniform", "zipf"):
+    st = json.load(open(f"{out}/store-{profile}.json"))
+    result[f"bench_store_{profile}"] = {
+        "img_per_s": st["overall"]["images_per_second"],
+        "first_10pct_img_per_s": st["first_10pct"]["images_per_second"],
+        "last_10pct_img_per_s": st["last_10pct"]["images_per_second"],
+        "codes_per_s": st["overall"]["codes_per_second"],
+        "bytes_written_per_image": st["bytes_written_per_image"],
+        "store_bytes_per_image": st["disk"]["store_bytes_per_image"],
+        "peak_rss_bytes": st.get("peak_rss_bytes"),
+    }
 json.dump(result, open(f"{out}/result.json", "w"), indent=2)
 print(json.dumps(result, indent=2))
 EOF
