@@ -2,8 +2,9 @@
 //!
 //! The forward stops after the tapped layer; SAE codes stay sparse (k per token); only the
 //! aggregator's per-feature top-N lists and statistics are held in memory (see
-//! [`crate::store::Aggregator`] for the bound). Progress is committed every `commit_every`
-//! images in one atomic batch (written on its own thread while the next images aggregate), so a
+//! [`crate::store::Aggregator`] for the bound). Progress is committed at least every
+//! `commit_every` images in one atomic batch (written on its own thread while the next images
+//! aggregate and, while a write lasts, join the next batch: see [`crate::store::ingest`]), so a
 //! killed run resumes where its last commit left it.
 
 use std::path::PathBuf;

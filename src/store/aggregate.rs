@@ -241,6 +241,12 @@ impl Aggregator {
         self.new_images.len()
     }
 
+    /// Examples that entered a top list since the last commit (their token maps are held until
+    /// it is written).
+    pub fn pending_examples(&self) -> usize {
+        self.new_examples.len()
+    }
+
     /// The in-memory (score, image) top-N list of feature `f`, best first.
     pub fn top_list(&self, f: u32) -> &[(f32, u32)] {
         self.heaps.get(f as usize).map_or(&[], Vec::as_slice)

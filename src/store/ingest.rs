@@ -2,6 +2,12 @@
 //! a writer thread writes and flushes them while the next images aggregate (one in flight at a
 //! time, each built against the store the previous one left), and every durable commit is noted
 //! on a timeline. `glint --batch cache` and `glint bench store` share this path.
+//!
+//! A commit holds at least `commit_every` images. While the previous one is still being written,
+//! images keep aggregating and join the next commit, up to [`MAX_PENDING_COMMITS`] ×
+//! `commit_every` images or [`MAX_PENDING_EXAMPLES`] new examples: a commit rewrites every
+//! changed list whatever its image count, so a slow write makes the next commit larger instead of
+//! stalling the device.
 
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
 use std::thread::Scope;
@@ -37,6 +43,12 @@ pub struct CommitPoint {
     /// Bytes this commit wrote.
     pub bytes: u64,
 }
+
+/// Images pending beyond which aggregation waits for the writer, in units of `commit_every`.
+pub const MAX_PENDING_COMMITS: usize = 16;
+
+/// New examples pending beyond which aggregation waits for the writer (about 100 B each).
+pub const MAX_PENDING_EXAMPLES: usize = 1 << 22;
 
 /// A commit handed to the writer, and what the writer sends back.
 type Job = (PendingCommit, usize);
@@ -119,7 +131,14 @@ impl<'s> Ingest<'s> {
         self.stages.aggregate_s += t.elapsed().as_secs_f64();
         self.added += 1;
         self.poll()?;
-        if self.agg.pending_images() >= self.commit_every {
+        let pending = self.agg.pending_images();
+        if pending >= self.commit_every {
+            let room = pending < MAX_PENDING_COMMITS * self.commit_every
+                && self.agg.pending_examples() < MAX_PENDING_EXAMPLES;
+            if self.in_flight && room {
+                // The writer is busy: these images join the next commit.
+                return Ok(());
+            }
             self.wait()?;
             let t = Instant::now();
             let commit = self.agg.prepare_commit(self.store)?;

@@ -45,7 +45,8 @@ pub struct CacheArgs {
     /// Seed of the shuffle.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Images per atomic commit.
+    /// Images per atomic commit, at least; while the previous commit is still being written,
+    /// images keep aggregating and join the next one (up to 16 times as many).
     #[arg(long, default_value_t = 16)]
     pub commit_every: usize,
     /// Positions scored and stored: image (base view and high-resolution tokens, as the
