@@ -30,7 +30,7 @@ start=$(date +%s.%N)
 end=$(date +%s.%N)
 rm -rf "$work/store"
 for profile in uniform zipf; do
-    "$glint" bench store --latents 131072 --k 256 --tokens 2928 --images 200 \
+    "$glint" bench store --latents 131072 --k 256 --tokens 2928 --images 60 \
         --profile "$profile" --json > "$out/store-$profile.json"
 done
 

@@ -461,7 +461,9 @@ mod tests {
     fn report_counts_the_store_and_its_bound() {
         let r = run_store_bench(&opts(Profile::Uniform)).unwrap();
         assert_eq!(r.images, 60);
-        assert!(r.bytes_written > 0 && r.stages.commits >= 8);
+        // Commits grow while a write is under way, so there may be far fewer than 60 / 7 of
+        // them before the finish.
+        assert!(r.bytes_written > 0 && (1..=9).contains(&r.stages.commits));
         let d = &r.disk;
         assert!(d.listed_examples > 0 && d.listed_examples <= 512 * 3);
         assert!(d.most_stored_examples >= d.listed_examples);
