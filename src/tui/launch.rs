@@ -65,6 +65,21 @@ pub fn open_store(model: &ModelSpec, dir: Option<&Path>) -> Result<Store> {
 
 /// `glint` without a subcommand.
 pub fn main(model: &ModelSpec, cache: Option<&Path>, graphics: &str, theme: &str) -> Result<()> {
+    use std::io::IsTerminal;
+    // Before anything loads: without a terminal the UI cannot start, and loading a model first
+    // only delays the error.
+    if !std::io::stdin().is_terminal() || !std::io::stdout().is_terminal() {
+        anyhow::bail!(
+            "the workbench needs a terminal, and {} is not one; run glint in a terminal (or \
+             tmux), or run a headless job with `glint --batch <command>` (`glint --batch` lists \
+             them)",
+            if std::io::stdin().is_terminal() {
+                "standard output"
+            } else {
+                "standard input"
+            }
+        );
+    }
     let mode: super::GraphicsMode = graphics.parse().map_err(anyhow::Error::msg)?;
     // Parse the config first: a bad user keymap, theme or explainer file is reported before
     // anything loads.

@@ -27,3 +27,23 @@ fn tmux_drives_the_workbench() {
     );
     assert!(stdout.contains("e2e_tmux: ok"), "{stdout}");
 }
+
+#[test]
+fn without_a_terminal_the_workbench_says_so_before_loading_anything() {
+    let out = crate::common::glint()
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("needs a terminal")
+            && err.contains("standard input")
+            && !err.contains("panicked"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("building the sample store"),
+        "it loaded before refusing: {err}"
+    );
+}

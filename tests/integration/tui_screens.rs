@@ -378,6 +378,20 @@ fn mouse_clicks_select_open_switch_screens_and_scroll() {
         modifiers: KeyModifiers::NONE,
     }));
     assert!(!a.dirty);
+    // A press and its release in one batch (usual over SSH and tmux) still redraw, and so does
+    // a result followed by an idle tick.
+    let (x, y) = spot(&a, |h| h == Hit::FeatureRow(1));
+    let release = Event::Mouse(MouseEvent {
+        kind: MouseEventKind::Up(MouseButton::Left),
+        column: x,
+        row: y,
+        modifiers: KeyModifiers::NONE,
+    });
+    drive(&mut a, vec![click(x, y), release]);
+    assert!(a.dirty, "the release cleared the click's redraw");
+    a.dirty = true;
+    a.update(Event::Tick(a.actor.clone()));
+    assert!(a.dirty, "an idle tick cleared a pending redraw");
 }
 
 /// Run effects on `runner` until `want` results have come back; feed them to `app`.

@@ -24,8 +24,19 @@ pub(crate) fn step(pos: usize, len: usize, delta: isize) -> usize {
 
 impl App {
     /// Apply one event; returns the work it asks for.
+    ///
+    /// Events arrive in batches (a press and its release, a result and a tick) and the frame is
+    /// drawn after the batch, so an event that changes nothing never clears a redraw an earlier
+    /// event of the batch asked for: handlers clear `dirty` for themselves only.
     pub fn update(&mut self, event: Event) -> Vec<Effect> {
+        let pending = self.dirty;
         self.dirty = true;
+        let effects = self.apply_event(event);
+        self.dirty |= pending;
+        effects
+    }
+
+    fn apply_event(&mut self, event: Event) -> Vec<Effect> {
         match event {
             Event::Key(k) => self.on_key(k),
             Event::Mouse(m) => self.on_mouse(m),
