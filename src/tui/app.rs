@@ -259,6 +259,8 @@ pub struct App {
     pub title: String,
     /// Terminal size (columns, rows).
     pub size: (u16, u16),
+    /// Latents of the store's SAE, when known (a feature number past them is out of range).
+    pub latents: Option<usize>,
     /// Ticks seen (drives the spinner).
     pub ticks: u64,
     /// Something changed since the last draw.
@@ -293,6 +295,7 @@ impl App {
             message: None,
             title,
             size: (80, 24),
+            latents: None,
             ticks: 0,
             dirty: true,
             explain: ExplainState::default(),

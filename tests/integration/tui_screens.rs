@@ -662,3 +662,24 @@ fn bench_feature_switching_and_frames() {
 fn a_few_features(s: &Store, n: usize) -> Vec<u32> {
     s.features().take(n).map(|r| r.unwrap().0).collect()
 }
+
+#[test]
+fn a_feature_number_past_the_sae_is_out_of_range_not_unfired() {
+    let mut a = app();
+    a.latents = Some(256);
+    let unfired = (0..256u32).find(|&f| a.row(f).is_none()).unwrap();
+    let mut jump = |text: &str| {
+        let mut events = vec![key(':')];
+        events.extend(text.chars().map(key));
+        events.push(code(KeyCode::Enter));
+        drive(&mut a, events);
+        a.message.clone().unwrap().0
+    };
+    let msg = jump("9999");
+    assert!(
+        msg.contains("out of range") && msg.contains("256 latents"),
+        "{msg}"
+    );
+    let msg = jump(&unfired.to_string());
+    assert!(msg.contains("never fired"), "{msg}");
+}

@@ -117,7 +117,14 @@ impl App {
                 self.open_feature(id)
             }
             Ok(id) => {
-                self.message = Some((format!("feature {id} never fired in this store"), true));
+                let text = match self.latents {
+                    Some(n) if id as usize >= n => format!(
+                        "feature {id} is out of range: the SAE has {n} latents (0..={})",
+                        n - 1
+                    ),
+                    _ => format!("feature {id} never fired in this store"),
+                };
+                self.message = Some((text, true));
                 vec![]
             }
             Err(_) => {
