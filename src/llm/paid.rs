@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use super::body::{Body, read_capped};
 use super::wire::snippet;
 use super::{Attempt, ChatClient, ChatReply, FailureKind, RequestError, fail, parse_completion};
-use crate::llm::journal::JournalAnswer;
+use crate::llm::journal::{Journal, JournalAnswer};
 
 impl ChatClient {
     /// An answer from the journal as this request's reply: nothing is sent.
@@ -64,21 +64,10 @@ impl ChatClient {
         tag: Option<&str>,
         answer: JournalAnswer,
     ) -> Result<(), RequestError> {
-        let Some(j) = self.journal.clone() else {
-            return Ok(());
-        };
-        let (request, tag) = (request.to_string(), tag.map(String::from));
-        let written =
-            tokio::task::spawn_blocking(move || j.answer(&request, tag.as_deref(), &answer))
-                .await
-                .map_err(anyhow::Error::from)
-                .and_then(|r| r);
-        written.map_err(|e| RequestError {
-            kind: FailureKind::Journal,
-            message: format!("{e:#}"),
-            attempts: 0,
-            raw: None,
+        self.journal_line(request, tag, move |j, request, tag| {
+            j.answer(request, tag, &answer)
         })
+        .await
     }
 
     /// Journal that `request` is about to be sent (on a blocking thread).
@@ -87,11 +76,23 @@ impl ChatClient {
         request: &str,
         tag: Option<&str>,
     ) -> Result<(), RequestError> {
+        self.journal_line(request, tag, |j, request, tag| j.sent(request, tag))
+            .await
+    }
+
+    /// Run `write` on the journal, if there is one, on a blocking thread; its failure is the
+    /// request's.
+    async fn journal_line(
+        &self,
+        request: &str,
+        tag: Option<&str>,
+        write: impl FnOnce(&Journal, &str, Option<&str>) -> anyhow::Result<()> + Send + 'static,
+    ) -> Result<(), RequestError> {
         let Some(j) = self.journal.clone() else {
             return Ok(());
         };
         let (request, tag) = (request.to_string(), tag.map(String::from));
-        let written = tokio::task::spawn_blocking(move || j.sent(&request, tag.as_deref()))
+        let written = tokio::task::spawn_blocking(move || write(&j, &request, tag.as_deref()))
             .await
             .map_err(anyhow::Error::from)
             .and_then(|r| r);
