@@ -59,10 +59,7 @@ impl Filter {
                     0.0
                 }
             }
-            Self::Bilinear => {
-                let x = x.abs();
-                if x < 1.0 { 1.0 - x } else { 0.0 }
-            }
+            Self::Bilinear => crate::util::pillow::bilinear_weight(x),
             Self::Hamming => {
                 let x = x.abs();
                 if x == 0.0 {
@@ -74,17 +71,7 @@ impl Filter {
                     px.sin() / px * (0.46 + 0.54 * px.cos())
                 }
             }
-            Self::Bicubic => {
-                const A: f64 = -0.5;
-                let x = x.abs();
-                if x < 1.0 {
-                    ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
-                } else if x < 2.0 {
-                    (((x - 5.0) * x + 8.0) * x - 4.0) * A
-                } else {
-                    0.0
-                }
-            }
+            Self::Bicubic => crate::util::pillow::bicubic_weight(x),
             Self::Lanczos => {
                 if (-3.0..3.0).contains(&x) {
                     sinc(x) * sinc(x / 3.0)

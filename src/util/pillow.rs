@@ -24,20 +24,28 @@ impl Filter {
     }
 
     fn weight(self, x: f64) -> f64 {
-        let x = x.abs();
         match self {
-            Filter::Bilinear => (1.0 - x).max(0.0),
-            Filter::Bicubic => {
-                const A: f64 = -0.5;
-                if x < 1.0 {
-                    ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
-                } else if x < 2.0 {
-                    (((x - 5.0) * x + 8.0) * x - 4.0) * A
-                } else {
-                    0.0
-                }
-            }
+            Filter::Bilinear => bilinear_weight(x),
+            Filter::Bicubic => bicubic_weight(x),
         }
+    }
+}
+
+/// Pillow's triangle filter at distance `x` (support 1).
+pub(crate) fn bilinear_weight(x: f64) -> f64 {
+    (1.0 - x.abs()).max(0.0)
+}
+
+/// Pillow's cubic filter (Keys, a = -0.5) at distance `x` (support 2).
+pub(crate) fn bicubic_weight(x: f64) -> f64 {
+    const A: f64 = -0.5;
+    let x = x.abs();
+    if x < 1.0 {
+        ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+    } else if x < 2.0 {
+        (((x - 5.0) * x + 8.0) * x - 4.0) * A
+    } else {
+        0.0
     }
 }
 
