@@ -8,9 +8,11 @@ use anyhow::{Context, Result, bail};
 
 use super::examples::{block_of, decode_list, example_key, find_example};
 use super::guard::{catch_sled, ensure_room};
-use super::integrity::{COMMIT_RECORD_FILE, CommitRecord, Integrity, is_digested, record_hash};
+use super::integrity::{
+    COMMIT_RECORD_FILE, CommitRecord, DIGESTED, Integrity, record_hash, sync_parent,
+};
 use super::records::{
-    KEY_COUNTS, KEY_MANIFEST, KEY_PROGRESS, PREFIX_IMAGE, PREFIX_SKIPPED, PREFIX_STATS, PREFIX_TOP,
+    KEY_MANIFEST, KEY_PROGRESS, PREFIX_IMAGE, PREFIX_SKIPPED, PREFIX_STATS, PREFIX_TOP,
     SkippedImage, key, key_id,
 };
 use super::{Example, FeatureStats, ImageRecord, Manifest, Progress, SCHEMA_VERSION, StoreError};
@@ -79,14 +81,6 @@ fn is_store_entry(name: &str) -> bool {
 fn touch_durably(path: &Path) -> std::io::Result<()> {
     std::fs::File::create(path)?.sync_all()?;
     sync_parent(path)
-}
-
-/// Fsync the folder holding `path`, so a creation or removal in it survives a crash.
-fn sync_parent(path: &Path) -> std::io::Result<()> {
-    match path.parent() {
-        Some(dir) => std::fs::File::open(dir)?.sync_all(),
-        None => Ok(()),
-    }
 }
 
 /// Remove what an interrupted creation left in `dir` (it holds [`CREATING_MARKER`]).
@@ -279,16 +273,14 @@ impl Store {
     /// The digest of the records the commit record covers, read from the database.
     pub(crate) fn state_digest(&self) -> Result<u64> {
         let mut digest = 0u64;
-        for prefix in [KEY_PROGRESS, KEY_COUNTS] {
-            if let Some(v) = self.raw(prefix)? {
-                digest = digest.wrapping_add(record_hash(prefix, &v));
-            }
-        }
-        for prefix in [PREFIX_IMAGE, PREFIX_SKIPPED, PREFIX_STATS, PREFIX_TOP] {
-            for kv in self.scan_raw(prefix) {
-                let (k, v) = kv?;
-                debug_assert!(is_digested(&k));
-                digest = digest.wrapping_add(record_hash(&k, &v));
+        for name in DIGESTED {
+            if name.ends_with(b"/") {
+                for kv in self.scan_raw(name) {
+                    let (k, v) = kv?;
+                    digest = digest.wrapping_add(record_hash(&k, &v));
+                }
+            } else if let Some(v) = self.raw(name)? {
+                digest = digest.wrapping_add(record_hash(name, &v));
             }
         }
         Ok(digest)

@@ -21,8 +21,8 @@ use super::records::{
 /// File name of the commit record in a store folder.
 pub const COMMIT_RECORD_FILE: &str = "glint-commit.json";
 
-/// Key prefixes (and whole keys) whose records the digest covers.
-const DIGESTED: [&[u8]; 6] = [
+/// Key prefixes (ending in `/`) and whole keys whose records the digest covers.
+pub(crate) const DIGESTED: [&[u8]; 6] = [
     KEY_PROGRESS,
     KEY_COUNTS,
     PREFIX_IMAGE,
@@ -42,15 +42,12 @@ pub(crate) fn record_hash(key: &[u8], value: &[u8]) -> u64 {
     h.finish() | 1
 }
 
-/// Whether `key` is one of the records the digest covers.
-pub(crate) fn is_digested(key: &[u8]) -> bool {
-    DIGESTED.iter().any(|p| {
-        if p.ends_with(b"/") {
-            key.starts_with(p)
-        } else {
-            key == *p
-        }
-    })
+/// Fsync the folder holding `path`, so a creation, rename or removal in it survives a crash.
+pub(crate) fn sync_parent(path: &Path) -> std::io::Result<()> {
+    match path.parent() {
+        Some(dir) => std::fs::File::open(dir)?.sync_all(),
+        None => Ok(()),
+    }
 }
 
 /// What a store's last durable commit left, as written beside its database.
@@ -107,10 +104,7 @@ impl CommitRecord {
         f.sync_all().with_context(ctx)?;
         drop(f);
         std::fs::rename(&tmp, &path).with_context(ctx)?;
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .with_context(ctx)?;
-        Ok(())
+        sync_parent(&path).with_context(ctx)
     }
 
     /// The digest as a number.
