@@ -70,10 +70,10 @@ pub fn kind_of(layout: &ImageLayout, index: u16) -> Option<TokenKind> {
     layout.tokens().get(usize::from(index)).map(|t| t.kind)
 }
 
-/// A short name of what scored position `index` is, for display: `base`, `high-res`,
-/// `newline` or `text`.
-pub fn position_label(layout: &ImageLayout, index: u16) -> &'static str {
-    match kind_of(layout, index) {
+/// A short name of a position's kind for display (`None`: a text position, see [`kind_of`]):
+/// `base`, `high-res`, `newline` or `text`.
+pub fn position_name(kind: Option<TokenKind>) -> &'static str {
+    match kind {
         Some(TokenKind::Base) => "base",
         Some(TokenKind::HighRes) => "high-res",
         Some(TokenKind::Newline) => "newline",
@@ -227,13 +227,13 @@ mod tests {
         assert_eq!(text.positions, vec![0, 1, n as u32 + 2]);
         let first = n as u16;
         assert_eq!(text.tokens, vec![first, first + 1, first + 2]);
-        assert_eq!(position_label(&layout, first), "text");
-        assert_eq!(position_label(&layout, 0), "base");
+        assert_eq!(position_name(kind_of(&layout, first)), "text");
+        assert_eq!(position_name(kind_of(&layout, 0)), "base");
         let all = scored_tokens(&map, &layout, TokenSelection::All);
         let labels: std::collections::BTreeSet<&str> = all
             .tokens
             .iter()
-            .map(|&t| position_label(&layout, t))
+            .map(|&t| position_name(kind_of(&layout, t)))
             .collect();
         assert_eq!(labels.len(), 4, "{labels:?}");
         for sel in TokenSelection::ALL {

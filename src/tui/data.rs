@@ -13,7 +13,8 @@ use image::RgbImage;
 use crate::heatmap::overlay::{OverlayStyle, Ramp, render_overlay};
 use crate::heatmap::{ActivationField, Source, Upsample, activation_field};
 use crate::model::anyres::ImageLayout;
-use crate::session::encode::position_label;
+use crate::model::anyres::TokenKind;
+use crate::session::encode::kind_of;
 use crate::store::{Explanation, FeatureStats, Manifest, Score, Store};
 
 /// Longest side of a grid thumbnail, in pixels.
@@ -231,9 +232,9 @@ pub struct ExampleView {
     pub score: f32,
     /// Largest activation on the image.
     pub max: f32,
-    /// What the strongest position is (`base`, `high-res`, `newline` or `text`, see
-    /// [`crate::session::encode::position_label`]); newline and text positions have no pixels.
-    pub peak: &'static str,
+    /// The kind of the strongest position (`None`: a text position, see
+    /// [`crate::session::encode::kind_of`]); newline and text positions have no pixels.
+    pub peak: Option<TokenKind>,
     /// The thumbnail with its heatmap.
     pub picture: Picture,
 }
@@ -288,7 +289,7 @@ pub fn load_feature_cached(
             image: ex.image,
             score: ex.score,
             max: ex.max,
-            peak: strongest.map_or("base", |&(t, _)| position_label(&layout, t)),
+            peak: strongest.map_or(Some(TokenKind::Base), |&(t, _)| kind_of(&layout, t)),
             picture,
         });
     }

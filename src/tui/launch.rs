@@ -68,16 +68,18 @@ pub fn main(model: &ModelSpec, cache: Option<&Path>, graphics: &str, theme: &str
     use std::io::IsTerminal;
     // Before anything loads: without a terminal the UI cannot start, and loading a model first
     // only delays the error.
-    if !std::io::stdin().is_terminal() || !std::io::stdout().is_terminal() {
+    let not_terminal = if !std::io::stdin().is_terminal() {
+        Some("standard input")
+    } else if !std::io::stdout().is_terminal() {
+        Some("standard output")
+    } else {
+        None
+    };
+    if let Some(which) = not_terminal {
         anyhow::bail!(
-            "the workbench needs a terminal, and {} is not one; run glint in a terminal (or \
-             tmux), or run a headless job with `glint --batch <command>` (`glint --batch` lists \
-             them)",
-            if std::io::stdin().is_terminal() {
-                "standard output"
-            } else {
-                "standard input"
-            }
+            "the workbench needs a terminal, and {which} is not one; run glint in a terminal \
+             (or tmux), or run a headless job with `glint --batch <command>` (`glint --batch` \
+             lists them)"
         );
     }
     let mode: super::GraphicsMode = graphics.parse().map_err(anyhow::Error::msg)?;

@@ -6,6 +6,8 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph, Sparkline, Wrap};
 
+use crate::model::anyres::TokenKind;
+use crate::session::encode::position_name;
 use crate::store::{HIST_LEN, hist_edges};
 use crate::tui::app::{App, Hit};
 use crate::tui::data::{ExampleView, FeatureDetail, HUMAN_MARK};
@@ -214,9 +216,9 @@ fn render_grid(
         let b = Block::bordered()
             .title(title)
             .title_bottom(match ex.peak {
+                Some(TokenKind::Base | TokenKind::HighRes) => format!("max {:.2}", ex.max),
                 // Positions without pixels say so, or the empty heatmap would puzzle.
-                peak @ ("newline" | "text") => format!("max {:.2} · {peak}", ex.max),
-                _ => format!("max {:.2}", ex.max),
+                other => format!("max {:.2} · {}", ex.max, position_name(other)),
             })
             .border_style(style);
         let pic = b.inner(cell);
