@@ -32,6 +32,26 @@ fn dir_key(path: &Path) -> std::io::Result<PathBuf> {
     std::fs::canonicalize(path)
 }
 
+/// Whether an image file at `rel` (relative to the dataset root) is a segmentation mask rather
+/// than a picture: it sits in a `masks` or `mask` folder, or its name ends in `_mask`, `-mask`
+/// or `.mask`.
+pub fn is_mask(rel: &Path) -> bool {
+    let in_mask_folder = rel.parent().is_some_and(|dir| {
+        dir.components().any(|c| {
+            let name = c.as_os_str().to_string_lossy().to_ascii_lowercase();
+            name == "masks" || name == "mask"
+        })
+    });
+    let stem = rel
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    in_mask_folder
+        || ["_mask", "-mask", ".mask"]
+            .iter()
+            .any(|m| stem.ends_with(m))
+}
+
 fn rel_of(root: &Path, path: &Path) -> String {
     let rel = path.strip_prefix(root).unwrap_or(path);
     let s = rel.to_string_lossy().replace('\\', "/");

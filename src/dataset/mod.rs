@@ -82,6 +82,10 @@ impl Dataset {
                 "--split {split}: {} is not a parquet dataset; only parquet datasets have splits",
                 spec.display()
             );
+        } else if spec.is_dir() && spec.join(FOLDER_MANIFEST).is_file() {
+            // The manifest says which files are the images (and names them); the rest of the
+            // folder (masks, captions) is not data to cache.
+            (spec.to_path_buf(), read_jsonl(&spec.join(FOLDER_MANIFEST))?)
         } else if spec.is_dir() {
             let (items, left_out) = scan_folder(spec)?;
             unlisted = left_out;
@@ -184,8 +188,13 @@ fn is_image(path: &Path) -> bool {
         .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
+/// A folder holding this file is read through it, as if the file had been named.
+pub const FOLDER_MANIFEST: &str = "manifest.jsonl";
+
 fn scan_folder(root: &Path) -> Result<(Vec<DatasetItem>, Vec<Unlisted>)> {
-    let (rels, unlisted) = folder::scan(root, is_image)?;
+    let (rels, unlisted) = folder::scan(root, |p| {
+        is_image(p) && !folder::is_mask(p.strip_prefix(root).unwrap_or(p))
+    })?;
     let items = rels
         .into_iter()
         .map(|rel| DatasetItem {
@@ -386,6 +395,47 @@ mod tests {
             "{:?}",
             ds.unlisted
         );
+    }
+
+    #[test]
+    fn a_folder_with_a_manifest_is_read_through_it_and_masks_are_never_images() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for sub in ["images", "masks", "more"] {
+            std::fs::create_dir(root.join(sub)).unwrap();
+        }
+        for name in [
+            "images/a.png",
+            "masks/a-0.png",
+            "more/b.png",
+            "more/b_mask.png",
+            "more/c-mask.jpg",
+        ] {
+            std::fs::write(root.join(name), b"x").unwrap();
+        }
+        let ds = Dataset::open(root, &DatasetOptions::default()).unwrap();
+        let rels: Vec<&str> = ds.items.iter().map(|i| i.rel.as_str()).collect();
+        assert_eq!(rels, ["images/a.png", "more/b.png"]);
+        std::fs::write(
+            root.join(FOLDER_MANIFEST),
+            "{\"id\": \"first\", \"path\": \"images/a.png\"}\n",
+        )
+        .unwrap();
+        let ds = Dataset::open(root, &DatasetOptions::default()).unwrap();
+        let ids: Vec<(&str, &str)> = ds
+            .items
+            .iter()
+            .map(|i| (i.id.as_str(), i.rel.as_str()))
+            .collect();
+        assert_eq!(ids, [("first", "images/a.png")]);
+        // The sample world's folder: its 64 pictures, none of its 128 masks.
+        let shapes = crate::sample::default_dataset();
+        let folder = shapes.parent().unwrap();
+        let ds = Dataset::open(folder, &DatasetOptions::default()).unwrap();
+        assert_eq!(ds.len(), 64);
+        assert!(ds.items.iter().all(|i| i.rel.starts_with("images/")));
+        assert!(!folder::is_mask(Path::new("masks.png")));
+        assert!(folder::is_mask(Path::new("a/Masks/x.png")));
     }
 
     #[test]

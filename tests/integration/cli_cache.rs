@@ -390,3 +390,18 @@ fn newline_tokens_are_cached_when_asked_for() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("`tokens`"), "{err}");
 }
+
+#[test]
+fn batch_help_lists_only_the_commands_own_flags() {
+    let help = run_ok(glint().args(["--batch", "cache", "--help"]));
+    for workbench_only in ["--graphics", "--theme", "--cache "] {
+        assert!(
+            !help.contains(workbench_only),
+            "{workbench_only} in:\n{help}"
+        );
+    }
+    assert!(
+        help.contains("--dataset") && help.contains("manifest.jsonl"),
+        "{help}"
+    );
+}

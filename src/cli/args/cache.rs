@@ -11,8 +11,9 @@ use crate::store::{FeatureFilter, RankRule};
 /// Arguments of `glint --batch cache`.
 #[derive(Debug, Args)]
 pub struct CacheArgs {
-    /// Dataset: a folder of images (recursive), a JSONL manifest, or a .parquet file or folder of
-    /// them (Hugging Face layout). Defaults to the sample shapes.
+    /// Dataset: a folder of images (recursive; read through its manifest.jsonl when it has one,
+    /// mask files left out), a JSONL manifest, or a .parquet file or folder of them (Hugging
+    /// Face layout). Defaults to the sample shapes.
     #[arg(long)]
     pub dataset: Option<PathBuf>,
     /// Parquet datasets: read only the files of this split (`NAME-*.parquet`).
