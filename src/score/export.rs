@@ -1,5 +1,5 @@
-//! `glint --batch export --format csv|json`: every feature with an explanation or a score, with
-//! its statistics, newest explanation and newest score per method.
+//! `glint --batch export --format csv|json`: every feature with an explanation, a score or a
+//! label, with its statistics, label, newest explanation and newest score per method.
 
 use std::collections::BTreeMap;
 
@@ -20,6 +20,8 @@ pub struct FeatureRow {
     pub fired_tokens: u64,
     /// Largest activation.
     pub max_activation: f32,
+    /// The label a person gave it (the workbench's `L`), if any.
+    pub label: Option<String>,
     /// Its newest explanation.
     pub explanation: Option<Explanation>,
     /// Every stored score, newest first.
@@ -34,29 +36,40 @@ const METHODS: [Method; 4] = [
     Method::Fuzzing,
 ];
 
-/// The rows of every feature that has an explanation or a score, by feature.
+/// The rows of every feature that has an explanation, a score or a label, by feature.
 pub fn rows(store: &Store) -> Result<Vec<FeatureRow>> {
-    let mut ids: BTreeMap<u32, ()> = BTreeMap::new();
+    let mut labels: BTreeMap<u32, Option<String>> = BTreeMap::new();
     for e in store.all_explanations()? {
-        ids.insert(e.feature, ());
+        labels.entry(e.feature).or_default();
     }
     for s in store.all_scores()? {
-        ids.insert(s.feature, ());
+        labels.entry(s.feature).or_default();
     }
-    let mut out = Vec::with_capacity(ids.len());
-    for &f in ids.keys() {
+    for (f, label) in store.labels()? {
+        labels.insert(f, Some(label));
+    }
+    let mut out = Vec::with_capacity(labels.len());
+    for (f, label) in labels {
         let stats = store.feature_stats(f)?.unwrap_or_default();
+        let explanation = store.latest_explanation(f, None)?;
         out.push(FeatureRow {
             feature: f,
             fired_images: stats.fired_images,
             fired_tokens: stats.fired_tokens,
             max_activation: stats.max,
-            explanation: store.latest_explanation(f, None)?,
+            // A label kept with an explanation by older stores counts when there is no other.
+            label: label.or_else(|| explanation.as_ref().and_then(|e| e.label.clone())),
+            explanation,
             scores: store.scores_of(f)?,
         });
     }
     Ok(out)
 }
+
+/// Why an export holds no feature, for the message that says so.
+pub const EMPTY_EXPORT_REASON: &str = "no feature has an explanation, a score or a label yet \
+     (explain with `glint --batch explain`, score with `glint --batch score`, or label with L in \
+     the workbench)";
 
 /// A CSV field, quoted when it holds a comma, quote or line break.
 fn field(s: &str) -> String {
@@ -96,7 +109,7 @@ pub fn to_csv(rows: &[FeatureRow]) -> String {
             r.max_activation.to_string(),
             field(e.map_or("", |e| &e.explainer_model)),
             field(e.map_or("", |e| &e.text)),
-            field(e.and_then(|e| e.label.as_deref()).unwrap_or("")),
+            field(r.label.as_deref().unwrap_or("")),
         ];
         for m in METHODS {
             match r.scores.iter().find(|s| s.method == m.name()) {
@@ -144,6 +157,7 @@ mod tests {
             fired_images: 2,
             fired_tokens: 9,
             max_activation: 1.5,
+            label: None,
             explanation: None,
             scores: vec![Score {
                 feature: 3,
@@ -167,5 +181,21 @@ mod tests {
         assert_eq!(lines[1], "3,2,9,1.5,,,,,,,,,,0.75,5,20,,,");
         assert_eq!(field("a, \"b\""), "\"a, \"\"b\"\"\"");
         assert_eq!(lines[0].split(',').count(), lines[1].split(',').count());
+    }
+
+    #[test]
+    fn labels_alone_make_a_row_and_fill_the_label_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::testutil::empty_store(dir.path(), 8);
+        store.put_label(4, Some("stripes")).unwrap();
+        let rows = rows(&store).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(
+            (rows[0].feature, rows[0].label.as_deref()),
+            (4, Some("stripes"))
+        );
+        let csv = to_csv(&rows);
+        assert!(csv.lines().nth(1).unwrap().starts_with("4,"), "{csv}");
+        assert!(csv.contains(",stripes,"), "{csv}");
     }
 }

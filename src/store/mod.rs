@@ -58,7 +58,7 @@ mod records;
 mod scores;
 mod seed;
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 mod tree_codec;
 
 use std::path::PathBuf;

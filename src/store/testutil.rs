@@ -113,3 +113,9 @@ pub(crate) fn dump(store: &Store) -> Vec<(Vec<u8>, Vec<u8>)> {
         .filter(|(k, _)| k.as_slice() != KEY_MANIFEST)
         .collect()
 }
+
+/// An empty store of `latents` features (top 3 by max) in `dir`, for tests outside the store.
+pub(crate) fn empty_store(dir: &std::path::Path, latents: usize) -> Store {
+    let m = super::manifest::tests::manifest(latents, 3, super::RankRule::Max);
+    Store::create(dir, &m).expect("a store in a fresh folder")
+}

@@ -5,7 +5,7 @@ use std::io::Write;
 use anyhow::{Context, Result};
 
 use crate::cli::args::{ExportArgs, ExportFormat};
-use crate::score::export::{TableFormat, render_table};
+use crate::score::export::{EMPTY_EXPORT_REASON, TableFormat, render_table};
 use crate::store::Store;
 
 /// `glint --batch export`.
@@ -37,6 +37,12 @@ fn write_table(args: &ExportArgs, format: TableFormat) -> Result<()> {
     }
     std::fs::write(&args.out, text)
         .with_context(|| format!("{}: cannot write the export", args.out.display()))?;
-    eprintln!("wrote {rows} features to {}", args.out.display());
+    match rows {
+        0 => eprintln!(
+            "wrote 0 features to {}: {EMPTY_EXPORT_REASON}",
+            args.out.display()
+        ),
+        n => eprintln!("wrote {n} features to {}", args.out.display()),
+    }
     Ok(())
 }
