@@ -31,7 +31,9 @@ mod tests;
 pub use cancel::{CancelToken, Cancellation};
 use sampling::Sampler;
 pub use sampling::Sampling;
-pub use spec::{FeatureStrength, Steering, StrengthUnit};
+pub use spec::{
+    DEFAULT_MODE, DEFAULT_STRENGTH, DEFAULT_UNIT, FeatureStrength, Steering, StrengthUnit,
+};
 
 /// Settings of one generation.
 #[derive(Debug, Clone, PartialEq)]

@@ -6,6 +6,14 @@ use serde::{Deserialize, Serialize};
 use crate::sae::intervene::{Direction, Intervention, Mode, Scope, TokenScope};
 use crate::util::choice::choice;
 
+/// The mode of a steering edit that names only its feature, in every front end: the original
+/// system's (its "clamp" of K = 50 is glint's `replace` at raw 50).
+pub const DEFAULT_MODE: Mode = Mode::Replace;
+/// The strength of a steering edit that names only its feature, in [`DEFAULT_UNIT`].
+pub const DEFAULT_STRENGTH: f32 = 50.0;
+/// The unit of [`DEFAULT_STRENGTH`].
+pub const DEFAULT_UNIT: StrengthUnit = StrengthUnit::Raw;
+
 /// Units of a steering strength.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -94,7 +94,16 @@ fn keys_add_edit_and_delete_rows_and_every_edit_sends_a_newer_request() {
     let r = requests(&fx);
     assert_eq!(r.len(), 1);
     assert_eq!((r[0].ticket, r[0].edits[0].feature), (1, 7));
-    assert_eq!(r[0].edits[0].value, 20.0, "2 × the cached max of 10");
+    assert_eq!(
+        (r[0].edits[0].mode, r[0].edits[0].value),
+        (Mode::Replace, 50.0),
+        "the default of `glint --batch steer`: replace at raw 50"
+    );
+    assert!(
+        a.message.as_ref().unwrap().0.contains("(replace 50)"),
+        "the default is shown: {:?}",
+        a.message
+    );
     assert_eq!(
         a.screen,
         Screen::Feature,
@@ -115,15 +124,22 @@ fn keys_add_edit_and_delete_rows_and_every_edit_sends_a_newer_request() {
     assert_eq!(
         rows,
         vec![
-            (7, Mode::Clamp, 2.0, StrengthUnit::Max),
+            (7, Mode::Replace, 50.0, StrengthUnit::Raw),
             (12, Mode::Add, 40.0, StrengthUnit::Raw),
-            (3, Mode::Clamp, 2.0, StrengthUnit::Max),
+            (3, Mode::Replace, 50.0, StrengthUnit::Raw),
         ]
     );
     assert_eq!(a.steer.sel, 2);
-    // Fine and coarse steps on the selected row (×max: 0.1 and 1).
+    // Fine and coarse steps on the selected row (raw: 1 and 10).
     drive(&mut a, vec![key('+'), key('+'), key('>'), key('-')]);
-    assert_eq!(a.steer.rows[2].strength, 3.1);
+    assert_eq!(a.steer.rows[2].strength, 61.0);
+    // ×max steps are 0.1 and 1, and a unit round trip keeps the strength exactly.
+    drive(&mut a, vec![key('u'), key('+'), key('u'), key('u')]);
+    assert_eq!(
+        (a.steer.rows[2].strength, a.steer.rows[2].unit),
+        (30.6, StrengthUnit::Max),
+        "61 raw is 30.5 × the max of 2, one step up, there and back"
+    );
     // Up to the raw row: fine 1, coarse 10.
     drive(&mut a, vec![key('k'), key('<'), key('-')]);
     assert_eq!(a.steer.rows[1].strength, 29.0);
@@ -145,6 +161,11 @@ fn keys_add_edit_and_delete_rows_and_every_edit_sends_a_newer_request() {
     drive(&mut a, vec![key('m')]);
     assert_eq!(a.steer.rows[1].mode, Mode::Replace);
     assert_eq!(a.steer.rows[1].scope.phase, Phase::Prefill);
+    let said = &a.message.as_ref().unwrap().0;
+    assert!(
+        said.contains("phase both → prefill"),
+        "the phase change is said: {said}"
+    );
     drive(&mut a, vec![key('t'), key('p')]);
     assert_eq!(a.steer.rows[1].scope.tokens, TokenScope::Image);
     assert_eq!(
@@ -173,7 +194,7 @@ fn keys_add_edit_and_delete_rows_and_every_edit_sends_a_newer_request() {
     );
     assert_eq!(requests(&fx).last().unwrap().edits.len(), 2);
     // Every edit so far was its own request, numbered in order.
-    assert_eq!(a.steer.ticket, 14);
+    assert_eq!(a.steer.ticket, 18);
 }
 
 #[test]
@@ -542,4 +563,59 @@ fn the_actor_streams_default_and_steered_and_a_newer_edit_cancels_within_a_step(
     let shown: Vec<u32> = a.steer.default.tokens.iter().map(|t| t.0).collect();
     assert_eq!(shown, default);
     assert!(a.steer.error.is_none(), "{:?}", a.steer.error);
+}
+
+#[test]
+fn esc_during_a_generation_cancels_it_and_keeps_both_texts() {
+    let mut a = app();
+    drive(
+        &mut a,
+        seq(vec![vec![key('4'), key('a')], typed("7 add 5")]),
+    );
+    let t = a.steer.ticket;
+    drive(&mut a, tokens(t, Side::Default, &[(1, "A"), (2, " cat")]));
+    drive(&mut a, vec![finished(t, Side::Default, 9.0, vec![])]);
+    drive(&mut a, tokens(t, Side::Steered, &[(1, "A"), (3, " dog")]));
+    // The actor's status may lag the request: a pending generation is still what Esc stops.
+    let fx = drive(&mut a, vec![code(KeyCode::Esc)]);
+    assert!(fx.contains(&Effect::CancelModel), "{fx:?}");
+    assert_eq!(a.screen, Screen::Steer);
+    drive(
+        &mut a,
+        vec![ev(SteerEvent::Ended {
+            ticket: t,
+            result: Err(ModelError::Cancelled),
+        })],
+    );
+    assert_eq!(a.steer.default.text(), "A cat");
+    assert_eq!(a.steer.steered.text(), "A dog");
+    assert!(!a.steer.pending);
+    assert_eq!(a.message.as_ref().unwrap().0, "steering cancelled");
+    // Scrolling the panes: PgDn moves both, PgUp back to the top, never above it.
+    drive(&mut a, vec![code(KeyCode::PageDown)]);
+    assert!(a.steer.scroll > 0);
+    drive(&mut a, vec![code(KeyCode::PageUp), code(KeyCode::PageUp)]);
+    assert_eq!(a.steer.scroll, 0);
+    // Out of range features are refused when typed, naming the SAE's width.
+    a.latents = Some(256);
+    let fx = drive(&mut a, seq(vec![vec![key('a')], typed("999")]));
+    assert!(requests(&fx).is_empty());
+    let said = &a.message.as_ref().unwrap().0;
+    assert!(
+        said.contains("feature 999 is out of range") && said.contains("256"),
+        "{said}"
+    );
+    // A preset named by Enter alone is saved as steer.toml (nothing appended to a default).
+    let fx = drive(&mut a, vec![key('w'), code(KeyCode::Enter)]);
+    assert!(
+        fx.iter().any(|e| matches!(e,
+            Effect::Steer(SteerEffect::SavePreset { path, .. }) if path.as_os_str() == "steer.toml")),
+        "{fx:?}"
+    );
+    let fx = drive(&mut a, seq(vec![vec![key('w')], typed("mine.json")]));
+    assert!(
+        fx.iter().any(|e| matches!(e,
+            Effect::Steer(SteerEffect::SavePreset { path, .. }) if path.as_os_str() == "mine.json")),
+        "{fx:?}"
+    );
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::generate::StrengthUnit;
+use crate::generate::{DEFAULT_MODE, DEFAULT_STRENGTH, DEFAULT_UNIT, StrengthUnit};
 use crate::sae::intervene::{Direction, Mode, Phase, TokenScope};
 
 /// Arguments of `glint --batch steer`.
@@ -20,14 +20,14 @@ pub struct SteerArgs {
     #[arg(long)]
     pub features: String,
     /// Value set (replace, clamp) or added (add), in --unit.
-    #[arg(long, default_value_t = 50.0, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = DEFAULT_STRENGTH, allow_negative_numbers = true)]
     pub strength: f32,
     /// replace: the original's (latent set before top-k, output = SAE reconstruction, error dropped);
     /// clamp: keeps the SAE error, only the feature changes; add: h + strength·direction.
-    #[arg(long, value_enum, default_value = "replace")]
+    #[arg(long, value_enum, default_value_t = DEFAULT_MODE)]
     pub mode: Mode,
     /// raw, or max: multiples of each feature's cached max activation (read from --store).
-    #[arg(long, value_enum, default_value = "raw")]
+    #[arg(long, value_enum, default_value_t = DEFAULT_UNIT)]
     pub unit: StrengthUnit,
     /// Cache store holding the max activations, for --unit max.
     #[arg(long, default_value = "glint-cache")]

@@ -4,15 +4,17 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::SteerSpec;
-use crate::generate::{Sampling, StopReason, StrengthUnit};
+use crate::generate::{
+    DEFAULT_MODE, DEFAULT_STRENGTH, DEFAULT_UNIT, Sampling, StopReason, StrengthUnit,
+};
 use crate::sae::intervene::{Direction, Mode, Scope, TokenScope};
 
 /// Prompt used until the user types one.
 pub const DEFAULT_PROMPT: &str = "Describe what you see.";
+/// File a preset is saved to when no name is typed.
+pub const DEFAULT_PRESET_FILE: &str = "steer.toml";
 /// Tokens generated per side unless the user or a preset says otherwise.
 pub const DEFAULT_MAX_NEW_TOKENS: usize = 48;
-/// Strength of a newly added row, in multiples of the feature's cached max.
-pub const NEW_ROW_STRENGTH: f32 = 2.0;
 
 /// One steering row as the user sees and edits it.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -52,6 +54,12 @@ impl SteerRow {
         }
     }
 
+    /// A row of `feature` with the steering every front end starts from (`glint --batch steer`'s
+    /// defaults).
+    pub fn default_for(feature: u32) -> Self {
+        Self::new(feature, DEFAULT_MODE, DEFAULT_STRENGTH, DEFAULT_UNIT)
+    }
+
     /// The fine and coarse strength steps of this row's unit.
     pub fn steps(&self) -> (f32, f32) {
         match self.unit {
@@ -60,9 +68,9 @@ impl SteerRow {
         }
     }
 
-    /// Move the strength by `delta`, rounded so repeated steps do not drift.
+    /// Move the strength by `delta`, rounded so repeated steps and unit round trips do not drift.
     pub fn nudge(&mut self, delta: f32) {
-        self.strength = ((self.strength + delta) * 1e4).round() / 1e4;
+        self.strength = round_significant(self.strength + delta);
     }
 
     /// The strength with its unit, e.g. `2.5×max` or `40`.
@@ -89,6 +97,17 @@ impl SteerRow {
             scope: self.scope,
         })
     }
+}
+
+/// `x` rounded to six significant digits: far below any step, far above f32's rounding noise,
+/// and independent of the magnitude (raw strengths of small features are small numbers).
+fn round_significant(x: f32) -> f32 {
+    if x == 0.0 || !x.is_finite() {
+        return x;
+    }
+    let x = f64::from(x);
+    let scale = 10f64.powi(5 - x.abs().log10().floor() as i32);
+    ((x * scale).round() / scale) as f32
 }
 
 /// Parse a typed strength: `2.5x` (or `2.5×`, `2.5xmax`) is × the cached max, a bare number is raw.
@@ -122,7 +141,7 @@ pub fn parse_row(text: &str) -> Result<SteerRow> {
         .trim_start_matches('#')
         .parse::<u32>()
         .with_context(|| format!("{first:?} is not a feature number"))?;
-    let mut row = SteerRow::new(feature, Mode::Clamp, NEW_ROW_STRENGTH, StrengthUnit::Max);
+    let mut row = SteerRow::default_for(feature);
     for part in parts {
         if let Ok(mode) = part.parse::<Mode>() {
             row.mode = mode;
@@ -163,10 +182,10 @@ impl SteerInput {
         match self {
             SteerInput::Prompt => "steering prompt: ",
             SteerInput::Image => "image (file path or dataset index, empty for none): ",
-            SteerInput::AddRow => "add feature (e.g. 12, 12 add 40, 7 replace 3x): ",
+            SteerInput::AddRow => "add feature (12 = replace 50; 12 add 40; 7 clamp 3x): ",
             SteerInput::Strength => "strength (number = raw, 2.5x = × cached max): ",
             SteerInput::MaxTokens => "max new tokens per side: ",
-            SteerInput::SavePreset => "save preset to (.toml or .json): ",
+            SteerInput::SavePreset => "save preset to (.toml or .json; Enter alone: steer.toml): ",
             SteerInput::LoadPreset => "load preset from (.toml or .json): ",
         }
     }
@@ -225,6 +244,8 @@ pub struct SteerState {
     pub warnings: Vec<String>,
     /// Why the latest request failed, if it did.
     pub error: Option<String>,
+    /// Lines the two generation panes are scrolled by.
+    pub scroll: u16,
 }
 
 impl Default for SteerState {
@@ -242,6 +263,7 @@ impl Default for SteerState {
             steered: Stream::default(),
             warnings: Vec::new(),
             error: None,
+            scroll: 0,
         }
     }
 }
@@ -309,8 +331,9 @@ mod tests {
         let r = parse_row("12").unwrap();
         assert_eq!(
             (r.feature, r.mode, r.strength, r.unit),
-            (12, Mode::Clamp, 2.0, StrengthUnit::Max)
+            (12, DEFAULT_MODE, DEFAULT_STRENGTH, DEFAULT_UNIT)
         );
+        assert_eq!((r.mode, r.strength_text()), (Mode::Replace, "50".into()));
         let r = parse_row("#7 3x replace").unwrap();
         assert_eq!(
             (r.feature, r.mode, r.strength, r.unit, r.scope.phase),
@@ -340,6 +363,15 @@ mod tests {
         r.unit = StrengthUnit::Raw;
         assert_eq!(r.spec(None).unwrap().value, 1.3);
         assert_eq!(r.steps(), (1.0, 10.0));
+    }
+
+    #[test]
+    fn rounding_keeps_six_significant_digits_at_any_magnitude() {
+        assert_eq!(round_significant(2.1000001), 2.1);
+        assert_eq!(round_significant(2.1 * 0.0123), 0.02583);
+        assert_eq!(round_significant(-1234.5678), -1234.57);
+        assert_eq!(round_significant(0.0), 0.0);
+        assert!(round_significant(f32::NAN).is_nan());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use super::diff::changed;
 use super::state::{SteerState, Stream};
 use crate::generate::{Sampling, StopReason};
 use crate::sae::intervene::{Direction, Mode};
-use crate::tui::app::App;
+use crate::tui::app::{App, Hit};
 use crate::tui::keymap::Action;
 
 /// Most rows shown before the table scrolls.
@@ -172,7 +172,7 @@ fn render_rows(app: &App, frame: &mut Frame<'_>, area: Rect) {
         .border_style(t.focus_border);
     if st.rows.is_empty() {
         let msg = format!(
-            "no rows: press {} to type one (e.g. 12 clamp 3x), or S on a feature",
+            "no rows: press {} to type one (12 = replace 50; 7 clamp 3x), or S on a feature",
             key(app, Action::AddRow)
         );
         let p = Paragraph::new(Span::styled(msg, t.dim)).block(block);
@@ -254,10 +254,38 @@ fn render_default(app: &App, frame: &mut Frame<'_>, area: Rect) {
             t.header,
         ))
         .border_style(t.border);
-    let p = Paragraph::new(lines_of(pieces))
+    render_text(app, frame, area, block, lines_of(pieces));
+}
+
+/// A generation pane: wrapped text scrolled by the panes' shared offset, stopping at its end.
+fn render_text(app: &App, frame: &mut Frame<'_>, area: Rect, block: Block<'_>, text: Vec<Line>) {
+    let inner = block.inner(area);
+    let rows = wrapped_rows(&text, inner.width);
+    let scroll = app.steer.scroll.min(rows.saturating_sub(inner.height));
+    let block = if rows > inner.height {
+        let shown = format!(
+            " lines {}–{} of {rows} · PgUp/PgDn ",
+            scroll + 1,
+            (scroll + inner.height).min(rows)
+        );
+        block.title_bottom(Span::styled(shown, app.theme.dim))
+    } else {
+        block
+    };
+    app.hit(area, Hit::SteerText);
+    let p = Paragraph::new(text)
         .block(block)
-        .wrap(Wrap { trim: false });
+        .wrap(Wrap { trim: false })
+        .scroll((scroll, 0));
     frame.render_widget(p, area);
+}
+
+/// Rows `lines` take when wrapped at `width` columns (words may wrap earlier; close enough to
+/// bound the scroll).
+fn wrapped_rows(lines: &[Line], width: u16) -> u16 {
+    let w = usize::from(width.max(1));
+    let rows: usize = lines.iter().map(|l| l.width().div_ceil(w).max(1)).sum();
+    u16::try_from(rows).unwrap_or(u16::MAX)
 }
 
 fn render_steered(app: &App, frame: &mut Frame<'_>, area: Rect) {
@@ -296,8 +324,5 @@ fn render_steered(app: &App, frame: &mut Frame<'_>, area: Rect) {
             t.header,
         ))
         .border_style(t.border);
-    let p = Paragraph::new(lines_of(pieces))
-        .block(block)
-        .wrap(Wrap { trim: false });
-    frame.render_widget(p, area);
+    render_text(app, frame, area, block, lines_of(pieces));
 }

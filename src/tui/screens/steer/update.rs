@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 
 use super::preset::Preset;
-use super::state::{SteerInput, SteerRow, SteerState, Stream, cycle, parse_row, parse_strength};
+use super::state::{
+    DEFAULT_PRESET_FILE, SteerInput, SteerRow, SteerState, Stream, cycle, parse_row, parse_strength,
+};
 use super::{SteerEffect, SteerMsg};
 use crate::engine::{ModelError, Side, SteerEvent, SteerRequest};
 use crate::generate::StrengthUnit;
@@ -34,7 +36,12 @@ impl App {
             Action::MaxTokens => {
                 self.prompt = ask(SteerInput::MaxTokens, self.steer.max_new_tokens.to_string())
             }
-            Action::SavePreset => self.prompt = ask(SteerInput::SavePreset, "steer.toml".into()),
+            Action::SavePreset => self.prompt = ask(SteerInput::SavePreset, String::new()),
+            Action::PageDown | Action::PageUp => {
+                let half = (self.size.1 / 4).max(1);
+                let delta = if a == Action::PageDown { half } else { 0 };
+                self.steer_scroll(delta, half - delta);
+            }
             Action::LoadPreset => self.prompt = ask(SteerInput::LoadPreset, String::new()),
             Action::Regenerate => return self.steer_restart(),
             Action::DeleteRow => {
@@ -89,11 +96,30 @@ impl App {
             Action::StrengthUpCoarse => r.nudge(coarse),
             Action::StrengthDownCoarse => r.nudge(-coarse),
             Action::CycleMode => {
+                let before = r.scope;
                 r.mode = cycle(Mode::ALL, r.mode);
                 r.scope.phase = r.mode.default_phase();
                 if r.scope.check().is_err() {
                     r.scope.tokens = TokenScope::All;
                 }
+                // Say what changed besides the mode, or the phase moves without a word.
+                let mut also = Vec::new();
+                if r.scope.phase != before.phase {
+                    also.push(format!("phase {} → {}", before.phase, r.scope.phase));
+                }
+                if r.scope.tokens != before.tokens {
+                    also.push(format!("tokens {} → {}", before.tokens, r.scope.tokens));
+                }
+                let text = match also.is_empty() {
+                    true => format!("feature {}: mode {}", r.feature, r.mode),
+                    false => format!(
+                        "feature {}: mode {} ({}, its default; p changes it)",
+                        r.feature,
+                        r.mode,
+                        also.join(", ")
+                    ),
+                };
+                self.message = Some((text, false));
             }
             Action::CycleUnit => {
                 // Keep the raw value the model sees when the feature's max is known.
@@ -125,6 +151,13 @@ impl App {
         self.steer_restart()
     }
 
+    /// Scroll both generation panes `down` lines, then `up` lines (never above the top; the
+    /// panes stop at their last line when drawn).
+    pub(crate) fn steer_scroll(&mut self, down: u16, up: u16) {
+        let st = &mut self.steer;
+        st.scroll = st.scroll.saturating_add(down).saturating_sub(up);
+    }
+
     fn no_row(&mut self) -> Vec<Effect> {
         self.message = Some((
             "no steering row: press a to add one, or S on a feature".into(),
@@ -153,16 +186,7 @@ impl App {
             ));
             return vec![];
         }
-        let row = match self.row(id) {
-            Some(_) => SteerRow::new(
-                id,
-                Mode::Clamp,
-                super::state::NEW_ROW_STRENGTH,
-                StrengthUnit::Max,
-            ),
-            // Without a cached max, start from a raw value of the same order as a typical one.
-            None => SteerRow::new(id, Mode::Clamp, 10.0, StrengthUnit::Raw),
-        };
+        let row = SteerRow::default_for(id);
         self.steer.upsert(row);
         self.message = Some((
             format!(
@@ -191,10 +215,22 @@ impl App {
                 return self.steer_restart();
             }
             SteerInput::AddRow => match parse_row(&text) {
-                Ok(row) => {
-                    self.steer.upsert(row);
-                    return self.steer_restart();
-                }
+                Ok(row) => match self.out_of_range(row.feature) {
+                    Some(why) => self.message = Some((why, true)),
+                    None => {
+                        self.steer.upsert(row);
+                        self.message = Some((
+                            format!(
+                                "feature {} added to steering ({} {})",
+                                row.feature,
+                                row.mode,
+                                row.strength_text()
+                            ),
+                            false,
+                        ));
+                        return self.steer_restart();
+                    }
+                },
                 Err(e) => self.message = Some((format!("{e:#}"), true)),
             },
             SteerInput::Strength => match (parse_strength(&text), self.steer.selected_mut()) {
@@ -216,13 +252,15 @@ impl App {
                         Some((format!("{text:?}: give a token count from 1 to 4096"), true))
                 }
             },
-            SteerInput::SavePreset | SteerInput::LoadPreset if text.is_empty() => {}
+            SteerInput::LoadPreset if text.is_empty() => {}
             SteerInput::SavePreset => {
                 let preset = Preset::of(&self.steer);
-                return vec![Effect::Steer(SteerEffect::SavePreset {
-                    path: PathBuf::from(text),
-                    preset,
-                })];
+                let path = if text.is_empty() {
+                    PathBuf::from(DEFAULT_PRESET_FILE)
+                } else {
+                    PathBuf::from(text)
+                };
+                return vec![Effect::Steer(SteerEffect::SavePreset { path, preset })];
             }
             SteerInput::LoadPreset => {
                 return vec![Effect::Steer(SteerEffect::LoadPreset(PathBuf::from(text)))];
@@ -247,6 +285,7 @@ impl App {
         st.ticket += 1;
         st.pending = true;
         st.error = None;
+        st.scroll = 0;
         let request = SteerRequest {
             ticket: st.ticket,
             prompt: st.prompt.clone(),
@@ -273,12 +312,17 @@ impl App {
             }
             SteerMsg::PresetLoaded { path, result } => match result {
                 Ok(p) => {
-                    let rows = p.rows.len();
+                    if let Some(why) = p.rows.iter().find_map(|r| self.out_of_range(r.feature)) {
+                        self.message = Some((format!("preset {}: {why}", path.display()), true));
+                        return vec![];
+                    }
+                    let rows = match p.rows.len() {
+                        1 => "1 row".to_string(),
+                        n => format!("{n} rows"),
+                    };
                     p.apply(&mut self.steer);
-                    self.message = Some((
-                        format!("preset {} loaded: {rows} rows", path.display()),
-                        false,
-                    ));
+                    self.message =
+                        Some((format!("preset {} loaded: {rows}", path.display()), false));
                     return self.steer_restart();
                 }
                 Err(e) => self.message = Some((e, true)),
@@ -337,8 +381,13 @@ impl App {
                         self.message = Some(("steering cancelled".into(), false))
                     }
                     Err(e) => {
-                        st.error = Some(e.to_string());
-                        self.message = Some((format!("steering: {e}"), true));
+                        // The actor's own failures say which side failed; the rest need saying.
+                        let text = match e {
+                            ModelError::Failed(why) => why,
+                            other => format!("steering: {other}"),
+                        };
+                        st.error = Some(text.clone());
+                        self.message = Some((text, true));
                     }
                 }
             }
