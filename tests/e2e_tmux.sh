@@ -49,7 +49,7 @@ tmux send-keys -t "$SESSION" "o" "2" Enter  # open dataset image 2 through the m
 wait_for "image 2 · feature"
 wait_for "features fire" 60
 tmux send-keys -t "$SESSION" Tab "j" "l"
-wait_for "patch 1,1"
+wait_for "tile 1 · row 1 · col 1"
 wait_for "tile 1 · map 1,1"
 # Mouse: glint enables SGR mouse reporting; tmux passes these bytes to it as a click would.
 # G moves the patch cursor to the last cell; a click at column 25, row 3 (the top-left corner
@@ -67,4 +67,11 @@ click 10 5                                      # … and open it
 wait_for "activations (log bins)"
 tmux send-keys -t "$SESSION" "q"
 wait_for "glint-exited-0"
+tmux kill-session -t "$SESSION"
+
+# The first run, with no store named, builds the sample store and shows its progress bar.
+tmux new-session -d -s "$SESSION" -x 120 -y 40 \
+  "XDG_CONFIG_HOME=$TMP/config XDG_CACHE_HOME=$TMP/first-run $BIN; sleep 30"
+wait_for "building the sample store" 30
+wait_for "/16 images" 60
 echo "e2e_tmux: ok"

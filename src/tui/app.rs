@@ -222,6 +222,8 @@ pub enum Hit {
     ImageFeature(usize),
     /// The help overlay.
     Help,
+    /// One of the steering screen's generation panes.
+    SteerText,
 }
 
 /// The whole workbench state.
@@ -247,6 +249,8 @@ pub struct App {
     pub theme: Theme,
     /// Help overlay shown.
     pub help: bool,
+    /// Lines the help overlay is scrolled by (when it does not fit).
+    pub help_scroll: usize,
     /// Open prompt and its text.
     pub prompt: Option<(Prompt, String)>,
     /// Keys of a chord typed so far.
@@ -289,6 +293,7 @@ impl App {
             keymap,
             theme,
             help: false,
+            help_scroll: 0,
             prompt: None,
             pending_keys: Vec::new(),
             actor: ActorStatus::default(),
@@ -321,6 +326,17 @@ impl App {
     /// The stored row of feature `id`.
     pub fn row(&self, id: u32) -> Option<&FeatureRow> {
         self.features.rows.iter().find(|r| r.id == id)
+    }
+
+    /// Why feature `id` cannot be named here, when it is past the SAE's latents.
+    pub fn out_of_range(&self, id: u32) -> Option<String> {
+        match self.latents {
+            Some(n) if id as usize >= n => Some(format!(
+                "feature {id} is out of range: the SAE has {n} latents (0..={})",
+                n - 1
+            )),
+            _ => None,
+        }
     }
 
     /// Record that `hit` was drawn at `area` (called by the panes while rendering).

@@ -15,18 +15,18 @@ use crate::heatmap::{ActivationField, Source, Upsample, activation_field};
 use crate::model::anyres::ImageLayout;
 use crate::model::anyres::TokenKind;
 use crate::session::encode::kind_of;
-use crate::store::{Explanation, FeatureStats, Manifest, Score, Store};
+use crate::store::{Example, Explanation, FeatureStats, ImageRecord, Manifest, Score, Store};
 
 /// Longest side of a grid thumbnail, in pixels.
-pub const THUMB_SIDE: u32 = 192;
+pub const THUMB_SIDE: u32 = 256;
 /// Longest side of the image screen's picture.
 pub const LARGE_SIDE: u32 = 512;
 /// Longest side of the full-size example view (never more than the image itself).
 pub const FULL_SIDE: u32 = 1344;
 /// Decoded images the [`ImageCache`] keeps before it starts over.
 pub const IMAGE_CACHE_LEN: usize = 512;
-/// Examples loaded per feature (the grid shows as many as fit).
-pub const MAX_EXAMPLES: usize = 16;
+/// Threads that decode a feature's example images.
+const LOAD_THREADS: usize = 4;
 
 /// One row of the features table.
 #[derive(Debug, Clone, PartialEq)]
@@ -268,30 +268,37 @@ pub fn load_feature_cached(
 ) -> Result<FeatureDetail> {
     let root = dataset_root(store.manifest());
     let stats = store.feature_stats(f)?;
-    let mut examples = Vec::new();
-    for ex in store.top_examples(f)?.into_iter().take(MAX_EXAMPLES) {
+    let mut jobs = Vec::new();
+    for ex in store.top_examples(f)? {
         let rec = store.image(ex.image)?.with_context(|| {
             format!("feature {f}: image {} has no record in the store", ex.image)
         })?;
         let layout = rec.layout()?.clone();
-        let acts: Vec<(u32, f32)> = ex
-            .tokens
-            .iter()
-            .map(|&(t, v)| (u32::from(t), v.to_f32()))
+        jobs.push((ex, rec, layout));
+    }
+    // Every example, not a first page: decoding is spread over a few threads, and most images
+    // are in the cache already when the next feature opens.
+    let per_thread = jobs.len().div_ceil(LOAD_THREADS).max(1);
+    let examples = std::thread::scope(|scope| {
+        let handles: Vec<_> = jobs
+            .chunks(per_thread)
+            .map(|chunk| {
+                let root = &root;
+                scope.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|(ex, rec, layout)| example_view(root, ex, rec, layout, side, cache))
+                        .collect::<Vec<_>>()
+                })
+            })
             .collect();
-        let path = root.join(&rec.path);
-        let picture = picture_cached(&path, rec.id.clone(), &layout, &acts, side, cache);
-        let strongest = ex
-            .tokens
-            .iter()
-            .max_by(|a, b| a.1.to_f32().total_cmp(&b.1.to_f32()));
-        examples.push(ExampleView {
-            image: ex.image,
-            score: ex.score,
-            max: ex.max,
-            peak: strongest.map_or(Some(TokenKind::Base), |&(t, _)| kind_of(&layout, t)),
-            picture,
-        });
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect::<Vec<_>>()
+    });
+    if examples.len() != jobs.len() {
+        anyhow::bail!("feature {f}: an example thumbnail could not be drawn");
     }
     Ok(FeatureDetail {
         id: f,
@@ -300,6 +307,35 @@ pub fn load_feature_cached(
         explanations: store.explanations_of(f)?,
         scores: store.scores_of(f)?,
     })
+}
+
+/// One example's view: its thumbnail with the heatmap, and where its peak is.
+fn example_view(
+    root: &Path,
+    ex: &Example,
+    rec: &ImageRecord,
+    layout: &ImageLayout,
+    side: u32,
+    cache: &ImageCache,
+) -> ExampleView {
+    let acts: Vec<(u32, f32)> = ex
+        .tokens
+        .iter()
+        .map(|&(t, v)| (u32::from(t), v.to_f32()))
+        .collect();
+    let path = root.join(&rec.path);
+    let picture = picture_cached(&path, rec.id.clone(), layout, &acts, side, cache);
+    let strongest = ex
+        .tokens
+        .iter()
+        .max_by(|a, b| a.1.to_f32().total_cmp(&b.1.to_f32()));
+    ExampleView {
+        image: ex.image,
+        score: ex.score,
+        max: ex.max,
+        peak: strongest.map_or(Some(TokenKind::Base), |&(t, _)| kind_of(layout, t)),
+        picture,
+    }
 }
 
 /// Example `index` of feature `f` as a picture of up to `side` pixels (the full-size view).

@@ -2,6 +2,8 @@
 //! (so `GLINT_EXPLAIN_URL` and `OPENAI_API_KEY` work the same way), with an optional
 //! `glint/explainer.toml` in the user config folder whose keys are that command's long flags.
 
+use std::path::Path;
+
 use anyhow::{Result, anyhow};
 
 use crate::explain::ExplainerConfig;
@@ -18,17 +20,54 @@ pub fn config_from_toml(name: &str, text: &str, model: &ModelSpec) -> Result<Exp
         .map_err(|e| anyhow!("{name}: {e:#}"))
 }
 
+/// The workbench's explainer settings, and what to say when nobody chose a server.
+#[derive(Debug, Clone)]
+pub struct ExplainerSetup {
+    /// The settings.
+    pub config: ExplainerConfig,
+    /// Set when neither `GLINT_EXPLAIN_URL` nor an explainer file named the server: a request
+    /// that cannot reach it then most likely means there is none, and this says how to name one.
+    pub unconfigured: Option<String>,
+}
+
+/// What the explain key says when the default server does not answer and none was configured.
+pub fn unconfigured_hint(base_url: &str, file: &Path) -> String {
+    format!(
+        "no explainer answers at {base_url} (the default): set {EXPLAIN_URL_ENV} to an \
+         OpenAI-compatible server, or base-url in {}",
+        file.display()
+    )
+}
+
 /// The settings from the user's `glint/explainer.toml`, or the defaults without one.
-pub fn load(model: &ModelSpec) -> Result<ExplainerConfig> {
-    let path = dirs::config_dir().map(|d| d.join("glint").join("explainer.toml"));
-    match path.filter(|p| p.is_file()) {
-        Some(p) => {
-            let text = std::fs::read_to_string(&p)
-                .map_err(|e| anyhow!("cannot read {}: {e}", p.display()))?;
-            config_from_toml(&p.display().to_string(), &text, model)
-        }
-        None => config_from_toml("explainer defaults", "", model),
+pub fn load(model: &ModelSpec) -> Result<ExplainerSetup> {
+    let file = dirs::config_dir()
+        .unwrap_or_default()
+        .join("glint")
+        .join("explainer.toml");
+    if file.is_file() {
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| anyhow!("cannot read {}: {e}", file.display()))?;
+        let config = config_from_toml(&file.display().to_string(), &text, model)?;
+        return Ok(ExplainerSetup {
+            config,
+            unconfigured: None,
+        });
     }
+    let mut config = config_from_toml("explainer defaults", "", model)?;
+    if std::env::var_os(EXPLAIN_URL_ENV).is_some() {
+        return Ok(ExplainerSetup {
+            config,
+            unconfigured: None,
+        });
+    }
+    // Nobody named a server: ask the default once, and say at once how to name one.
+    config.client.retries = 0;
+    let unconfigured = Some(unconfigured_hint(&config.client.base_url, &file));
+    Ok(ExplainerSetup {
+        config,
+        unconfigured,
+    })
 }
 
 #[cfg(test)]

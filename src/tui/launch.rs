@@ -56,7 +56,8 @@ pub fn open_store(model: &ModelSpec, dir: Option<&Path>) -> Result<Store> {
         features: FeatureFilter::All,
         shard: None,
         commit_every: SAMPLE_IMAGES,
-        progress_bar: false,
+        // The first run's only wait: show that it moves.
+        progress_bar: true,
         tokens: Default::default(),
     };
     run_cache(&session, &dataset, &opts)?;

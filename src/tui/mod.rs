@@ -13,6 +13,8 @@ pub mod launch;
 pub mod runner;
 pub mod screens;
 pub mod show;
+#[cfg(test)]
+mod testing;
 pub mod theme;
 pub mod ui;
 mod update;
@@ -28,8 +30,8 @@ pub use ui::GraphicsMode;
 pub use update::parse_range;
 
 use crate::engine::ModelHandle;
-use crate::explain::ExplainerConfig;
 use crate::store::Store;
+use explainer::ExplainerSetup;
 use keymap::Keymap;
 use theme::Theme;
 use ui::Graphics;
@@ -101,7 +103,7 @@ pub fn run(
     model: ModelHandle,
     graphics: GraphicsMode,
     theme_name: &str,
-    explain: Option<ExplainerConfig>,
+    explain: Option<ExplainerSetup>,
 ) -> Result<FrameStats> {
     let start = Instant::now();
     let (keymap, theme) = load_config(theme_name)?;
@@ -124,8 +126,10 @@ pub fn run(
     let gfx = Graphics::detect(graphics);
     let (tx, rx) = unbounded_channel();
     let mut runner = Runner::new(store, model, tx);
-    if let Some(cfg) = explain {
-        runner = runner.with_explainer(cfg);
+    if let Some(setup) = explain {
+        runner = runner
+            .with_explainer(setup.config)
+            .with_explainer_hint(setup.unconfigured);
     }
     let result = rt.block_on(ui_loop(&mut app, &mut terminal, gfx, runner, rx, start));
     let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableMouseCapture);

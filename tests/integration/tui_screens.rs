@@ -15,7 +15,7 @@ use glint::session::Session;
 use glint::store::{FeatureFilter, RankRule, Store};
 use glint::tui::app::{App, Effect, Event, Hit, ImageFocus, ImageSource, Screen};
 use glint::tui::data::{self, THUMB_SIDE};
-use glint::tui::explainer::config_from_toml;
+use glint::tui::explainer::{config_from_toml, unconfigured_hint};
 use glint::tui::runner::Runner;
 
 /// A store of the first `images` sample images in `dir`.
@@ -532,7 +532,11 @@ fn explain_key_asks_the_explainer_in_the_background_and_labels_are_kept() {
     .unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let handle = sample_model();
-    let runner = Runner::new(store.clone(), handle, tx).with_explainer(bad);
+    // Nobody configured a server: the refusal says at once how to name one.
+    let hint = unconfigured_hint("http://127.0.0.1:9", Path::new("glint/explainer.toml"));
+    let runner = Runner::new(store.clone(), handle, tx)
+        .with_explainer(bad)
+        .with_explainer_hint(Some(hint));
     let other = a.features.rows[1].id;
     a.explain.running.insert(other, 0);
     settle(
@@ -545,6 +549,10 @@ fn explain_key_asks_the_explainer_in_the_background_and_labels_are_kept() {
     );
     let (msg, is_err) = a.message.clone().unwrap();
     assert!(is_err && msg.contains(&format!("feature {other}")), "{msg}");
+    assert!(
+        msg.contains("GLINT_EXPLAIN_URL") && msg.contains("glint/explainer.toml"),
+        "{msg}"
+    );
     assert!(store.explanations_of(other).unwrap().is_empty());
 }
 

@@ -16,6 +16,7 @@ use super::app::{Effect, Event, ImageSource};
 use super::data::{self, FeatureDetail, ImageCache};
 use crate::engine::{Job, Lane, ModelError, ModelHandle};
 use crate::explain::{Explainer, ExplainerConfig, explain_feature};
+use crate::llm::FailureKind;
 use crate::store::Store;
 
 /// Feature details kept for instant switching (the shown one's neighbours are read ahead).
@@ -29,6 +30,7 @@ pub struct Runner {
     images: ImageCache,
     details: Arc<Mutex<HashMap<u32, FeatureDetail>>>,
     explain_cfg: Option<ExplainerConfig>,
+    explain_hint: Option<String>,
     explainer: Mutex<Option<Explainer>>,
 }
 
@@ -42,6 +44,7 @@ impl Runner {
             images: ImageCache::default(),
             details: Arc::default(),
             explain_cfg: None,
+            explain_hint: None,
             explainer: Mutex::new(None),
         }
     }
@@ -50,6 +53,13 @@ impl Runner {
     /// them up).
     pub fn with_explainer(mut self, cfg: ExplainerConfig) -> Runner {
         self.explain_cfg = Some(cfg);
+        self
+    }
+
+    /// What to say, with the reason, when the explainer cannot be reached (the server was never
+    /// configured, so the likely fix is to name one).
+    pub fn with_explainer_hint(mut self, hint: Option<String>) -> Runner {
+        self.explain_hint = hint;
         self
     }
 
@@ -199,10 +209,17 @@ impl Runner {
         };
         let store = self.store.clone();
         let details = self.details.clone();
+        let hint = self.explain_hint.clone();
         tokio::spawn(async move {
-            let result = explain_feature(&explainer, &store, id)
-                .await
-                .map_err(|e| e.reason);
+            let result =
+                explain_feature(&explainer, &store, id)
+                    .await
+                    .map_err(|e| match (&hint, e.kind) {
+                        (Some(h), Some(FailureKind::Network | FailureKind::Timeout)) => {
+                            format!("{h} ({})", e.reason)
+                        }
+                        _ => e.reason,
+                    });
             // The cached detail no longer lists every explanation.
             if let Ok(mut m) = details.lock() {
                 m.remove(&id);

@@ -33,6 +33,33 @@ pub fn fitted_rect(iw: u32, ih: u32, area: Rect) -> Rect {
     )
 }
 
+/// Outline the pixel rectangle `[x0, x1) x [y0, y1)` of `img` with a dark band outside a light
+/// one, so it shows on any picture. Each band is `band` pixels (horizontal, vertical) thick: at
+/// least the spacing at which the picture is sampled when drawn, so no band falls between
+/// samples.
+pub fn outline(img: &mut RgbImage, (x0, y0, x1, y1): (u32, u32, u32, u32), band: (u32, u32)) {
+    let (w, h) = img.dimensions();
+    let (bx, by) = (band.0.max(1), band.1.max(1));
+    let mut paint = |xa: i64, ya: i64, xb: i64, yb: i64, rgb: [u8; 3]| {
+        for y in ya.max(0)..yb.min(i64::from(h)) {
+            for x in xa.max(0)..xb.min(i64::from(w)) {
+                img.put_pixel(x as u32, y as u32, image::Rgb(rgb));
+            }
+        }
+    };
+    let (x0, y0, x1, y1) = (i64::from(x0), i64::from(y0), i64::from(x1), i64::from(y1));
+    let (bx, by) = (i64::from(bx), i64::from(by));
+    for (grow, rgb) in [(bx.max(by), [0, 0, 0]), (0, [255, 255, 255])] {
+        // `grow` widens the outer band; the inner one lies just inside the rectangle.
+        let (gx, gy) = (grow.min(bx), grow.min(by));
+        let (ox0, oy0, ox1, oy1) = (x0 - gx, y0 - gy, x1 + gx, y1 + gy);
+        paint(ox0, oy0, ox1, oy0 + by, rgb);
+        paint(ox0, oy1 - by, ox1, oy1, rgb);
+        paint(ox0, oy0, ox0 + bx, oy1, rgb);
+        paint(ox1 - bx, oy0, ox1, oy1, rgb);
+    }
+}
+
 impl Widget for HalfBlocks<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let img = self.0;
@@ -78,5 +105,22 @@ mod tests {
             ("▀", Color::Rgb(255, 0, 0), Color::Rgb(0, 0, 0))
         );
         assert_eq!(buf[(0, 0)].symbol(), " ");
+    }
+
+    #[test]
+    fn outlines_are_dark_outside_light_inside_and_leave_the_patch_visible() {
+        let mut img = RgbImage::from_pixel(40, 40, image::Rgb([9, 9, 9]));
+        outline(&mut img, (10, 10, 30, 30), (2, 2));
+        assert_eq!(img.get_pixel(10, 20).0, [255, 255, 255]);
+        assert_eq!(img.get_pixel(11, 20).0, [255, 255, 255]);
+        assert_eq!(img.get_pixel(8, 20).0, [0, 0, 0]);
+        assert_eq!(img.get_pixel(20, 29).0, [255, 255, 255]);
+        assert_eq!(img.get_pixel(20, 31).0, [0, 0, 0]);
+        // Inside the bands and outside the outline, the picture is untouched.
+        assert_eq!(img.get_pixel(20, 20).0, [9, 9, 9]);
+        assert_eq!(img.get_pixel(5, 5).0, [9, 9, 9]);
+        // A patch at the edge is clipped, not an error.
+        outline(&mut img, (0, 0, 5, 5), (3, 3));
+        assert_eq!(img.get_pixel(0, 0).0, [255, 255, 255]);
     }
 }

@@ -92,10 +92,12 @@ fn model_text(app: &App) -> String {
             } else {
                 String::new()
             };
-            format!(
-                "{spin} {what}: {} {}/{}{queued} · Esc cancels",
-                a.stage, a.done, a.total
-            )
+            // A stage without counted steps shows no count ("0/0" says nothing).
+            let steps = match a.total {
+                0 => String::new(),
+                n => format!(" {}/{n}", a.done),
+            };
+            format!("{spin} {what}: {}{steps}{queued} · Esc cancels", a.stage)
         }
     }
 }

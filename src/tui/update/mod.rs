@@ -120,21 +120,20 @@ impl App {
     /// Apply one keymap action.
     pub fn on_action(&mut self, a: Action) -> Vec<Effect> {
         self.dirty = true;
+        // A message answers the last action; the next one starts with a clean status line.
+        self.message = None;
         if self.help {
-            // Any key closes the help; quit still quits.
-            self.help = false;
-            return if a == Action::Quit {
-                vec![Effect::Quit]
-            } else {
-                vec![]
-            };
+            return self.help_action(a);
         }
         if a != Action::Explain {
             self.explain.confirm = None;
         }
         match a {
             Action::Quit => return vec![Effect::Quit],
-            Action::Help => self.help = true,
+            Action::Help => {
+                self.help = true;
+                self.help_scroll = 0;
+            }
             Action::Back => return self.back(),
             Action::Features => return self.show(Screen::Features),
             Action::Feature => return self.show(Screen::Feature),
@@ -155,6 +154,27 @@ impl App {
             }
             _ => return self.screen_action(a),
         }
+        vec![]
+    }
+
+    /// A key while the help is open: moves scroll it, quit quits, any other key closes it.
+    fn help_action(&mut self, a: Action) -> Vec<Effect> {
+        let most = super::ui::help::max_scroll(self);
+        let page = self.page();
+        let at = self.help_scroll.min(most);
+        self.help_scroll = match a {
+            Action::Down => step(at, most + 1, 1),
+            Action::Up => step(at, most + 1, -1),
+            Action::PageDown => step(at, most + 1, page),
+            Action::PageUp => step(at, most + 1, -page),
+            Action::First => 0,
+            Action::Last => most,
+            Action::Quit => return vec![Effect::Quit],
+            _ => {
+                self.help = false;
+                0
+            }
+        };
         vec![]
     }
 
@@ -192,7 +212,11 @@ impl App {
     pub(crate) fn back(&mut self) -> Vec<Effect> {
         if self.feature.full && self.screen == Screen::Feature {
             self.feature.full = false;
-        } else if self.image.pending || self.attrib.pending || self.actor.busy.is_some() {
+        } else if self.image.pending
+            || self.attrib.pending
+            || (self.screen == Screen::Steer && self.steer.pending)
+            || self.actor.busy.is_some()
+        {
             self.image.pending = false;
             self.attrib.pending = false;
             self.message = Some(("cancelled".into(), false));
@@ -213,6 +237,7 @@ impl App {
     }
 
     fn submit_prompt(&mut self, prompt: Prompt, text: String) -> Vec<Effect> {
+        self.message = None;
         match prompt {
             Prompt::Search => {
                 self.features.search = text;
@@ -254,12 +279,19 @@ pub fn parse_range(text: &str) -> Result<Option<(f64, f64)>, String> {
             s.trim().parse::<f64>().map_err(|_| bad())
         }
     };
-    Ok(Some((num(lo, 0.0)?, num(hi, f64::INFINITY)?)))
+    let (lo, hi) = (num(lo, 0.0)?, num(hi, f64::INFINITY)?);
+    if lo > hi {
+        return Err(format!(
+            "{text:?}: the lower end is above the upper one; write min..max, e.g. {hi}..{lo}"
+        ));
+    }
+    Ok(Some((lo, hi)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tui::testing::{app, code, drive, key, message, typed};
 
     #[test]
     fn ranges_and_steps() {
@@ -267,8 +299,35 @@ mod tests {
         assert_eq!(parse_range("0.1..").unwrap(), Some((0.1, f64::INFINITY)));
         assert_eq!(parse_range("..0.5").unwrap(), Some((0.0, 0.5)));
         assert!(parse_range("abc").unwrap_err().contains("density range"));
+        let e = parse_range("0.5..0.1").unwrap_err();
+        assert!(
+            e.contains("lower end is above") && e.contains("0.1..0.5"),
+            "{e}"
+        );
+        assert_eq!(parse_range("0.1..0.1").unwrap(), Some((0.1, 0.1)));
         assert_eq!(step(0, 5, -1), 0);
         assert_eq!(step(3, 5, 10), 4);
         assert_eq!(step(3, 0, 1), 0);
+    }
+
+    #[test]
+    fn a_message_lasts_until_the_next_action() {
+        let mut a = app(&[1, 2, 3]);
+        let mut events = vec![key('d')];
+        events.extend(typed("0.5..0.1"));
+        events.push(code(KeyCode::Enter));
+        drive(&mut a, events);
+        assert!(
+            message(&a).is_some_and(|m| m.contains("lower end")),
+            "{:?}",
+            a.message
+        );
+        assert_eq!(a.features.density, None);
+        drive(&mut a, vec![key('j')]);
+        assert_eq!(message(&a), None);
+        drive(&mut a, vec![key('3')]);
+        assert!(message(&a).is_some_and(|m| m.contains("no image yet")));
+        drive(&mut a, vec![key('k')]);
+        assert_eq!(message(&a), None);
     }
 }

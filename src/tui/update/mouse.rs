@@ -25,10 +25,13 @@ impl App {
     }
 
     fn scroll(&mut self, down: bool, hit: Option<Hit>) -> Vec<Effect> {
-        if self.help || self.prompt.is_some() {
+        let a = if down { Action::Down } else { Action::Up };
+        if self.help {
+            return self.on_action(a);
+        }
+        if self.prompt.is_some() {
             return vec![];
         }
-        let a = if down { Action::Down } else { Action::Up };
         match (self.screen, hit) {
             (Screen::Feature, _) if self.feature.full => {
                 let a = if down { Action::Right } else { Action::Left };
@@ -42,6 +45,11 @@ impl App {
             (Screen::Image, _) => {
                 self.image.focus = ImageFocus::List;
                 self.image_action(a)
+            }
+            (Screen::Steer, Some(Hit::SteerText)) => {
+                let (d, u) = if down { (3, 0) } else { (0, 3) };
+                self.steer_scroll(d, u);
+                vec![]
             }
             _ => self.on_action(a),
         }
@@ -93,7 +101,7 @@ impl App {
                 self.select_image_feature(i);
                 vec![]
             }
-            Hit::Help => vec![],
+            Hit::Help | Hit::SteerText => vec![],
         }
     }
 }

@@ -16,14 +16,52 @@ use crate::tui::ui::graphics::Graphics;
 
 /// Width of the left information column.
 const INFO_W: u16 = 34;
-/// Width of one grid cell, border included.
-const CELL_W: u16 = 22;
-/// Height of one grid cell, border included.
-const CELL_H: u16 = 11;
+/// Height of the smallest grid cell, border included (its width is twice that: terminal cells
+/// are about twice as tall as wide, so the picture inside is about square).
+const MIN_CELL_H: u16 = 11;
+/// Height of the largest grid cell.
+const MAX_CELL_H: u16 = 30;
+/// Examples the grid keeps in view when it grows its cells on a large terminal.
+const MIN_VISIBLE: usize = 8;
 
-/// Examples a row of the grid holds at terminal width `width`.
-pub fn grid_cols(width: u16) -> usize {
-    usize::from((width.saturating_sub(INFO_W + 2) / CELL_W).max(1))
+/// The example grid's layout: columns, rows, and one cell's size, border included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GridShape {
+    /// Examples a row holds.
+    pub cols: usize,
+    /// Rows in view.
+    pub rows: usize,
+    /// Cell width.
+    pub cell_w: u16,
+    /// Cell height.
+    pub cell_h: u16,
+}
+
+/// The grid for `examples` inside a `width x height` area: the largest cells that still show
+/// [`MIN_VISIBLE`] examples (or all of them), and never smaller than the smallest cell.
+pub fn grid_shape(width: u16, height: u16, examples: usize) -> GridShape {
+    let shape = |cell_h: u16| {
+        let cell_w = cell_h * 2;
+        GridShape {
+            cols: usize::from((width / cell_w).max(1)),
+            rows: usize::from((height / cell_h).max(1)),
+            cell_w,
+            cell_h,
+        }
+    };
+    let want = examples.clamp(1, MIN_VISIBLE);
+    (MIN_CELL_H..=MAX_CELL_H)
+        .rev()
+        .map(shape)
+        .find(|g| g.cols * g.rows >= want)
+        .unwrap_or_else(|| shape(MIN_CELL_H))
+}
+
+/// The grid of the feature screen on a terminal of `size` (columns, rows).
+pub fn screen_grid(size: (u16, u16), examples: usize) -> GridShape {
+    // Title and status lines, and the grid's border.
+    let (w, h) = (size.0.saturating_sub(INFO_W + 2), size.1.saturating_sub(4));
+    grid_shape(w, h, examples)
 }
 
 /// Draw the feature screen into `area`.
@@ -168,7 +206,9 @@ fn render_hist(app: &App, d: &FeatureDetail, frame: &mut Frame<'_>, area: Rect) 
     let edge = |b: usize| edges[b.saturating_sub(1).min(edges.len() - 1)];
     let [bars, labels] = Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(inner);
     frame.render_widget(Sparkline::default().data(&data).style(t.bar), bars);
-    let label = format!("{:.3} … {:.3}", edge(first), edge(last + 1));
+    // The axis ends at the largest activation seen, not at the top of its bin.
+    let top = edge(last + 1).min(f64::from(s.max));
+    let label = format!("{:.3} … {:.3}", edge(first).min(top), top);
     frame.render_widget(Paragraph::new(label).style(t.dim), labels);
 }
 
@@ -180,22 +220,31 @@ fn render_grid(
     gfx: &mut Graphics,
 ) {
     let t = &app.theme;
+    let inner = Block::bordered().inner(area);
+    let g = grid_shape(inner.width, inner.height, d.examples.len());
+    let (cols, visible) = (g.cols, g.rows);
+    let sel_row = app.feature.sel / cols;
+    let first_row = sel_row.saturating_sub(visible - 1);
+    let first = first_row * cols;
+    let last = (first + visible * cols).min(d.examples.len());
+    let title = if last - first < d.examples.len() {
+        format!(
+            " top {} examples · {}–{last} shown · j/k for more ",
+            d.examples.len(),
+            first + 1
+        )
+    } else {
+        format!(" top {} examples ", d.examples.len())
+    };
     let block = Block::bordered()
-        .title(Span::styled(
-            format!(" top {} examples ", d.examples.len()),
-            t.title,
-        ))
+        .title(Span::styled(title, t.title))
         .border_style(t.focus_border);
-    let inner = block.inner(area);
     frame.render_widget(block, area);
     if d.examples.is_empty() {
         frame.render_widget(Paragraph::new("no examples").style(t.dim), inner);
         return;
     }
-    let cols = grid_cols(app.size.0).min(usize::from((inner.width / CELL_W).max(1)));
-    let visible = usize::from((inner.height / CELL_H).max(1));
-    let sel_row = app.feature.sel / cols;
-    let first_row = sel_row.saturating_sub(visible - 1);
+    let (cell_w, cell_h) = (g.cell_w, g.cell_h);
     let scale = app.row(d.id).map(|r| r.max);
     for (i, ex) in d
         .examples
@@ -205,14 +254,14 @@ fn render_grid(
         .take(visible * cols)
     {
         let (r, c) = ((i / cols - first_row) as u16, (i % cols) as u16);
-        let cell = Rect::new(inner.x + c * CELL_W, inner.y + r * CELL_H, CELL_W, CELL_H)
+        let cell = Rect::new(inner.x + c * cell_w, inner.y + r * cell_h, cell_w, cell_h)
             .intersection(inner);
         let style = if i == app.feature.sel {
             t.focus_border
         } else {
             t.border
         };
-        let title = format!("#{} {}", i + 1, ex.picture.label);
+        let title = fit_title(&format!("#{} {}", i + 1, ex.picture.label), cell_w - 2);
         let b = Block::bordered()
             .title(title)
             .title_bottom(match ex.peak {
@@ -230,6 +279,22 @@ fn render_grid(
             &ex.picture.overlay(&app.style, &app.theme.ramp, scale),
         );
     }
+}
+
+/// `text` in at most `width` columns: when too long, the middle gives way to `…`, as an image
+/// id's distinguishing part is usually at its end.
+pub fn fit_title(text: &str, width: u16) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let w = usize::from(width);
+    if chars.len() <= w || w < 3 {
+        return chars.into_iter().take(w).collect();
+    }
+    let head = (w - 1) / 2;
+    let tail = w - 1 - head;
+    let mut out: String = chars[..head].iter().collect();
+    out.push('…');
+    out.extend(&chars[chars.len() - tail..]);
+    out
 }
 
 fn render_full(app: &App, ex: &ExampleView, frame: &mut Frame<'_>, area: Rect, gfx: &mut Graphics) {
@@ -269,4 +334,49 @@ fn render_full(app: &App, ex: &ExampleView, frame: &mut Frame<'_>, area: Rect, g
         inner,
         &pic.overlay(&app.style, &app.theme.ramp, None),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_grid_grows_its_cells_on_large_terminals_and_keeps_eight_in_view() {
+        // A 100x30 terminal: the smallest cells, as before.
+        assert_eq!(
+            screen_grid((100, 30), 16),
+            GridShape {
+                cols: 2,
+                rows: 2,
+                cell_w: 22,
+                cell_h: 11
+            }
+        );
+        let g = screen_grid((200, 50), 50);
+        assert!(
+            g.cell_h > MIN_CELL_H && g.cols * g.rows >= MIN_VISIBLE,
+            "{g:?}"
+        );
+        // Few examples: as large as fits them.
+        let g = screen_grid((200, 50), 2);
+        assert!(g.cell_h >= 20 && g.cols * g.rows >= 2, "{g:?}");
+        // Tiny terminals still get one cell.
+        assert_eq!(grid_shape(5, 3, 4).cols, 1);
+    }
+
+    #[test]
+    fn long_titles_keep_both_ends() {
+        assert_eq!(fit_title("#1 shape-0003", 20), "#1 shape-0003");
+        assert_eq!(
+            fit_title("#12 train/cats/IMG_20240101_1234", 20),
+            "#12 train…40101_1234"
+        );
+        assert_eq!(
+            fit_title("#12 train/cats/IMG_20240101_1234", 20)
+                .chars()
+                .count(),
+            20
+        );
+        assert_eq!(fit_title("abcdef", 2), "ab");
+    }
 }

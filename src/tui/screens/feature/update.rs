@@ -1,7 +1,7 @@
 //! The feature screen: the example grid, the full-size view, next / previous feature, and the
 //! explanation and human label of the feature.
 
-use super::ui::grid_cols;
+use super::ui::screen_grid;
 use crate::store::Explanation;
 use crate::tui::app::{App, Effect, Prompt};
 use crate::tui::data::{FeatureDetail, Picture};
@@ -14,7 +14,7 @@ pub const TICKS_PER_SECOND: u64 = 8;
 impl App {
     pub(crate) fn feature_action(&mut self, a: Action) -> Vec<Effect> {
         let len = self.feature.detail.as_ref().map_or(0, |d| d.examples.len());
-        let cols = grid_cols(self.size.0) as isize;
+        let cols = screen_grid(self.size, len).cols as isize;
         let sel = self.feature.sel;
         let moved = match a {
             Action::Left => step(sel, len, -1),
@@ -31,8 +31,15 @@ impl App {
                 } else {
                     -1
                 };
-                let v = self.features.view.len();
-                self.features.sel = step(self.features.sel, v, delta);
+                // From the feature on screen (it may have been opened from another screen),
+                // else from the table's cursor.
+                let fs = &self.features;
+                let here = self
+                    .feature
+                    .id
+                    .and_then(|id| fs.view.iter().position(|&i| fs.rows[i].id == id))
+                    .unwrap_or(fs.sel);
+                self.features.sel = step(here, fs.view.len(), delta);
                 return self.open_selected();
             }
             Action::Explain => return self.feature.id.map_or(vec![], |id| self.explain(id)),
@@ -169,8 +176,10 @@ impl App {
     }
 
     pub(crate) fn on_label_saved(&mut self, id: u32, result: Result<(), String>) -> Vec<Effect> {
+        let kept = self.row(id).is_some_and(|r| r.label.is_some());
         self.message = Some(match result {
-            Ok(()) => (format!("feature {id}: label saved"), false),
+            Ok(()) if kept => (format!("feature {id}: label saved"), false),
+            Ok(()) => (format!("feature {id}: label removed"), false),
             Err(e) => (format!("feature {id}: label not saved: {e}"), true),
         });
         vec![]
@@ -194,5 +203,63 @@ impl App {
                 || a.name().to_string(),
                 |(k, _)| k.split(' ').next().unwrap_or_default().to_string(),
             )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crossterm::event::KeyCode;
+
+    use crate::tui::app::{Effect, Event};
+    use crate::tui::testing::{app, code, drive, key, message};
+
+    #[test]
+    fn next_and_previous_step_from_the_feature_on_screen() {
+        let mut a = app(&[1, 2, 3, 4, 5]);
+        // Opened from elsewhere (the image screen, an attribution): the table cursor stays on 1.
+        a.open_feature(4);
+        assert_eq!(a.features.sel, 0);
+        let fx = drive(&mut a, vec![key('n')]);
+        assert_eq!(a.feature.id, Some(5));
+        assert!(fx.contains(&Effect::LoadFeature(5)), "{fx:?}");
+        drive(&mut a, vec![key('p'), key('p')]);
+        assert_eq!(a.feature.id, Some(3));
+        assert_eq!(a.selected_row().map(|r| r.id), Some(3));
+    }
+
+    #[test]
+    fn clearing_a_label_says_so() {
+        let mut a = app(&[7]);
+        let mut events = vec![key('L')];
+        events.extend("on".chars().map(key));
+        events.push(code(KeyCode::Enter));
+        let fx = drive(&mut a, events);
+        assert!(
+            fx.iter()
+                .any(|e| matches!(e, Effect::SaveLabel { text: Some(_), .. }))
+        );
+        a.update(Event::LabelSaved {
+            id: 7,
+            result: Ok(()),
+        });
+        assert_eq!(message(&a), Some("feature 7: label saved"));
+        let events = vec![
+            key('L'),
+            Event::Key(crossterm::event::KeyEvent::new(
+                KeyCode::Char('u'),
+                crossterm::event::KeyModifiers::CONTROL,
+            )),
+            code(KeyCode::Enter),
+        ];
+        let fx = drive(&mut a, events);
+        assert!(
+            fx.contains(&Effect::SaveLabel { id: 7, text: None }),
+            "{fx:?}"
+        );
+        a.update(Event::LabelSaved {
+            id: 7,
+            result: Ok(()),
+        });
+        assert_eq!(message(&a), Some("feature 7: label removed"));
     }
 }

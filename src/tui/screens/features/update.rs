@@ -31,7 +31,7 @@ impl App {
             }
             Action::SortReverse => {
                 self.features.sort.1 = !self.features.sort.1;
-                self.refresh_view();
+                self.show_sorted();
                 return vec![];
             }
             _ => sel,
@@ -51,7 +51,13 @@ impl App {
                 !matches!(Column::ALL[col], Column::Id | Column::Explanation),
             )
         };
+        self.show_sorted();
+    }
+
+    /// After a new order: show its top, as the point of sorting is what now comes first.
+    fn show_sorted(&mut self) {
         self.refresh_view();
+        self.features.sel = 0;
     }
 
     /// Show feature `id`; loads it unless it is already shown, and asks for its neighbours in
@@ -117,13 +123,9 @@ impl App {
                 self.open_feature(id)
             }
             Ok(id) => {
-                let text = match self.latents {
-                    Some(n) if id as usize >= n => format!(
-                        "feature {id} is out of range: the SAE has {n} latents (0..={})",
-                        n - 1
-                    ),
-                    _ => format!("feature {id} never fired in this store"),
-                };
+                let text = self
+                    .out_of_range(id)
+                    .unwrap_or_else(|| format!("feature {id} never fired in this store"));
                 self.message = Some((text, true));
                 vec![]
             }
@@ -175,5 +177,28 @@ impl App {
             .and_then(|id| view.iter().position(|&i| rows[i].id == id))
             .unwrap_or(0);
         fs.view = view;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::tui::testing::{app, drive, key};
+
+    #[test]
+    fn sorting_shows_the_top_of_the_new_order() {
+        let mut a = app(&[1, 2, 3, 4, 5]);
+        drive(&mut a, vec![key('j'), key('j')]);
+        assert_eq!(a.selected_row().map(|r| r.id), Some(3));
+        // By density, largest first: 5 is on top and selected.
+        drive(&mut a, vec![key('s')]);
+        assert_eq!(
+            (a.features.sel, a.selected_row().map(|r| r.id)),
+            (0, Some(5))
+        );
+        drive(&mut a, vec![key('j'), key('S')]);
+        assert_eq!(
+            (a.features.sel, a.selected_row().map(|r| r.id)),
+            (0, Some(1))
+        );
     }
 }

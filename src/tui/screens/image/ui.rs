@@ -7,9 +7,12 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, List, ListItem, ListState, Paragraph};
 
-use crate::model::anyres::TokenKind;
+use image::RgbImage;
+
+use crate::model::anyres::{PixelRect, TokenKind};
 use crate::tui::app::{App, Hit, ImageFocus};
 use crate::tui::ui::graphics::Graphics;
+use crate::tui::ui::heatmap::outline;
 
 /// Draw the image screen into `area`.
 pub fn render(app: &App, frame: &mut Frame<'_>, area: Rect, gfx: &mut Graphics) {
@@ -28,10 +31,18 @@ pub fn render(app: &App, frame: &mut Frame<'_>, area: Rect, gfx: &mut Graphics) 
         .features
         .get(im.sel)
         .map_or("-".into(), |f| f.0.to_string());
-    let title = format!(
-        " {} · feature {feature} · patch {},{} ",
-        im.label, im.cursor.0, im.cursor.1
-    );
+    let hi = app
+        .features_at_cursor()
+        .into_iter()
+        .find(|t| t.token.kind == TokenKind::HighRes);
+    let patch = match &hi {
+        Some(t) => format!(
+            "tile {} · row {} · col {}",
+            t.token.tile, t.token.row, t.token.col
+        ),
+        None => format!("patch {},{}", im.cursor.0, im.cursor.1),
+    };
+    let title = format!(" {} · feature {feature} · {patch} ", im.label);
     let block = Block::bordered()
         .title(Span::styled(title, t.title))
         .border_style(focus(ImageFocus::Grid));
@@ -39,9 +50,13 @@ pub fn render(app: &App, frame: &mut Frame<'_>, area: Rect, gfx: &mut Graphics) 
     frame.render_widget(block, left);
     match (&im.picture, &im.rgb) {
         (Some(p), _) => {
-            let drawn = gfx.draw(frame, inner, &p.overlay(&app.style, &app.theme.ramp, None));
+            let mut pic = p.overlay(&app.style, &app.theme.ramp, None);
+            // Drawn into the picture, the cursor shows with every graphics protocol.
+            if let Some(rect) = hi.as_ref().and_then(|t| t.token.rect) {
+                outline_patch(&mut pic, rect, app, inner);
+            }
+            let drawn = gfx.draw(frame, inner, &pic);
             app.hit(drawn, Hit::Picture);
-            draw_cursor(app, frame, drawn);
         }
         (None, Some(rgb)) => {
             gfx.draw(frame, inner, rgb);
@@ -119,27 +134,22 @@ pub fn render(app: &App, frame: &mut Frame<'_>, area: Rect, gfx: &mut Graphics) 
     frame.render_widget(Paragraph::new(here).block(ab), at);
 }
 
-/// Mark the high-resolution cell under the cursor over the picture drawn in `r`.
-fn draw_cursor(app: &App, frame: &mut Frame<'_>, r: Rect) {
+/// Outline the cursor's patch `rect` (in the image's own pixels) on `pic`, the picture about to
+/// be drawn into `area`.
+fn outline_patch(pic: &mut RgbImage, rect: PixelRect, app: &App, area: Rect) {
     let Some(a) = &app.image.analysis else { return };
-    if r.width == 0 || r.height == 0 {
-        return;
-    }
     let (oh, ow) = (a.layout.original.0 as f32, a.layout.original.1 as f32);
-    let hi = app
-        .features_at_cursor()
-        .into_iter()
-        .find(|t| t.token.kind == TokenKind::HighRes);
-    let Some(p) = hi.and_then(|t| t.token.rect) else {
-        return;
-    };
-    let x = r.x + (((p.x0 + p.x1) / 2.0 / ow) * f32::from(r.width)) as u16;
-    let y = r.y + (((p.y0 + p.y1) / 2.0 / oh) * f32::from(r.height)) as u16;
-    let style = app.theme.cursor;
-    if let Some(cell) = frame
-        .buffer_mut()
-        .cell_mut((x.min(r.right() - 1), y.min(r.bottom() - 1)))
-    {
-        cell.set_symbol("+").set_fg(style.fg.unwrap_or_default());
-    }
+    let (pw, ph) = (pic.width() as f32, pic.height() as f32);
+    let sx = |x: f32| (x / ow * pw).round() as u32;
+    let sy = |y: f32| (y / oh * ph).round() as u32;
+    // One band at least as thick as the sampling step of half blocks (the coarsest drawing).
+    let band = (
+        (pw / f32::from(area.width.max(1))).ceil() as u32,
+        (ph / (2.0 * f32::from(area.height.max(1)))).ceil() as u32,
+    );
+    outline(
+        pic,
+        (sx(rect.x0), sy(rect.y0), sx(rect.x1), sy(rect.y1)),
+        band,
+    );
 }
