@@ -116,6 +116,10 @@ pub(crate) fn dump(store: &Store) -> Vec<(Vec<u8>, Vec<u8>)> {
 
 /// An empty store of `latents` features (top 3 by max) in `dir`, for tests outside the store.
 pub(crate) fn empty_store(dir: &std::path::Path, latents: usize) -> Store {
-    let m = super::manifest::tests::manifest(latents, 3, super::RankRule::Max);
-    Store::create(dir, &m).expect("a store in a fresh folder")
+    Store::create(dir, &manifest_of(latents, 3)).expect("a store in a fresh folder")
+}
+
+/// A test manifest of `latents` features keeping `top_n` examples each (ranked by max).
+pub(crate) fn manifest_of(latents: usize, top_n: usize) -> Manifest {
+    super::manifest::tests::manifest(latents, top_n, super::RankRule::Max)
 }

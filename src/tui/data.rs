@@ -371,6 +371,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_top_example_is_loaded_not_a_first_page() {
+        let dir = tempfile::tempdir().unwrap();
+        // 8 latents, 40 kept per feature, 40 images: most features keep far more than 16.
+        let m = crate::store::testutil::manifest_of(8, 40);
+        let indices: Vec<u32> = (0..40).collect();
+        let store = crate::store::testutil::build(dir.path(), &m, 3, &indices, 10);
+        let (f, kept) = (0..8)
+            .map(|f| (f, store.top_examples(f).unwrap().len()))
+            .max_by_key(|&(_, n)| n)
+            .unwrap();
+        assert!(kept > 16, "the synthetic store keeps {kept}");
+        let d = load_feature(&store, f, 32).unwrap();
+        assert_eq!(d.examples.len(), kept);
+        let ranks: Vec<u32> = d.examples.iter().map(|e| e.image).collect();
+        let stored: Vec<u32> = store
+            .top_examples(f)
+            .unwrap()
+            .iter()
+            .map(|e| e.image)
+            .collect();
+        assert_eq!(ranks, stored, "in the store's order");
+    }
+
+    #[test]
     fn fit_keeps_aspect_and_never_enlarges() {
         assert_eq!(fit(672, 336, 192), (192, 96));
         assert_eq!(fit(100, 50, 192), (100, 50));

@@ -596,6 +596,16 @@ fn esc_during_a_generation_cancels_it_and_keeps_both_texts() {
     assert!(a.steer.scroll > 0);
     drive(&mut a, vec![code(KeyCode::PageUp), code(KeyCode::PageUp)]);
     assert_eq!(a.steer.scroll, 0);
+    // A loaded preset of one row says "1 row".
+    let one = Preset::of(&a.steer);
+    drive(
+        &mut a,
+        vec![Event::Steer(SteerMsg::PresetLoaded {
+            path: "p.toml".into(),
+            result: Ok(one),
+        })],
+    );
+    assert_eq!(a.message.as_ref().unwrap().0, "preset p.toml loaded: 1 row");
     // Out of range features are refused when typed, naming the SAE's width.
     a.latents = Some(256);
     let fx = drive(&mut a, seq(vec![vec![key('a')], typed("999")]));

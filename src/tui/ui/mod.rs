@@ -131,3 +131,27 @@ fn render_status(app: &App, frame: &mut Frame<'_>, area: Rect) {
         right,
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::engine::ActorStatus;
+    use crate::tui::testing::app;
+
+    #[test]
+    fn a_stage_without_counted_steps_shows_no_count() {
+        let mut a = app(&[1]);
+        a.actor = ActorStatus {
+            busy: Some("steering 1 feature".into()),
+            stage: "preparing the prompt".into(),
+            ..Default::default()
+        };
+        let text = super::actor_text(&a);
+        assert!(
+            text.contains("preparing the prompt ·") && !text.contains("0/0"),
+            "{text}"
+        );
+        a.actor.total = 48;
+        a.actor.done = 3;
+        assert!(super::actor_text(&a).contains("preparing the prompt 3/48"));
+    }
+}
