@@ -25,6 +25,7 @@ use super::messages::{
 };
 use super::steer::SteerLatest;
 use crate::attribute::AttributionResult;
+use crate::dashboard::{FeaturePage, PageRequest};
 
 /// Capacity of the request channel; a full channel is reported, never blocks the UI.
 pub const QUEUE: usize = 64;
@@ -45,6 +46,14 @@ pub trait Engine {
         let _ = (req, ctl, emit);
         Err(ModelError::Failed(
             "this engine cannot generate text".into(),
+        ))
+    }
+
+    /// Compute a feature page (engines without a language model refuse).
+    fn page(&mut self, req: &PageRequest, ctl: &Control<'_>) -> Result<FeaturePage, ModelError> {
+        let _ = (req, ctl);
+        Err(ModelError::Failed(
+            "this engine cannot compute feature pages".into(),
         ))
     }
 
@@ -120,7 +129,15 @@ enum Work {
         req: AttribRequest,
         reply: oneshot::Sender<Result<AttributionResult, ModelError>>,
     },
+    /// A feature page, answered once.
+    Page {
+        req: PageRequest,
+        reply: oneshot::Sender<Result<FeaturePage, ModelError>>,
+    },
 }
+
+/// Kinds of work, each superseding its own kind only.
+const KINDS: usize = 4;
 
 /// A request with its reply channel.
 struct Envelope {
@@ -136,6 +153,7 @@ impl Envelope {
             Work::Analyze { .. } => 0,
             Work::Steer { .. } => 1,
             Work::Attribute { .. } => 2,
+            Work::Page { .. } => 3,
         }
     }
 
@@ -144,6 +162,7 @@ impl Envelope {
             Work::Analyze { job, .. } => job.describe(),
             Work::Steer { req, .. } => req.describe(),
             Work::Attribute { req, .. } => format!("attributing {:?}", req.answer),
+            Work::Page { req, .. } => format!("feature {} page", req.feature),
         }
     }
 
@@ -152,6 +171,7 @@ impl Envelope {
         match &self.work {
             Work::Analyze { reply, .. } => reply.is_closed(),
             Work::Attribute { reply, .. } => reply.is_closed(),
+            Work::Page { reply, .. } => reply.is_closed(),
             Work::Steer { .. } => false,
         }
     }
@@ -167,6 +187,9 @@ impl Envelope {
                 result: Err(err),
             }),
             Work::Attribute { reply, .. } => {
+                let _ = reply.send(Err(err));
+            }
+            Work::Page { reply, .. } => {
                 let _ = reply.send(Err(err));
             }
         }
@@ -283,6 +306,21 @@ impl ModelHandle {
         rx
     }
 
+    /// Queue a feature page (interactive: a newer page request supersedes a queued one).
+    pub fn submit_page(
+        &self,
+        req: PageRequest,
+    ) -> oneshot::Receiver<Result<FeaturePage, ModelError>> {
+        let (reply, rx) = oneshot::channel();
+        let generation = self.generation.load(Ordering::SeqCst);
+        self.send(Envelope {
+            work: Work::Page { req, reply },
+            lane: Lane::Interactive,
+            generation,
+        });
+        rx
+    }
+
     /// Queue without blocking: a full queue or a stopped actor is an answer.
     fn send(&self, env: Envelope) {
         match self.tx.try_send(env) {
@@ -320,7 +358,7 @@ fn coalesce(queue: &mut VecDeque<Envelope>) {
             .iter()
             .rposition(|e| e.lane == Lane::Interactive && e.kind() == kind)
     };
-    let keep = [newest(0), newest(1), newest(2)];
+    let keep: [Option<usize>; KINDS] = std::array::from_fn(newest);
     let mut kept = VecDeque::with_capacity(queue.len());
     for (i, env) in queue.drain(..).enumerate() {
         if env.lane == Lane::Interactive && !keep.contains(&Some(i)) {
@@ -412,6 +450,14 @@ fn actor_loop<E: Engine>(
             Work::Attribute { req, reply } => {
                 let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     engine.attribute(&req, &ctl)
+                }))
+                .unwrap_or_else(|_| Err(crashed()));
+                idle(status, queue.len());
+                let _ = reply.send(result);
+            }
+            Work::Page { req, reply } => {
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    engine.page(&req, &ctl)
                 }))
                 .unwrap_or_else(|_| Err(crashed()));
                 idle(status, queue.len());

@@ -7,6 +7,7 @@ use super::actor::{Control, Engine};
 use super::messages::{Analysis, AttribRequest, Job, ModelError, SteerEvent, SteerRequest};
 use super::steer::{SteerCache, run_steer};
 use crate::attribute::{AttributeOptions, AttributionResult};
+use crate::dashboard::{FeaturePage, PageRequest, feature_page};
 use crate::session::Session;
 use crate::session::encode::{encode_image_tokens, image_acts_of_all_positions};
 
@@ -72,6 +73,18 @@ impl Engine for SessionEngine {
         emit: &mut dyn FnMut(SteerEvent),
     ) -> Result<(), ModelError> {
         run_steer(&self.session, &mut self.steer, req, ctl, emit)
+    }
+
+    fn page(&mut self, req: &PageRequest, ctl: &Control<'_>) -> Result<FeaturePage, ModelError> {
+        ctl.step("logit lens and neighbours", 0, 1)?;
+        let mut step = |done: usize, total: usize| -> anyhow::Result<()> {
+            ctl.step("co-firing over its top images", done as u32, total as u32)
+                .map_err(anyhow::Error::from)
+        };
+        feature_page(&self.session, req, &mut step).map_err(|e| match e.downcast::<ModelError>() {
+            Ok(stopped) => stopped,
+            Err(e) => ModelError::Failed(format!("feature {} page: {e:#}", req.feature)),
+        })
     }
 
     fn attribute(

@@ -1,5 +1,6 @@
 //! `glint --batch export --format csv|json`: every feature with an explanation, a score or a
-//! label, with its statistics, label, newest explanation and newest score per method.
+//! label, with its statistics, label, newest explanation and newest score per method; the JSON
+//! form also carries each feature's page where one was computed.
 
 use std::collections::BTreeMap;
 
@@ -7,6 +8,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::Method;
+use crate::dashboard::FeaturePage;
 use crate::store::{Explanation, Score, Store};
 
 /// One exported feature.
@@ -26,6 +28,10 @@ pub struct FeatureRow {
     pub explanation: Option<Explanation>,
     /// Every stored score, newest first.
     pub scores: Vec<Score>,
+    /// Its feature page (logit lens, neighbours, co-firing), when one was computed for the
+    /// store's SAE (in the workbench, `w` on the feature screen).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page: Option<FeaturePage>,
 }
 
 /// Methods in column order.
@@ -45,6 +51,14 @@ pub fn rows(store: &Store) -> Result<Vec<FeatureRow>> {
     for s in store.all_scores()? {
         labels.entry(s.feature).or_default();
     }
+    let sae = store.manifest().sae_fingerprint.clone();
+    let mut pages: BTreeMap<u32, FeaturePage> = BTreeMap::new();
+    for f in store.paged_features()? {
+        if let Some(p) = store.page::<FeaturePage>(f, &sae)? {
+            labels.entry(f).or_default();
+            pages.insert(f, p);
+        }
+    }
     for (f, label) in store.labels()? {
         labels.insert(f, Some(label));
     }
@@ -61,6 +75,7 @@ pub fn rows(store: &Store) -> Result<Vec<FeatureRow>> {
             label: label.or_else(|| explanation.as_ref().and_then(|e| e.label.clone())),
             explanation,
             scores: store.scores_of(f)?,
+            page: pages.remove(&f),
         });
     }
     Ok(out)
@@ -159,6 +174,7 @@ mod tests {
             max_activation: 1.5,
             label: None,
             explanation: None,
+            page: None,
             scores: vec![Score {
                 feature: 3,
                 method: "detection".into(),

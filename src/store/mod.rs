@@ -21,6 +21,8 @@
 //! | `k/<image>` | [`SkippedImage`] as JSON: an image the cache could not aggregate, and why |
 //! | tree `explanations`: `<feature>/<fp>` | [`Explanation`] as JSON; `fp` = 16 hex digits of FNV(explainer model, prompt hash); written and flushed one at a time |
 //! | tree `scores`: `<feature>/<method>/<fp>` | [`Score`] as JSON; `fp` = 16 hex digits of FNV(scorer model, prompt hash); flushed one at a time |
+//! | tree `labels`: `<feature>` | a person's label and when it was written, as JSON |
+//! | tree `pages`: `<feature>/page/<fp>` | a feature page (logit lens, neighbours, co-firing) as JSON; `fp` = FNV(SAE fingerprint); derived, not merged |
 //!
 //! All numbers are little-endian. Features that never fired have no `s/` or `t/` records. A
 //! commit writes a feature's `s/` record when it fired, its `t/` record when its list changed
@@ -54,6 +56,7 @@ pub mod ingest;
 mod integrity;
 mod manifest;
 mod merge;
+mod pages;
 mod records;
 mod scores;
 mod seed;
@@ -71,6 +74,7 @@ pub use guard::DEFAULT_MIN_FREE_BYTES;
 pub use integrity::{COMMIT_RECORD_FILE, CommitRecord};
 pub use manifest::{FeatureFilter, GLINT_VERSION, Manifest, RankRule, SCHEMA_VERSION};
 pub use merge::merge;
+pub use pages::PAGES_TREE;
 pub use records::{
     Example, FeatureStats, HIST_BINS, HIST_LEN, HIST_MAX, HIST_MIN, ImageRecord, Progress,
     SkippedImage, hist_bin, hist_edges, rank_order,

@@ -15,11 +15,12 @@ use super::keymap::{Key, Keymap};
 use super::screens::attrib::{AttribDone, AttribInput, AttribJob, AttribState};
 use super::screens::steer::{SteerEffect, SteerInput, SteerMsg, SteerState};
 use super::theme::Theme;
+use crate::dashboard::FeaturePage;
 use crate::engine::{ActorStatus, Analysis, ModelError};
 use crate::heatmap::overlay::OverlayStyle;
 use crate::store::Explanation;
 
-pub use super::screens::feature::{ExplainState, FeatureState};
+pub use super::screens::feature::{ExplainState, FeatureState, PageState};
 pub use super::screens::features::{Column, FeaturesState};
 pub use super::screens::image::{ImageFocus, ImageState, TokenHere};
 
@@ -82,6 +83,13 @@ pub enum Event {
     Steer(SteerMsg),
     /// The model actor answered an attribution request.
     Attributed(AttribDone),
+    /// A feature page was read or computed (`None`: not kept, and not asked to compute).
+    PageLoaded {
+        /// The feature.
+        id: u32,
+        /// The page, or why there is none.
+        result: Result<Option<FeaturePage>, String>,
+    },
 }
 
 /// Work `update` asks the runner to do.
@@ -109,6 +117,14 @@ pub enum Effect {
     },
     /// Load these features' details into the runner's cache (the neighbours of the one shown).
     Prefetch(Vec<u32>),
+    /// Read a feature's page from the store; with `compute`, compute it on the model when the
+    /// store has none (and keep it there).
+    LoadPage {
+        /// The feature.
+        id: u32,
+        /// Compute it when it is not kept.
+        compute: bool,
+    },
     /// Ask the explainer about a feature, in the background.
     Explain(u32),
     /// Store (or, with `None`, remove) a feature's human label.

@@ -95,6 +95,7 @@ actions! {
     AttribBaseline = "attrib-baseline": "Set the baseline token (a leading space counts)",
     AttribRun = "attrib-run": "Attribute the answer to the SAE latents (one forward + backward)",
     CycleSign = "cycle-sign": "Patch map: |attribution|, positive part, negative part",
+    TogglePage = "toggle-page": "Examples / what it writes, its neighbours and co-firing",
 }
 
 /// Where keys are looked up: the screen's own table, then `global`.

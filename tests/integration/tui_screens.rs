@@ -13,7 +13,7 @@ use glint::engine::{Job, Lane};
 use glint::jobs::cache::{CacheOptions, run_cache};
 use glint::session::Session;
 use glint::store::{FeatureFilter, RankRule, Store};
-use glint::tui::app::{App, Effect, Event, Hit, ImageFocus, ImageSource, Screen};
+use glint::tui::app::{App, Effect, Event, Hit, ImageFocus, ImageSource, PageState, Screen};
 use glint::tui::data::{self, THUMB_SIDE};
 use glint::tui::explainer::{config_from_toml, unconfigured_hint};
 use glint::tui::runner::Runner;
@@ -690,4 +690,78 @@ fn a_feature_number_past_the_sae_is_out_of_range_not_unfired() {
     );
     let msg = jump(&unfired.to_string());
     assert!(msg.contains("never fired"), "{msg}");
+}
+
+#[test]
+fn the_feature_page_is_computed_on_the_model_once_and_kept_in_the_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = build_store(tmp.path(), 3);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let runner = Runner::new(store.clone(), sample_model(), tx);
+    let mut a = app_on(&store);
+    let id = a
+        .features
+        .rows
+        .iter()
+        .max_by_key(|r| (r.images, std::cmp::Reverse(r.id)))
+        .unwrap()
+        .id;
+    let mut keys = vec![key(':')];
+    keys.extend(id.to_string().chars().map(key));
+    keys.push(code(KeyCode::Enter));
+    let fx: Vec<Effect> = keys.into_iter().flat_map(|e| a.update(e)).collect();
+    assert!(
+        fx.contains(&Effect::LoadPage { id, compute: false }),
+        "{fx:?}"
+    );
+    // Opening reads the store only: nothing kept yet, nothing computed.
+    settle(&rt, &runner, &mut rx, &mut a, fx, 2);
+    assert_eq!(a.feature.page, PageState::None);
+    let fx = a.update(key('w'));
+    assert_eq!(fx, vec![Effect::LoadPage { id, compute: true }]);
+    assert_eq!(a.feature.page, PageState::Loading);
+    settle(&rt, &runner, &mut rx, &mut a, fx, 1);
+    let PageState::Ready(page) = a.feature.page.clone() else {
+        panic!("no page: {:?}", a.feature.page);
+    };
+    assert_eq!((page.feature, page.cofiring_images), (id, 3));
+    assert_eq!(page.logit_lens.raises.len(), 10);
+    insta::assert_snapshot!("feature_page", draw(&a));
+    // Kept: a fresh workbench opening the feature reads it from the store without computing.
+    let kept: Option<glint::dashboard::FeaturePage> =
+        store.page(id, &store.manifest().sae_fingerprint).unwrap();
+    assert_eq!(kept.as_ref(), Some(page.as_ref()));
+    let mut b = app_on(&store);
+    let mut keys = vec![key(':')];
+    keys.extend(id.to_string().chars().map(key));
+    keys.push(code(KeyCode::Enter));
+    let fx: Vec<Effect> = keys.into_iter().flat_map(|e| b.update(e)).collect();
+    settle(&rt, &runner, &mut rx, &mut b, fx, 2);
+    assert_eq!(b.feature.page, PageState::Ready(page));
+    // The JSON export carries the kept page with the feature.
+    let (json, rows) =
+        glint::score::export::render_table(&store, glint::score::export::TableFormat::Json)
+            .unwrap();
+    assert_eq!(
+        rows, 1,
+        "the paged feature is exported though it has no explanation"
+    );
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v[0]["feature"], id);
+    assert_eq!(
+        v[0]["page"]["logit_lens"]["raises"]
+            .as_array()
+            .unwrap()
+            .len(),
+        10
+    );
+    assert!(v[0]["page"]["cofiring"].is_array());
+    // w again shows the examples, without asking for anything.
+    assert!(a.update(key('w')).is_empty());
+    assert!(!a.feature.show_page);
 }

@@ -1,9 +1,10 @@
 //! The effect runner: the only place the workbench starts work. Store reads and image decoding
 //! run on blocking threads, model jobs on the actor, explainer requests on the async runtime;
 //! every result comes back to the UI task as an [`Event`]. The steering and attribution screens'
-//! effects are carried out in `steer` and `attrib`.
+//! effects are carried out in `steer` and `attrib`, feature pages in `page`.
 
 mod attrib;
+mod page;
 mod steer;
 
 use std::collections::HashMap;
@@ -101,6 +102,9 @@ impl Runner {
             }
             Effect::Steer(e) => steer::run_effect(e, &self.model, &self.store, &self.tx),
             Effect::Attrib(job) => attrib::run_effect(job, &self.model, &self.store, &self.tx),
+            Effect::LoadPage { id, compute } => {
+                page::run_effect(id, compute, &self.model, &self.store, &self.tx)
+            }
         }
         true
     }

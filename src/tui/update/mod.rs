@@ -61,6 +61,7 @@ impl App {
             Event::Analyzed { ticket, result } => self.on_analyzed(ticket, result),
             Event::Steer(msg) => self.steer_event(msg),
             Event::Attributed(done) => self.on_attributed(done),
+            Event::PageLoaded { id, result } => self.on_page_loaded(id, result),
         }
     }
 

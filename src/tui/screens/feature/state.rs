@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::dashboard::FeaturePage;
 use crate::tui::data::{FeatureDetail, Picture};
 
 /// The feature screen.
@@ -17,6 +18,24 @@ pub struct FeatureState {
     pub full: bool,
     /// The full-resolution picture of example `.0`, once read.
     pub full_picture: Option<(usize, Picture)>,
+    /// The right-hand pane shows the feature page instead of the examples.
+    pub show_page: bool,
+    /// The feature page of the feature shown, as far as it is known.
+    pub page: PageState,
+}
+
+/// Where the shown feature's page stands.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum PageState {
+    /// Not asked for (nor found in the store).
+    #[default]
+    None,
+    /// Being read from the store or computed on the model.
+    Loading,
+    /// Ready.
+    Ready(Box<FeaturePage>),
+    /// Why it could not be computed.
+    Failed(String),
 }
 
 /// Explanation requests in flight and the one waiting for a second key press.

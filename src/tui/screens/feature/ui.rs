@@ -84,6 +84,10 @@ pub fn render(app: &App, frame: &mut Frame<'_>, area: Rect, gfx: &mut Graphics) 
         return;
     };
     render_info(app, detail, frame, info);
+    if app.feature.show_page {
+        super::page_ui::render(app, frame, grid);
+        return;
+    }
     render_grid(app, detail, frame, grid, gfx);
     if app.feature.full
         && let Some(ex) = detail.examples.get(app.feature.sel)

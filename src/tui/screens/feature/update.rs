@@ -2,8 +2,9 @@
 //! explanation and human label of the feature.
 
 use super::ui::screen_grid;
+use crate::dashboard::FeaturePage;
 use crate::store::Explanation;
-use crate::tui::app::{App, Effect, Prompt};
+use crate::tui::app::{App, Effect, PageState, Prompt};
 use crate::tui::data::{FeatureDetail, Picture};
 use crate::tui::keymap::Action;
 use crate::tui::update::step;
@@ -42,11 +43,43 @@ impl App {
                 self.features.sel = step(here, fs.view.len(), delta);
                 return self.open_selected();
             }
+            Action::TogglePage => return self.toggle_page(),
             Action::Explain => return self.feature.id.map_or(vec![], |id| self.explain(id)),
             Action::Label => return self.feature.id.map_or(vec![], |id| self.label_prompt(id)),
             _ => sel,
         };
         self.select_example(moved)
+    }
+
+    /// Switch the right-hand pane between the examples and the feature page; the page is
+    /// computed on the model the first time it is shown (the store keeps it after).
+    pub(crate) fn toggle_page(&mut self) -> Vec<Effect> {
+        self.feature.show_page = !self.feature.show_page;
+        self.feature.full = false;
+        match (self.feature.show_page, self.feature.id, &self.feature.page) {
+            (true, Some(id), PageState::None | PageState::Failed(_)) => {
+                self.feature.page = PageState::Loading;
+                vec![Effect::LoadPage { id, compute: true }]
+            }
+            _ => vec![],
+        }
+    }
+
+    pub(crate) fn on_page_loaded(
+        &mut self,
+        id: u32,
+        result: Result<Option<FeaturePage>, String>,
+    ) -> Vec<Effect> {
+        if self.feature.id != Some(id) {
+            self.dirty = false;
+            return vec![];
+        }
+        self.feature.page = match result {
+            Ok(Some(p)) => PageState::Ready(Box::new(p)),
+            Ok(None) => PageState::None,
+            Err(e) => PageState::Failed(e),
+        };
+        vec![]
     }
 
     /// Select example `i`; with the full-size view open, load that example's full picture.

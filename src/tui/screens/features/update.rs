@@ -1,6 +1,6 @@
 //! The features table: moving, sorting, filtering, and opening a feature.
 
-use crate::tui::app::{App, Column, Effect, Screen};
+use crate::tui::app::{App, Column, Effect, PageState, Screen};
 use crate::tui::keymap::Action;
 use crate::tui::update::step;
 
@@ -72,6 +72,13 @@ impl App {
         self.feature.sel = 0;
         self.feature.full = false;
         self.feature.full_picture = None;
+        // The page is read from the store at once, and computed only where it is shown.
+        let compute = self.feature.show_page;
+        self.feature.page = if compute {
+            PageState::Loading
+        } else {
+            PageState::None
+        };
         let fs = &self.features;
         let near: Vec<u32> = fs
             .view
@@ -85,7 +92,7 @@ impl App {
                     .collect()
             })
             .unwrap_or_default();
-        let mut out = vec![Effect::LoadFeature(id)];
+        let mut out = vec![Effect::LoadFeature(id), Effect::LoadPage { id, compute }];
         if !near.is_empty() {
             out.push(Effect::Prefetch(near));
         }
