@@ -96,6 +96,16 @@ impl FeatureFilter {
         Ok(Self::list(features))
     }
 
+    /// `features` as the original system's filter file for one hookpoint (the inverse of
+    /// [`FeatureFilter::from_seed_json`]).
+    pub fn seed_json(features: &[u32], hookpoint: &str) -> String {
+        let mut map = serde_json::Map::new();
+        map.insert(hookpoint.to_string(), serde_json::json!(features));
+        let mut text = serde_json::Value::Object(map).to_string();
+        text.push('\n');
+        text
+    }
+
     /// A list filter, sorted and de-duplicated.
     pub fn list(mut features: Vec<u32>) -> Self {
         features.sort_unstable();

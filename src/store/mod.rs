@@ -22,6 +22,7 @@
 //! | tree `explanations`: `<feature>/<fp>` | [`Explanation`] as JSON; `fp` = 16 hex digits of FNV(explainer model, prompt hash); written and flushed one at a time |
 //! | tree `scores`: `<feature>/<method>/<fp>` | [`Score`] as JSON; `fp` = 16 hex digits of FNV(scorer model, prompt hash); flushed one at a time |
 //! | tree `labels`: `<feature>` | a person's label and when it was written, as JSON |
+//! | tree `lists`: `<name>` | a [`FeatureList`] as JSON: features in the order added, a note each |
 //! | tree `pages`: `<feature>/page/<fp>` | a feature page (logit lens, neighbours, co-firing) as JSON; `fp` = FNV(SAE fingerprint); derived, not merged |
 //!
 //! All numbers are little-endian. Features that never fired have no `s/` or `t/` records. A
@@ -54,6 +55,7 @@ mod feature_list;
 mod guard;
 pub mod ingest;
 mod integrity;
+mod lists;
 mod manifest;
 mod merge;
 mod pages;
@@ -72,6 +74,7 @@ pub use examples::EXAMPLE_BLOCK;
 pub use explanations::{EXPLANATIONS_TREE, Explanation, TokenUsage, unix_now};
 pub use guard::DEFAULT_MIN_FREE_BYTES;
 pub use integrity::{COMMIT_RECORD_FILE, CommitRecord};
+pub use lists::{FeatureList, LISTS_TREE, ListEntry};
 pub use manifest::{FeatureFilter, GLINT_VERSION, Manifest, RankRule, SCHEMA_VERSION};
 pub use merge::merge;
 pub use pages::PAGES_TREE;

@@ -18,7 +18,7 @@ use super::theme::Theme;
 use crate::dashboard::FeaturePage;
 use crate::engine::{ActorStatus, Analysis, ModelError};
 use crate::heatmap::overlay::OverlayStyle;
-use crate::store::Explanation;
+use crate::store::{Explanation, FeatureList};
 
 pub use super::screens::feature::{ExplainState, FeatureState, PageState};
 pub use super::screens::features::{Column, FeaturesState};
@@ -83,6 +83,13 @@ pub enum Event {
     Steer(SteerMsg),
     /// The model actor answered an attribution request.
     Attributed(AttribDone),
+    /// A feature was put on a list (or could not be).
+    ListSaved {
+        /// The feature.
+        id: u32,
+        /// The list as it now is, or why it was not written.
+        result: Result<FeatureList, String>,
+    },
     /// A feature page was read or computed (`None`: not kept, and not asked to compute).
     PageLoaded {
         /// The feature.
@@ -127,6 +134,15 @@ pub enum Effect {
     },
     /// Ask the explainer about a feature, in the background.
     Explain(u32),
+    /// Add a feature to a named list of the store (or change its note).
+    AddToList {
+        /// The list.
+        name: String,
+        /// The feature.
+        id: u32,
+        /// Why it is on the list.
+        note: Option<String>,
+    },
     /// Store (or, with `None`, remove) a feature's human label.
     SaveLabel {
         /// The feature.
@@ -190,6 +206,8 @@ pub enum Prompt {
     OpenImage,
     /// A human label for a feature.
     Label(u32),
+    /// `NAME[: note]` of the list a feature is added to.
+    ListAdd(u32),
     /// A line typed on the steering screen.
     Steer(SteerInput),
     /// A line typed on the attribution screen.
@@ -208,11 +226,12 @@ impl Prompt {
     /// Label shown before the text.
     pub fn label(self) -> &'static str {
         match self {
-            Prompt::Search => "search (id or text): ",
+            Prompt::Search => "search (id, text, or list:NAME): ",
             Prompt::Density => "density range (e.g. 0.001..0.1, empty clears): ",
             Prompt::Jump => "feature #: ",
             Prompt::OpenImage => "image (dataset index or file path): ",
             Prompt::Label(_) => "label (Enter saves, empty removes, C-u clears): ",
+            Prompt::ListAdd(_) => "add to list (NAME: note): ",
             Prompt::Steer(input) => input.label(),
             Prompt::Attrib(input) => input.label(),
         }
@@ -287,6 +306,10 @@ pub struct App {
     pub dirty: bool,
     /// Explanation requests.
     pub explain: ExplainState,
+    /// The store's feature lists.
+    pub lists: Vec<FeatureList>,
+    /// The list `B` adds to.
+    pub list: String,
     /// Regions of the last frame, topmost last (written while drawing).
     pub hits: RefCell<Vec<(Rect, Hit)>>,
 }
@@ -320,6 +343,8 @@ impl App {
             ticks: 0,
             dirty: true,
             explain: ExplainState::default(),
+            lists: Vec::new(),
+            list: super::update::DEFAULT_LIST.to_string(),
             hits: RefCell::new(Vec::new()),
         };
         app.refresh_view();

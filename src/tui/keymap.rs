@@ -96,6 +96,7 @@ actions! {
     AttribRun = "attrib-run": "Attribute the answer to the SAE latents (one forward + backward)",
     CycleSign = "cycle-sign": "Patch map: |attribution|, positive part, negative part",
     TogglePage = "toggle-page": "Examples / what it writes, its neighbours and co-firing",
+    ListAdd = "list-add": "Add this feature to a named list (NAME: note)",
 }
 
 /// Where keys are looked up: the screen's own table, then `global`.

@@ -110,6 +110,7 @@ pub fn run(
     let rows = data::feature_rows(&store)?;
     let mut app = App::new(rows, keymap, theme, store_title(&store));
     app.latents = Some(store.manifest().num_latents);
+    app.lists = store.lists()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::common::{glint, root, run_ok, sample_image};
+use crate::common::{glint, ok, root, run_ok, sample_image};
 use glint::store::Store;
 
 /// Everything a store holds, as text, for equality checks (manifest shard field excluded).
@@ -403,5 +403,67 @@ fn batch_help_lists_only_the_commands_own_flags() {
     assert!(
         help.contains("--dataset") && help.contains("manifest.jsonl"),
         "{help}"
+    );
+}
+
+#[test]
+fn a_feature_list_leaves_as_a_filter_file_that_drives_caching_and_comes_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store_dir = tmp.path().join("store");
+    ok(&mut cache_cmd(&store_dir, &[]));
+    let store = Store::open(&store_dir).unwrap();
+    store.add_to_list("picked", 40, Some("stripes")).unwrap();
+    store.add_to_list("picked", 7, None).unwrap();
+    drop(store);
+    let file = tmp.path().join("picked.json");
+    ok(glint()
+        .args([
+            "--batch", "export", "--format", "filter", "--list", "picked", "--store",
+        ])
+        .arg(&store_dir)
+        .arg("--out")
+        .arg(&file));
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(text, "{\"model.layers.2\":[40,7]}\n");
+    // The file drives another command's feature selection, as the original's filter files do.
+    let only = tmp.path().join("only");
+    let f = file.to_str().unwrap();
+    ok(&mut cache_cmd(&only, &["--features", f]));
+    let kept: Vec<u32> = Store::open(&only)
+        .unwrap()
+        .features()
+        .map(|r| r.unwrap().0)
+        .collect();
+    assert!(kept.iter().all(|f| [7, 40].contains(f)), "{kept:?}");
+    // And back in, as a list of the store.
+    let out = run_ok(
+        glint()
+            .args([
+                "--batch", "import", "--format", "filter", "--list", "again", "--from",
+            ])
+            .arg(&file)
+            .arg("--out")
+            .arg(&store_dir),
+    );
+    assert!(out.contains("2 features"), "{out}");
+    let again = Store::open(&store_dir)
+        .unwrap()
+        .list("again")
+        .unwrap()
+        .unwrap();
+    let ids: Vec<u32> = again.entries.iter().map(|e| e.feature).collect();
+    assert_eq!(ids, [40, 7]);
+    // A list that is not there is named with the ones that are.
+    let err = glint()
+        .args([
+            "--batch", "export", "--format", "filter", "--list", "nope", "--out", "-", "--store",
+        ])
+        .arg(&store_dir)
+        .output()
+        .unwrap();
+    let msg = String::from_utf8_lossy(&err.stderr);
+    assert!(
+        !err.status.success() && msg.contains("\"nope\"") && msg.contains("again, picked"),
+        "{msg}"
     );
 }

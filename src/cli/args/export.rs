@@ -11,8 +11,10 @@ pub enum ExportFormat {
     Seed,
     /// Features with explanations, labels and scores, as CSV.
     Csv,
-    /// Features with explanations, labels and scores, as JSON.
+    /// Features with explanations, labels, scores and pages, as JSON.
     Json,
+    /// One feature list of the store (--list) as the original system's filter file.
+    Filter,
 }
 
 /// Arguments of `glint --batch export`.
@@ -34,4 +36,7 @@ pub struct ExportArgs {
     /// Drop the last feature of every split, as the original system does.
     #[arg(long)]
     pub reproduce_split_bug: bool,
+    /// The feature list to write (--format filter); the workbench's B adds to lists.
+    #[arg(long)]
+    pub list: Option<String>,
 }

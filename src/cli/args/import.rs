@@ -11,12 +11,16 @@ use crate::store::RankRule;
 pub enum ImportFormat {
     /// The original system's safetensors layout.
     Seed,
+    /// A filter file (`{"model.layers.24": [ids]}`) read into the feature list --list of the
+    /// store --out.
+    Filter,
 }
 
 /// Arguments of `glint --batch import`.
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// Input format: seed (the original system's safetensors layout; the only one).
+    /// Input format: seed (the original system's safetensors layout) or filter (a filter file
+    /// into a feature list).
     #[arg(long, value_enum, default_value_t = ImportFormat::Seed)]
     pub format: ImportFormat,
     /// The original cache's save_dir (holding `<hookpoint>/<start>_<end>.safetensors`).
@@ -34,4 +38,7 @@ pub struct ImportArgs {
     /// Example ranking: max or mean-base.
     #[arg(long, default_value = "mean-base")]
     pub rank: RankRule,
+    /// The feature list a filter file is read into (--format filter).
+    #[arg(long)]
+    pub list: Option<String>,
 }

@@ -12,9 +12,44 @@ use crate::sae::SaeConfig;
 use crate::sample;
 use crate::store::{FeatureFilter, GLINT_VERSION, ImageRecord, Manifest, SCHEMA_VERSION};
 
+/// A filter file into feature list `--list` of the existing store `--out`.
+fn import_list(args: &ImportArgs) -> Result<()> {
+    let Some(name) = &args.list else {
+        bail!("--format filter reads a filter file into a feature list: name it with --list");
+    };
+    let store = crate::store::Store::open(&args.out)
+        .with_context(|| format!("--out {}: the store to add the list to", args.out.display()))?;
+    let text = std::fs::read_to_string(&args.from)
+        .with_context(|| format!("{}: cannot read the filter file", args.from.display()))?;
+    // The file's own order, for the list; the parsed filter checks its shape.
+    FeatureFilter::from_seed_json(&text, &store.manifest().hookpoint)
+        .with_context(|| format!("{}: bad filter file", args.from.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text)?;
+    let mut ids: Vec<u32> = Vec::new();
+    for f in v[&store.manifest().hookpoint]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let f = f.as_u64().unwrap_or_default() as u32;
+        if !ids.contains(&f) {
+            ids.push(f);
+        }
+    }
+    let list = store.replace_list(name, &ids)?;
+    println!(
+        "list {name:?} of {} now holds {} features",
+        args.out.display(),
+        list.entries.len()
+    );
+    Ok(())
+}
+
 /// `glint --batch import`: reads only the model's and SAE's configs, never their weights.
 pub fn run(model: &ModelArgs, args: &ImportArgs) -> Result<()> {
-    let ImportFormat::Seed = args.format;
+    if args.format == ImportFormat::Filter {
+        return import_list(args);
+    }
     let model_spec = model
         .model
         .clone()

@@ -100,6 +100,15 @@ impl Runner {
                     let _ = tx.send(Event::LabelSaved { id, result });
                 });
             }
+            Effect::AddToList { name, id, note } => {
+                let (store, tx) = (self.store.clone(), self.tx.clone());
+                tokio::task::spawn_blocking(move || {
+                    let result = store
+                        .add_to_list(&name, id, note.as_deref())
+                        .map_err(|e| format!("{e:#}"));
+                    let _ = tx.send(Event::ListSaved { id, result });
+                });
+            }
             Effect::Steer(e) => steer::run_effect(e, &self.model, &self.store, &self.tx),
             Effect::Attrib(job) => attrib::run_effect(job, &self.model, &self.store, &self.tx),
             Effect::LoadPage { id, compute } => {

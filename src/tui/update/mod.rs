@@ -6,7 +6,10 @@
 //! screen's own actions live in its folder under `screens/`; a new screen adds a [`Screen`]
 //! variant, a folder there and one arm in [`App::screen_action`].
 
+mod lists;
 mod mouse;
+
+pub use lists::DEFAULT_LIST;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
@@ -62,6 +65,7 @@ impl App {
             Event::Steer(msg) => self.steer_event(msg),
             Event::Attributed(done) => self.on_attributed(done),
             Event::PageLoaded { id, result } => self.on_page_loaded(id, result),
+            Event::ListSaved { id, result } => self.on_list_saved(id, result),
         }
     }
 
@@ -142,6 +146,7 @@ impl App {
             Action::Steer => return self.show(Screen::Steer),
             Action::Attrib => return self.show(Screen::Attrib),
             Action::SteerAdd => return self.steer_add_current(),
+            Action::ListAdd => return self.list_prompt(),
             Action::Search => self.prompt = Some((Prompt::Search, self.features.search.clone())),
             Action::FilterDensity => self.prompt = Some((Prompt::Density, String::new())),
             Action::Jump => self.prompt = Some((Prompt::Jump, String::new())),
@@ -259,6 +264,7 @@ impl App {
             Prompt::Jump => return self.jump(&text),
             Prompt::OpenImage => return self.open_image(&text),
             Prompt::Label(id) => return self.set_label(id, text),
+            Prompt::ListAdd(id) => return self.add_to_list(id, &text),
             Prompt::Steer(input) => return self.steer_input(input, text),
             Prompt::Attrib(input) => return self.attrib_input(input, text),
         }

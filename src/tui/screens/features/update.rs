@@ -146,16 +146,23 @@ impl App {
     /// Rebuild the sorted, filtered view, keeping the selected feature where possible.
     pub fn refresh_view(&mut self) {
         let keep = self.selected_row().map(|r| r.id);
-        let fs = &mut self.features;
-        let q = fs.search.trim().to_lowercase();
+        let q = self.features.search.trim().to_lowercase();
         let has = |t: &Option<String>| t.as_ref().is_some_and(|e| e.to_lowercase().contains(&q));
+        // `list:NAME` shows a list's features.
+        let listed = self.list_search();
+        let fs = &mut self.features;
         let mut view: Vec<usize> = (0..fs.rows.len())
             .filter(|&i| {
                 let r = &fs.rows[i];
-                let text_ok = q.is_empty()
-                    || r.id.to_string().contains(&q)
-                    || has(&r.explanation)
-                    || has(&r.label);
+                let text_ok = match &listed {
+                    Some(ids) => ids.contains(&r.id),
+                    None => {
+                        q.is_empty()
+                            || r.id.to_string().contains(&q)
+                            || has(&r.explanation)
+                            || has(&r.label)
+                    }
+                };
                 let dens_ok = fs
                     .density
                     .is_none_or(|(lo, hi)| r.density >= lo && r.density <= hi);
