@@ -104,10 +104,7 @@ pub fn run(
     explain: Option<ExplainerConfig>,
 ) -> Result<FrameStats> {
     let start = Instant::now();
-    let (keymap, theme) = load_config(theme_name)?;
     let rows = data::feature_rows(&store)?;
-    let mut app = App::new(rows, keymap, theme, store_title(&store));
-    app.latents = Some(store.manifest().num_latents);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -121,7 +118,24 @@ pub fn run(
         hook(info);
     }));
     crossterm::execute!(std::io::stdout(), crossterm::event::EnableMouseCapture)?;
-    let gfx = Graphics::detect(graphics);
+    // Ask the terminal before the event reader starts: its answers pick the graphics.
+    let facts = if graphics == GraphicsMode::Halfblocks {
+        ui::graphics::Facts::default()
+    } else {
+        ui::graphics::probe()
+    };
+    let (gfx, gfx_status) = Graphics::from_facts(graphics, &facts);
+    let (keymap, theme) = match load_config(theme_name) {
+        Ok(config) => config,
+        Err(e) => {
+            let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableMouseCapture);
+            ratatui::restore();
+            return Err(e);
+        }
+    };
+    let mut app = App::new(rows, keymap, theme, store_title(&store));
+    app.latents = Some(store.manifest().num_latents);
+    app.message = Some((gfx_status, false));
     let (tx, rx) = unbounded_channel();
     let mut runner = Runner::new(store, model, tx);
     if let Some(cfg) = explain {
@@ -144,7 +158,6 @@ async fn ui_loop(
     let tx = runner.sender();
     let size = terminal.size()?;
     app.size = (size.width, size.height);
-    app.message = Some((format!("graphics: {}", gfx.name()), false));
     spawn_input(tx.clone());
     let ticker = tx.clone();
     let status_model = runner.model().clone();
