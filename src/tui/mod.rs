@@ -94,8 +94,9 @@ pub struct FrameStats {
     pub frames: u64,
 }
 
-/// Open the workbench on `store` with `model`; returns when the user quits. `explain` holds the
-/// explainer settings for the explain key.
+/// Open the workbench on `store` with `model`; returns when the user quits. `theme_name` may be
+/// `auto` (the terminal's background picks); `explain` holds the explainer settings for the
+/// explain key.
 pub fn run(
     store: Store,
     model: ModelHandle,
@@ -118,13 +119,15 @@ pub fn run(
         hook(info);
     }));
     crossterm::execute!(std::io::stdout(), crossterm::event::EnableMouseCapture)?;
-    // Ask the terminal before the event reader starts: its answers pick the graphics.
-    let facts = if graphics == GraphicsMode::Halfblocks {
+    // Ask the terminal before the event reader starts: its answers pick the graphics, and its
+    // background the theme.
+    let facts = if graphics == GraphicsMode::Halfblocks && theme_name != theme::AUTO {
         ui::graphics::Facts::default()
     } else {
         ui::graphics::probe()
     };
     let (gfx, gfx_status) = Graphics::from_facts(graphics, &facts);
+    let theme_name = theme::resolve(theme_name, facts.replies.background);
     let (keymap, theme) = match load_config(theme_name) {
         Ok(config) => config,
         Err(e) => {
