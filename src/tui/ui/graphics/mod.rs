@@ -6,6 +6,7 @@
 
 mod choose;
 mod probe;
+mod record;
 mod replies;
 mod tmux;
 
@@ -24,6 +25,7 @@ use ratatui_image::{FontSize, Image, Resize};
 
 pub use choose::{Choice, Facts, choose, kitty_placeholders};
 pub use probe::probe;
+pub use record::RECORD_VAR;
 pub use replies::{Replies, Rgb, parse_colour, parse_xtversion};
 pub use tmux::{PASSTHROUGH_HINT, Tmux};
 
@@ -86,6 +88,7 @@ impl Encoder {
         let resize = Resize::Fit(None);
         let size = resize.size_for(&img, self.cell, Size::new(area.width, area.height));
         let img = resize.resize(&img, self.cell, size, None);
+        record::picture(&img, area, self.cell, self.protocol);
         Ok(match self.protocol {
             ProtocolType::Sixel if self.wrap => {
                 // ratatui-image's own tmux wrapping leaves the sixel's closing ST undoubled,
@@ -142,6 +145,7 @@ impl Graphics {
             Some(note) => format!("graphics: {} — {note}", gfx.name()),
             None => format!("graphics: {}", gfx.name()),
         };
+        record::status(&status);
         (gfx, status)
     }
 
