@@ -23,10 +23,9 @@ use ratatui_image::protocol::kitty::Kitty;
 use ratatui_image::protocol::sixel::Sixel;
 use ratatui_image::{FontSize, Image, Resize};
 
-pub use choose::{Choice, Facts, choose, kitty_placeholders};
+pub use choose::{Choice, Facts, choose};
 pub use probe::probe;
-pub use record::RECORD_VAR;
-pub use replies::{Replies, Rgb, parse_colour, parse_xtversion};
+pub use replies::Replies;
 pub use tmux::{PASSTHROUGH_HINT, Tmux};
 
 use super::heatmap::{HalfBlocks, fitted_rect};
