@@ -86,7 +86,7 @@ pub fn main(model: &ModelSpec, cache: Option<&Path>, graphics: &str, theme: &str
     let mode: super::GraphicsMode = graphics.parse().map_err(anyhow::Error::msg)?;
     // Parse the config first: a bad user keymap, theme or explainer file is reported before
     // anything loads.
-    super::load_config(theme)?;
+    super::load_config(super::theme::resolve(theme, None))?;
     let explain = super::explainer::load(model)?;
     let store = open_store(model, cache)?;
     let (args, layer) = (model.clone(), store.manifest().layer);

@@ -96,8 +96,9 @@ pub struct FrameStats {
     pub frames: u64,
 }
 
-/// Open the workbench on `store` with `model`; returns when the user quits. `explain` holds the
-/// explainer settings for the explain key.
+/// Open the workbench on `store` with `model`; returns when the user quits. `theme_name` may be
+/// `auto` (the terminal's background picks); `explain` holds the explainer settings for the
+/// explain key.
 pub fn run(
     store: Store,
     model: ModelHandle,
@@ -106,11 +107,8 @@ pub fn run(
     explain: Option<ExplainerSetup>,
 ) -> Result<FrameStats> {
     let start = Instant::now();
-    let (keymap, theme) = load_config(theme_name)?;
     let rows = data::feature_rows(&store)?;
-    let mut app = App::new(rows, keymap, theme, store_title(&store));
-    app.latents = Some(store.manifest().num_latents);
-    app.lists = store.lists()?;
+    let lists = store.lists()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -124,7 +122,27 @@ pub fn run(
         hook(info);
     }));
     crossterm::execute!(std::io::stdout(), crossterm::event::EnableMouseCapture)?;
-    let gfx = Graphics::detect(graphics);
+    // Ask the terminal before the event reader starts: its answers pick the graphics, and its
+    // background the theme.
+    let facts = if graphics == GraphicsMode::Halfblocks && theme_name != theme::AUTO {
+        ui::graphics::Facts::default()
+    } else {
+        ui::graphics::probe()
+    };
+    let (gfx, gfx_status) = Graphics::from_facts(graphics, &facts);
+    let theme_name = theme::resolve(theme_name, facts.replies.background);
+    let (keymap, theme) = match load_config(theme_name) {
+        Ok(config) => config,
+        Err(e) => {
+            let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableMouseCapture);
+            ratatui::restore();
+            return Err(e);
+        }
+    };
+    let mut app = App::new(rows, keymap, theme, store_title(&store));
+    app.latents = Some(store.manifest().num_latents);
+    app.lists = lists;
+    app.message = Some((gfx_status, false));
     let (tx, rx) = unbounded_channel();
     let mut runner = Runner::new(store, model, tx);
     if let Some(setup) = explain {
@@ -149,7 +167,6 @@ async fn ui_loop(
     let tx = runner.sender();
     let size = terminal.size()?;
     app.size = (size.width, size.height);
-    app.message = Some((format!("graphics: {}", gfx.name()), false));
     spawn_input(tx.clone());
     let ticker = tx.clone();
     let status_model = runner.model().clone();

@@ -117,13 +117,42 @@ fn parse_style(v: &toml::Value) -> Result<Style> {
     Ok(s)
 }
 
+/// The `--theme` value that picks the shipped theme from the terminal's background.
+pub const AUTO: &str = "auto";
+
+/// The shipped theme for a terminal background: light on a light one, dark on a dark one or
+/// when the terminal did not say.
+pub fn for_background(background: Option<(u8, u8, u8)>) -> &'static str {
+    match background {
+        // Relative luminance (Rec. 709 weights) past the middle grey.
+        Some((r, g, b))
+            if 0.2126 * f64::from(r) + 0.7152 * f64::from(g) + 0.0722 * f64::from(b) > 127.5 =>
+        {
+            "light"
+        }
+        _ => "dark",
+    }
+}
+
+/// The theme to load for `--theme name`: `auto` follows the background, any other name is kept.
+pub fn resolve(name: &str, background: Option<(u8, u8, u8)>) -> &str {
+    if name == AUTO {
+        for_background(background)
+    } else {
+        name
+    }
+}
+
 impl Theme {
     /// The shipped theme `name` ("dark" or "light") with each `(file name, text)` merged over it.
     pub fn load(name: &str, user: &[(String, String)]) -> Result<Theme> {
         let base = match name {
             "dark" => DARK,
             "light" => LIGHT,
-            other => bail!("unknown theme {other:?}; shipped themes are dark and light"),
+            other => bail!(
+                "unknown theme {other:?}; shipped themes are dark and light (or auto, which \
+                 follows the terminal's background)"
+            ),
         };
         let mut theme = Theme::default();
         let mut defined = BTreeSet::new();
@@ -180,6 +209,21 @@ impl Theme {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_background_picks_the_theme_unless_one_is_named() {
+        assert_eq!(for_background(Some((255, 255, 255))), "light");
+        assert_eq!(for_background(Some((253, 246, 227))), "light");
+        assert_eq!(for_background(Some((0, 0, 0))), "dark");
+        assert_eq!(for_background(Some((40, 42, 54))), "dark");
+        // Saturated blue is dark, saturated green light: luminance, not the channel mean.
+        assert_eq!(for_background(Some((0, 0, 255))), "dark");
+        assert_eq!(for_background(Some((0, 200, 0))), "light");
+        assert_eq!(for_background(None), "dark");
+        assert_eq!(resolve(AUTO, Some((255, 255, 255))), "light");
+        assert_eq!(resolve("dark", Some((255, 255, 255))), "dark");
+        assert_eq!(resolve("light", None), "light");
+    }
 
     #[test]
     fn shipped_themes_parse() {

@@ -17,3 +17,4 @@ mod tui_attrib;
 mod tui_e2e;
 mod tui_screens;
 mod tui_steer;
+mod tui_terminals;

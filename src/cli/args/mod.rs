@@ -52,8 +52,8 @@ pub struct Cli {
     #[arg(long, default_value = "auto")]
     pub graphics: String,
 
-    /// Colour theme of the workbench: dark or light.
-    #[arg(long, default_value = "dark")]
+    /// Colour theme of the workbench: dark, light, or auto (light on a light terminal background).
+    #[arg(long, default_value = "auto")]
     pub theme: String,
 
     /// What to do; without one, the interactive workbench opens.
