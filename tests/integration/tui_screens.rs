@@ -176,7 +176,8 @@ fn feature_screen_shows_heatmap_grid_histogram_and_mask_toggle() {
     let effects = drive(&mut a, evs);
     assert_eq!(effects[0], Effect::LoadFeature(id));
     assert!(
-        matches!(&effects[1..], [Effect::Prefetch(n)] if !n.is_empty() && !n.contains(&id)),
+        matches!(&effects[1..], [Effect::LoadPage { id: p, compute: false }, Effect::Prefetch(n)]
+            if *p == id && !n.is_empty() && !n.contains(&id)),
         "{effects:?}"
     );
     assert_eq!(a.screen, Screen::Feature);
@@ -452,7 +453,8 @@ fn explain_key_asks_the_explainer_in_the_background_and_labels_are_kept() {
     for e in evs {
         effects.extend(a.update(e));
     }
-    settle(&rt, &runner, &mut rx, &mut a, effects, 1);
+    // The feature's detail and its (not yet kept) page.
+    settle(&rt, &runner, &mut rx, &mut a, effects, 2);
     assert!(a.feature.detail.is_some());
     let effects = a.update(key('e'));
     assert_eq!(effects, vec![Effect::Explain(id)]);
