@@ -226,7 +226,7 @@ impl Prompt {
     /// Label shown before the text.
     pub fn label(self) -> &'static str {
         match self {
-            Prompt::Search => "search (id, text, or list:NAME): ",
+            Prompt::Search => "search (id, text, list:NAME, near:ID, writes:TEXT): ",
             Prompt::Density => "density range (e.g. 0.001..0.1, empty clears): ",
             Prompt::Jump => "feature #: ",
             Prompt::OpenImage => "image (dataset index or file path): ",
@@ -308,6 +308,8 @@ pub struct App {
     pub explain: ExplainState,
     /// The store's feature lists.
     pub lists: Vec<FeatureList>,
+    /// The feature pages computed so far (kept in the store), for `near:` and `writes:` searches.
+    pub pages: std::collections::BTreeMap<u32, FeaturePage>,
     /// The list `B` adds to.
     pub list: String,
     /// Regions of the last frame, topmost last (written while drawing).
@@ -344,6 +346,7 @@ impl App {
             dirty: true,
             explain: ExplainState::default(),
             lists: Vec::new(),
+            pages: Default::default(),
             list: super::update::DEFAULT_LIST.to_string(),
             hits: RefCell::new(Vec::new()),
         };

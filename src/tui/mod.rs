@@ -109,6 +109,13 @@ pub fn run(
     let start = Instant::now();
     let rows = data::feature_rows(&store)?;
     let lists = store.lists()?;
+    let mut pages = std::collections::BTreeMap::new();
+    let sae = store.manifest().sae_fingerprint.clone();
+    for f in store.paged_features()? {
+        if let Some(p) = store.page::<crate::dashboard::FeaturePage>(f, &sae)? {
+            pages.insert(f, p);
+        }
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -142,6 +149,7 @@ pub fn run(
     let mut app = App::new(rows, keymap, theme, store_title(&store));
     app.latents = Some(store.manifest().num_latents);
     app.lists = lists;
+    app.pages = pages;
     app.message = Some((gfx_status, false));
     let (tx, rx) = unbounded_channel();
     let mut runner = Runner::new(store, model, tx);

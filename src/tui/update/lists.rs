@@ -1,5 +1,6 @@
 //! Feature lists from any screen: `B` adds the feature the screen points at to a named list (a
-//! note after a colon), kept in the store; `/list:NAME` shows a list in the features table.
+//! note after a colon), kept in the store; `/list:NAME` shows a list in the features table
+//! (see `search`).
 
 use crate::store::FeatureList;
 use crate::tui::app::{App, Effect, Prompt, Screen};
@@ -78,18 +79,6 @@ impl App {
             }
         }
         vec![]
-    }
-
-    /// The features of list `name` when the search is `list:NAME` (`None`: not a list search).
-    pub(crate) fn list_search(&self) -> Option<Vec<u32>> {
-        let name = self.features.search.trim().strip_prefix("list:")?.trim();
-        Some(
-            self.lists
-                .iter()
-                .find(|l| l.name == name)
-                .map(|l| l.entries.iter().map(|e| e.feature).collect())
-                .unwrap_or_default(),
-        )
     }
 }
 

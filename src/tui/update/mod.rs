@@ -8,6 +8,7 @@
 
 mod lists;
 mod mouse;
+mod search;
 
 pub use lists::DEFAULT_LIST;
 
@@ -249,6 +250,7 @@ impl App {
                 self.features.search = text;
                 self.screen = Screen::Features;
                 self.refresh_view();
+                self.message = self.search_note().map(|n| (n, false));
             }
             Prompt::Density => {
                 self.features.density = match parse_range(&text) {

@@ -70,6 +70,9 @@ impl App {
         id: u32,
         result: Result<Option<FeaturePage>, String>,
     ) -> Vec<Effect> {
+        if let Ok(Some(p)) = &result {
+            self.pages.insert(id, p.clone());
+        }
         if self.feature.id != Some(id) {
             self.dirty = false;
             return vec![];

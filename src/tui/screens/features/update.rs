@@ -148,8 +148,8 @@ impl App {
         let keep = self.selected_row().map(|r| r.id);
         let q = self.features.search.trim().to_lowercase();
         let has = |t: &Option<String>| t.as_ref().is_some_and(|e| e.to_lowercase().contains(&q));
-        // `list:NAME` shows a list's features.
-        let listed = self.list_search();
+        // `list:NAME`, `near:ID` and `writes:TEXT` keep a set of features.
+        let listed = self.search_set();
         let fs = &mut self.features;
         let mut view: Vec<usize> = (0..fs.rows.len())
             .filter(|&i| {
