@@ -767,3 +767,91 @@ fn the_feature_page_is_computed_on_the_model_once_and_kept_in_the_store() {
     assert!(a.update(key('w')).is_empty());
     assert!(!a.feature.show_page);
 }
+
+/// The feature-page benchmark (not a timed test): `cargo test --test integration -- --ignored
+/// --nocapture bench_feature_page`. Opening a page not yet computed (logit lens, both neighbour
+/// lists and co-firing over the top images, on the model actor) against one kept in the store,
+/// through the workbench's runner, over the sample world on this machine.
+#[test]
+#[ignore]
+fn bench_feature_page() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = build_store(tmp.path(), 6);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let runner = Runner::new(store.clone(), sample_model(), tx);
+    let ids = a_few_features(&store, 8);
+    let mut a = app_on(&store);
+    let mut open = |compute: bool| -> Vec<f64> {
+        ids.iter()
+            .map(|&id| {
+                let t = Instant::now();
+                settle(
+                    &rt,
+                    &runner,
+                    &mut rx,
+                    &mut a,
+                    vec![Effect::LoadPage { id, compute }],
+                    1,
+                );
+                t.elapsed().as_secs_f64() * 1e3
+            })
+            .collect()
+    };
+    // The logit lens and both neighbour lists alone (no image re-encoded).
+    let handle = sample_model();
+    let direct: Vec<f64> = ids
+        .iter()
+        .map(|&feature| {
+            let t = Instant::now();
+            let req = glint::dashboard::PageRequest {
+                feature,
+                images: vec![],
+            };
+            rt.block_on(handle.submit_page(req)).unwrap().unwrap();
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    let cold = open(true);
+    let kept = open(false);
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let worst = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+    println!(
+        "feature page, {} features, sample world (ms, mean / slowest):",
+        ids.len()
+    );
+    println!(
+        "  lens + neighbours only    {:8.2} / {:8.2}",
+        mean(&direct),
+        worst(&direct)
+    );
+    println!(
+        "  computed (6 top images)   {:8.2} / {:8.2}",
+        mean(&cold),
+        worst(&cold)
+    );
+    println!(
+        "  kept in the store         {:8.2} / {:8.2}",
+        mean(&kept),
+        worst(&kept)
+    );
+    println!(
+        "  ratio computed / kept     {:8.1}x",
+        mean(&cold) / mean(&kept).max(1e-9)
+    );
+    let bytes: usize = ids
+        .iter()
+        .map(|&f| {
+            let p: glint::dashboard::FeaturePage = store
+                .page(f, &store.manifest().sae_fingerprint)
+                .unwrap()
+                .unwrap();
+            serde_json::to_vec(&p).unwrap().len()
+        })
+        .sum();
+    println!("  stored page, mean bytes   {:8}", bytes / ids.len().max(1));
+}
