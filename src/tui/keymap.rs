@@ -97,6 +97,7 @@ actions! {
     CycleSign = "cycle-sign": "Patch map: |attribution|, positive part, negative part",
     TogglePage = "toggle-page": "Examples / what it writes, its neighbours and co-firing",
     ListAdd = "list-add": "Add this feature to a named list (NAME: note)",
+    Compare = "compare": "Mark this feature, then compare it side by side with another",
 }
 
 /// Where keys are looked up: the screen's own table, then `global`.

@@ -855,3 +855,35 @@ fn bench_feature_page() {
         .sum();
     println!("  stored page, mean bytes   {:8}", bytes / ids.len().max(1));
 }
+
+#[test]
+fn two_features_compare_side_by_side() {
+    let mut a = app();
+    let first = a.features.rows[3].id;
+    let mut evs = vec![key(':')];
+    evs.extend(first.to_string().chars().map(key));
+    evs.push(code(KeyCode::Enter));
+    evs.push(key('c'));
+    drive(&mut a, evs);
+    assert!(
+        a.message.as_ref().unwrap().0.contains("marked"),
+        "{:?}",
+        a.message
+    );
+    drive(&mut a, vec![key('n'), key('c')]);
+    let second = a.feature.id.unwrap();
+    assert_ne!(second, first);
+    assert!(a.feature.comparing);
+    let screen = draw(&a);
+    assert!(
+        screen.contains(&format!("feature {first} (marked)")),
+        "{screen}"
+    );
+    assert!(
+        screen.contains(&format!("feature {second} (shown)")),
+        "{screen}"
+    );
+    insta::assert_snapshot!("feature_compare", screen);
+    drive(&mut a, vec![key('c')]);
+    assert!(!a.feature.comparing);
+}

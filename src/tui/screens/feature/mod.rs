@@ -2,6 +2,7 @@
 //! explanation, scores and label, the full-size view of one example, next / previous feature, and
 //! its page: what it writes (logit lens), its nearest features and what fires with it.
 
+pub mod compare_ui;
 pub mod page_ui;
 pub mod state;
 pub mod ui;

@@ -22,6 +22,10 @@ pub struct FeatureState {
     pub show_page: bool,
     /// The feature page of the feature shown, as far as it is known.
     pub page: PageState,
+    /// The feature marked for comparison, as it was loaded.
+    pub marked: Option<Box<FeatureDetail>>,
+    /// The right-hand pane compares the marked feature with the one shown.
+    pub comparing: bool,
 }
 
 /// Where the shown feature's page stands.

@@ -84,6 +84,15 @@ pub fn render(app: &App, frame: &mut Frame<'_>, area: Rect, gfx: &mut Graphics) 
         return;
     };
     render_info(app, detail, frame, info);
+    if let Some(marked) = app
+        .feature
+        .marked
+        .as_ref()
+        .filter(|_| app.feature.comparing)
+    {
+        super::compare_ui::render(app, marked, detail, frame, grid, gfx);
+        return;
+    }
     if app.feature.show_page {
         super::page_ui::render(app, frame, grid);
         return;

@@ -44,6 +44,7 @@ impl App {
                 return self.open_selected();
             }
             Action::TogglePage => return self.toggle_page(),
+            Action::Compare => return self.compare(),
             Action::Explain => return self.feature.id.map_or(vec![], |id| self.explain(id)),
             Action::Label => return self.feature.id.map_or(vec![], |id| self.label_prompt(id)),
             _ => sel,
@@ -56,6 +57,7 @@ impl App {
     pub(crate) fn toggle_page(&mut self) -> Vec<Effect> {
         self.feature.show_page = !self.feature.show_page;
         self.feature.full = false;
+        self.feature.comparing = false;
         match (self.feature.show_page, self.feature.id, &self.feature.page) {
             (true, Some(id), PageState::None | PageState::Failed(_)) => {
                 self.feature.page = PageState::Loading;
@@ -63,6 +65,35 @@ impl App {
             }
             _ => vec![],
         }
+    }
+
+    /// `c`: mark the feature shown; on another feature, compare the two side by side; while
+    /// comparing, stop.
+    pub(crate) fn compare(&mut self) -> Vec<Effect> {
+        let key = self.key_for(Action::Compare);
+        let f = &mut self.feature;
+        let Some(shown) = f.detail.clone().filter(|d| Some(d.id) == f.id) else {
+            return vec![];
+        };
+        let text = match f.marked.as_ref().map(|m| m.id) {
+            _ if f.comparing => {
+                f.comparing = false;
+                "comparison closed (the mark stays)".to_string()
+            }
+            Some(m) if m != shown.id => {
+                f.comparing = true;
+                f.show_page = false;
+                f.full = false;
+                format!("feature {m} beside feature {}", shown.id)
+            }
+            _ => {
+                let id = shown.id;
+                f.marked = Some(Box::new(shown));
+                format!("feature {id} marked: open another feature and press {key} to compare")
+            }
+        };
+        self.message = Some((text, false));
+        vec![]
     }
 
     pub(crate) fn on_page_loaded(
