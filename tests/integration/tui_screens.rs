@@ -396,6 +396,23 @@ fn mouse_clicks_select_open_switch_screens_and_scroll() {
 }
 
 /// Run effects on `runner` until `want` results have come back; feed them to `app`.
+/// The keys that jump to feature `id` (`:`, its digits, Enter).
+fn jump_keys(id: u32) -> Vec<Event> {
+    let mut keys = vec![key(':')];
+    keys.extend(id.to_string().chars().map(key));
+    keys.push(code(KeyCode::Enter));
+    keys
+}
+
+/// A two-thread runtime for the runner, as the workbench has.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 fn settle(
     rt: &tokio::runtime::Runtime,
     runner: &Runner,
@@ -698,11 +715,7 @@ fn a_feature_number_past_the_sae_is_out_of_range_not_unfired() {
 fn the_feature_page_is_computed_on_the_model_once_and_kept_in_the_store() {
     let tmp = tempfile::tempdir().unwrap();
     let store = build_store(tmp.path(), 3);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let runner = Runner::new(store.clone(), sample_model(), tx);
     let mut a = app_on(&store);
@@ -713,10 +726,10 @@ fn the_feature_page_is_computed_on_the_model_once_and_kept_in_the_store() {
         .max_by_key(|r| (r.images, std::cmp::Reverse(r.id)))
         .unwrap()
         .id;
-    let mut keys = vec![key(':')];
-    keys.extend(id.to_string().chars().map(key));
-    keys.push(code(KeyCode::Enter));
-    let fx: Vec<Effect> = keys.into_iter().flat_map(|e| a.update(e)).collect();
+    let fx: Vec<Effect> = jump_keys(id)
+        .into_iter()
+        .flat_map(|e| a.update(e))
+        .collect();
     assert!(
         fx.contains(&Effect::LoadPage { id, compute: false }),
         "{fx:?}"
@@ -739,10 +752,10 @@ fn the_feature_page_is_computed_on_the_model_once_and_kept_in_the_store() {
         store.page(id, &store.manifest().sae_fingerprint).unwrap();
     assert_eq!(kept.as_ref(), Some(page.as_ref()));
     let mut b = app_on(&store);
-    let mut keys = vec![key(':')];
-    keys.extend(id.to_string().chars().map(key));
-    keys.push(code(KeyCode::Enter));
-    let fx: Vec<Effect> = keys.into_iter().flat_map(|e| b.update(e)).collect();
+    let fx: Vec<Effect> = jump_keys(id)
+        .into_iter()
+        .flat_map(|e| b.update(e))
+        .collect();
     settle(&rt, &runner, &mut rx, &mut b, fx, 2);
     assert_eq!(b.feature.page, PageState::Ready(page));
     // The JSON export carries the kept page with the feature.
@@ -777,11 +790,7 @@ fn the_feature_page_is_computed_on_the_model_once_and_kept_in_the_store() {
 fn bench_feature_page() {
     let tmp = tempfile::tempdir().unwrap();
     let store = build_store(tmp.path(), 6);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let runner = Runner::new(store.clone(), sample_model(), tx);
     let ids = a_few_features(&store, 8);
@@ -860,9 +869,7 @@ fn bench_feature_page() {
 fn two_features_compare_side_by_side() {
     let mut a = app();
     let first = a.features.rows[3].id;
-    let mut evs = vec![key(':')];
-    evs.extend(first.to_string().chars().map(key));
-    evs.push(code(KeyCode::Enter));
+    let mut evs = jump_keys(first);
     evs.push(key('c'));
     drive(&mut a, evs);
     assert!(
