@@ -20,6 +20,16 @@ pub struct TokenLogit {
     pub logit: f32,
 }
 
+impl TokenLogit {
+    /// The token as people read it: its byte-level BPE piece with the space and newline marks
+    /// (`Ġ`, `Ċ`) read back; `None` without a tokenizer.
+    pub fn readable(&self) -> Option<String> {
+        self.text
+            .as_deref()
+            .map(|s| s.replace('Ġ', " ").replace('Ċ', "\n"))
+    }
+}
+
 /// The tokens a feature's direction raises and lowers most, strongest first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogitLens {

@@ -57,9 +57,8 @@ impl App {
                     .values()
                     .filter(|p| {
                         p.logit_lens.raises.iter().any(|t| {
-                            t.text
-                                .as_deref()
-                                .is_some_and(|s| s.replace('Ġ', " ").to_lowercase().contains(&text))
+                            t.readable()
+                                .is_some_and(|s| s.to_lowercase().contains(&text))
                         })
                     })
                     .map(|p| p.feature)

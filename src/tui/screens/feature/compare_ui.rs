@@ -114,7 +114,7 @@ fn text_lines(app: &App, d: &FeatureDetail) -> Vec<Line<'static>> {
             let tokens = |list: &[crate::dashboard::TokenLogit]| {
                 list.iter()
                     .take(LENS_SHOWN)
-                    .map(|x| format!("{:?}", x.text.as_deref().unwrap_or("?").replace('Ġ', " ")))
+                    .map(|x| format!("{:?}", x.readable().unwrap_or_else(|| "?".into())))
                     .collect::<Vec<_>>()
                     .join(" ")
             };

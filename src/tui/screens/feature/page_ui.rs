@@ -68,8 +68,8 @@ pub fn render(app: &App, frame: &mut Frame<'_>, area: Rect) {
 /// A token as the page shows it: its piece with byte-level BPE's space and newline marks read
 /// back, quoted so spaces show; or its id.
 fn token_text(t: &TokenLogit) -> String {
-    match &t.text {
-        Some(s) => format!("{:?}", s.replace('Ġ', " ").replace('Ċ', "\n")),
+    match t.readable() {
+        Some(s) => format!("{s:?}"),
         None => format!("#{}", t.token),
     }
 }
