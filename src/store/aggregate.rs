@@ -8,17 +8,15 @@ use super::examples::{
     block_of, decode_counts, decode_list, encode_counts, encode_list, num_blocks,
 };
 use super::integrity::record_hash;
-use super::records::{
-    KEY_COUNTS, KEY_PROGRESS, PREFIX_IMAGE, PREFIX_SKIPPED, PREFIX_STATS, PREFIX_TOP, SkippedImage,
-    key, key_id,
-};
+use super::records::{KEY_COUNTS, KEY_PROGRESS, PREFIX_IMAGE, PREFIX_SKIPPED, SkippedImage, key};
+use super::state_log::{CHECKPOINT_SLACK, Frame, KEY_STATE, Kind, StatePointer};
 use super::{
     Example, FeatureFilter, FeatureStats, ImageRecord, Manifest, Progress, RankRule, Store,
     rank_order,
 };
 use bucket::{Buckets, FoldParams, Folded};
 pub use pending::PendingCommit;
-use pending::{Batch, Compaction};
+use pending::{Batch, Compaction, StateWrite};
 
 mod bucket;
 mod pending;
@@ -90,6 +88,8 @@ pub struct Aggregator {
     top_hash: Vec<u64>,
     counts_hash: u64,
     progress_hash: u64,
+    /// The state log the last prepared commit leaves (see `store::state_log`).
+    state: StatePointer,
 }
 
 /// A block is compacted once it stores more than twice its listed examples plus this many.
@@ -140,6 +140,7 @@ impl Aggregator {
             top_hash: vec![0; num_latents],
             counts_hash: 0,
             progress_hash: 0,
+            state: StatePointer::default(),
         })
     }
 
@@ -167,31 +168,40 @@ impl Aggregator {
                 )
             }
         };
-        for kv in store.scan_raw(PREFIX_STATS) {
-            let (k, v) = kv?;
-            let f = key_id(PREFIX_STATS, &k).with_context(|| format!("store {dir}: bad key"))?;
-            let s = FeatureStats::decode(&v).with_context(|| {
-                format!("store {dir}: the statistics of feature {f} are damaged; rebuild the cache")
-            })?;
+        let state = store.state()?;
+        for (kind, f, v) in state.iter() {
             let at = check(f)?;
-            agg.stats[at] = Some(s);
-            agg.stats_hash[at] = record_hash(&k, &v);
-        }
-        for kv in store.scan_raw(PREFIX_TOP) {
-            let (k, v) = kv?;
-            let f = key_id(PREFIX_TOP, &k).with_context(|| format!("store {dir}: bad key"))?;
-            agg.top_hash[check(f)?] = record_hash(&k, &v);
-            let heap = decode_list(&v).with_context(|| {
-                format!("store {dir}: the top list of feature {f} is damaged; rebuild the cache")
-            })?;
-            if heap.len() > agg.top_n {
-                bail!(
-                    "store {dir}: feature {f} lists {} examples, more than top_n",
-                    heap.len()
-                );
+            let hash = record_hash(&kind.key(f), v);
+            match kind {
+                Kind::Stats => {
+                    agg.stats[at] = Some(FeatureStats::decode(v).with_context(|| {
+                        format!(
+                            "store {dir}: the statistics of feature {f} are damaged; rebuild \
+                             the cache"
+                        )
+                    })?);
+                    agg.stats_hash[at] = hash;
+                }
+                Kind::Top => {
+                    let heap = decode_list(v).with_context(|| {
+                        format!(
+                            "store {dir}: the top list of feature {f} is damaged; rebuild the \
+                             cache"
+                        )
+                    })?;
+                    if heap.len() > agg.top_n {
+                        bail!(
+                            "store {dir}: feature {f} lists {} examples, more than top_n",
+                            heap.len()
+                        );
+                    }
+                    agg.heaps[at] = heap;
+                    agg.top_hash[at] = hash;
+                }
             }
-            agg.heaps[check(f)?] = heap;
         }
+        drop(state);
+        agg.state = store.state_pointer()?;
         if let Some(bytes) = store.raw(KEY_COUNTS)? {
             agg.stored = decode_counts(&bytes, agg.stored.len()).with_context(|| {
                 format!("store {dir}: the example counts are damaged; rebuild the cache")
@@ -365,19 +375,20 @@ impl Aggregator {
         }
         let mut batch = Batch::default();
         let mut digest = Digest(self.digest);
+        let mut frame = Frame::default();
         for &f in &self.dirty_list {
             let d = std::mem::take(&mut self.dirty[f as usize]);
             if d & DIRTY_STATS != 0
                 && let Some(s) = &self.stats[f as usize]
             {
-                let (k, v) = (key(PREFIX_STATS, &[f]), s.encode());
-                digest.replace(&mut self.stats_hash[f as usize], &k, &v);
-                batch.put(k, v);
+                let v = s.encode();
+                digest.replace(&mut self.stats_hash[f as usize], &Kind::Stats.key(f), &v);
+                frame.push(Kind::Stats, f, &v);
             }
             if d & DIRTY_HEAP != 0 {
-                let (k, v) = (key(PREFIX_TOP, &[f]), encode_list(&self.heaps[f as usize]));
-                digest.replace(&mut self.top_hash[f as usize], &k, &v);
-                batch.put(k, v);
+                let v = encode_list(&self.heaps[f as usize]);
+                digest.replace(&mut self.top_hash[f as usize], &Kind::Top.key(f), &v);
+                frame.push(Kind::Top, f, &v);
             }
         }
         self.dirty_list.clear();
@@ -412,15 +423,84 @@ impl Aggregator {
         digest.replace(&mut self.progress_hash, KEY_PROGRESS, &progress);
         batch.put(KEY_PROGRESS.to_vec(), progress);
         self.digest = digest.0;
+        let state = self.state_write(frame);
+        batch.put(KEY_STATE.to_vec(), serde_json::to_vec(&state.after)?);
+        self.state = state.after;
         let base = std::mem::replace(&mut self.committed, self.progress.clone());
         Ok(PendingCommit {
             base,
             after: self.progress.clone(),
             digest: self.digest,
             batch,
+            state,
             entered,
             compaction,
         })
+    }
+
+    /// The state-log write of a commit whose changed records are `frame`: appended to the log,
+    /// or, once the log would outgrow twice its live records, a full frame in a new generation.
+    fn state_write(&self, frame: Frame) -> StateWrite {
+        let base = self.state;
+        let records = frame.records();
+        if records == 0 {
+            return StateWrite {
+                base,
+                after: base,
+                frame: Vec::new(),
+                checkpoint: false,
+                records,
+            };
+        }
+        let frame = frame.finish();
+        const RECORD_HEAD: u64 = 9;
+        let live: u64 = (0..self.num_latents)
+            .map(|f| {
+                let stats = self.stats[f]
+                    .as_ref()
+                    .map_or(0, |_| RECORD_HEAD + FeatureStats::ENCODED_LEN as u64);
+                let list = self.heaps[f].len() as u64;
+                let list = if list == 0 { 0 } else { RECORD_HEAD + 8 * list };
+                stats + list
+            })
+            .sum();
+        let checkpoint =
+            base.generation == 0 || base.length + frame.len() as u64 > 2 * live + CHECKPOINT_SLACK;
+        let frame = if checkpoint { self.full_frame() } else { frame };
+        let after = if checkpoint {
+            StatePointer {
+                generation: base.generation + 1,
+                length: frame.len() as u64,
+            }
+        } else {
+            StatePointer {
+                generation: base.generation,
+                length: base.length + frame.len() as u64,
+            }
+        };
+        StateWrite {
+            base,
+            after,
+            frame,
+            checkpoint,
+            records,
+        }
+    }
+
+    /// One frame holding every live statistics and list record, by feature.
+    fn full_frame(&self) -> Vec<u8> {
+        let mut frame = Frame::default();
+        for (f, s) in self.stats.iter().enumerate() {
+            if let Some(s) = s {
+                frame.push(Kind::Stats, f as u32, &s.encode());
+            }
+        }
+        for (f, heap) in self.heaps.iter().enumerate() {
+            if !heap.is_empty() {
+                frame.push(Kind::Top, f as u32, &encode_list(heap));
+            }
+        }
+        frame.finish()
     }
 
     /// The blocks this commit compacts, each with its listed (image, feature) pairs; their

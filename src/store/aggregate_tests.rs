@@ -4,7 +4,8 @@ use std::time::{Duration, Instant};
 use half::f16;
 
 use super::super::manifest::tests::manifest;
-use super::super::testutil::{build, dump, feed, synth};
+use super::super::records::key_id;
+use super::super::testutil::{build, dump, feed, listed_features, synth};
 use super::super::{HIST_LEN, hist_bin};
 use super::*;
 use crate::util::rng::SeededRng;
@@ -53,10 +54,7 @@ fn top_n_order_ties_and_evictions() {
         assert!(store.example(0, gone).unwrap().is_none(), "image {gone}");
     }
     // One top record per feature that fired, holding exactly the listed examples.
-    let tops: Vec<u32> = store
-        .scan_raw(PREFIX_TOP)
-        .map(|kv| key_id(PREFIX_TOP, &kv.unwrap().0).unwrap())
-        .collect();
+    let tops = listed_features(&store);
     assert_eq!(tops, vec![0, 1]);
     assert_eq!(store.top_examples(1).unwrap().len(), 3);
     assert_eq!(store.example(0, 3).unwrap().as_ref(), Some(&ex[2]));
@@ -154,8 +152,7 @@ fn filter_limits_what_is_stored() {
         !feats.is_empty() && feats.iter().all(|f| [1, 5, 7].contains(f)),
         "{feats:?}"
     );
-    for kv in store.scan_raw(PREFIX_TOP) {
-        let f = key_id(PREFIX_TOP, &kv.unwrap().0).unwrap();
+    for f in listed_features(&store) {
         assert!([1, 5, 7].contains(&f));
     }
     for img in store.images() {
@@ -343,7 +340,11 @@ fn a_commit_is_written_only_onto_the_store_it_was_prepared_against() {
     let mut a = Aggregator::from_manifest(&m).unwrap();
     a.add_image(record(0), &[(0, 1, 1.0)], 16, 30).unwrap();
     let stale = a.prepare_commit(&store).unwrap();
-    assert_eq!(stale.keys(), 5, "stats, top list, image, counts, progress");
+    assert_eq!(
+        stale.keys(),
+        6,
+        "stats, top list, image, counts, progress, state pointer"
+    );
     let mut b = Aggregator::from_manifest(&m).unwrap();
     b.add_image(record(5), &[(0, 1, 2.0)], 16, 30).unwrap();
     b.commit(&store).unwrap();

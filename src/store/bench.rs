@@ -16,7 +16,8 @@ use serde::Serialize;
 
 use super::examples::{decode_counts, num_blocks};
 use super::ingest::{Ingest, IngestStages, edge_rates};
-use super::records::{KEY_COUNTS, PREFIX_EXAMPLES, PREFIX_IMAGE, PREFIX_STATS, PREFIX_TOP};
+use super::records::{KEY_COUNTS, PREFIX_EXAMPLES, PREFIX_IMAGE};
+use super::state_log::Kind;
 use super::{
     Aggregator, COMPACT_SLACK, FeatureFilter, GLINT_VERSION, ImageRecord, Manifest, RankRule,
     SCHEMA_VERSION, Store,
@@ -382,6 +383,16 @@ fn stored_examples(store: &Store) -> Result<u64> {
     })
 }
 
+/// Bytes of the live state-log records of `kind` (key as in the database, and value).
+fn state_bytes(store: &Store, kind: Kind) -> Result<u64> {
+    Ok(store
+        .state()?
+        .iter()
+        .filter(|(k, _, _)| *k == kind)
+        .map(|(k, f, v)| (k.key(f).len() + v.len()) as u64)
+        .sum())
+}
+
 /// Key and value bytes under `prefix`.
 fn prefix_bytes(store: &Store, prefix: &[u8]) -> Result<u64> {
     store.scan_raw(prefix).try_fold(0, |sum, kv| {
@@ -402,8 +413,8 @@ fn disk_report(
     Ok(DiskReport {
         store_bytes,
         store_bytes_per_image: store_bytes as f64 / o.images as f64,
-        stats_bytes: prefix_bytes(store, PREFIX_STATS)?,
-        list_bytes: prefix_bytes(store, PREFIX_TOP)?,
+        stats_bytes: state_bytes(store, Kind::Stats)?,
+        list_bytes: state_bytes(store, Kind::Top)?,
         example_bytes: prefix_bytes(store, PREFIX_EXAMPLES)?,
         image_bytes: prefix_bytes(store, PREFIX_IMAGE)?,
         listed_examples: listed,

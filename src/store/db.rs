@@ -1,8 +1,8 @@
 //! The [`Store`] handle: creating, opening and reading a store folder.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, bail};
 
@@ -13,8 +13,9 @@ use super::integrity::{
 };
 use super::records::{
     KEY_MANIFEST, KEY_PROGRESS, PREFIX_IMAGE, PREFIX_SKIPPED, PREFIX_STATS, PREFIX_TOP,
-    SkippedImage, key, key_id,
+    SkippedImage, key,
 };
+use super::state_log::{KEY_STATE, Kind, StatePointer, StateRecords, is_log_name, replay};
 use super::{Example, FeatureStats, ImageRecord, Manifest, Progress, SCHEMA_VERSION, StoreError};
 
 /// Upper bound of sled's page cache for one open store.
@@ -45,6 +46,9 @@ pub struct Store {
     commits: Arc<AtomicU64>,
     /// What the open found wrong but could still serve (see [`Integrity`]).
     warning: Option<String>,
+    /// The committed statistics and lists, read from the state log when first needed and
+    /// dropped by every write (see `store::state_log`).
+    state: Arc<Mutex<Option<Arc<StateRecords>>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -75,6 +79,7 @@ fn is_store_entry(name: &str) -> bool {
         "conf" | "db" | "blobs" | HOLDER_FILE | CREATING_MARKER
     ) || name.starts_with("snap.")
         || name.starts_with(COMMIT_RECORD_FILE)
+        || is_log_name(name)
 }
 
 /// Write an empty file durably (the file and its folder fsync'd).
@@ -211,6 +216,7 @@ impl Store {
             manifest: manifest.clone(),
             commits: Arc::default(),
             warning: None,
+            state: Arc::default(),
         };
         store.apply(batch, 0)?;
         store.seal()?;
@@ -226,6 +232,7 @@ impl Store {
             manifest,
             commits: Arc::new(AtomicU64::new(record.as_ref().map_or(0, |r| r.sequence))),
             warning: None,
+            state: Arc::default(),
         };
         if let Some(record) = record {
             store.warning = store.integrity(&record)?.warning(dir);
@@ -273,7 +280,13 @@ impl Store {
     /// The digest of the records the commit record covers, read from the database.
     pub(crate) fn state_digest(&self) -> Result<u64> {
         let mut digest = 0u64;
+        for (kind, f, v) in self.state()?.iter() {
+            digest = digest.wrapping_add(record_hash(&kind.key(f), v));
+        }
         for name in DIGESTED {
+            if name == PREFIX_STATS || name == PREFIX_TOP {
+                continue;
+            }
             if name.ends_with(b"/") {
                 for kv in self.scan_raw(name) {
                     let (k, v) = kv?;
@@ -390,6 +403,8 @@ impl Store {
     pub(crate) fn apply(&self, batch: sled::Batch, bytes: u64) -> Result<()> {
         ensure_room(&self.dir, bytes)?;
         let ctx = || format!("cannot write to the store {}", self.dir.display());
+        // Whatever the outcome, the records read before may no longer be the committed ones.
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let written = catch_sled(|| self.db.apply_batch(batch).and_then(|()| self.db.flush()))
             .map_err(|()| damaged_db(&self.dir))?;
         written.with_context(ctx)?;
@@ -438,22 +453,57 @@ impl Store {
     /// Statistics of feature `f`, or `None` if it never fired (or is outside the store's filter).
     pub fn feature_stats(&self, f: u32) -> Result<Option<FeatureStats>> {
         let what = || format!("the statistics of feature {f}");
-        match self.get(&key(PREFIX_STATS, &[f]), what)? {
+        match self.state()?.get(Kind::Stats, f) {
             None => Ok(None),
-            Some(b) => self.damaged(FeatureStats::decode(&b), what).map(Some),
+            Some(b) => self.damaged(FeatureStats::decode(b), what).map(Some),
         }
     }
 
     /// Every feature that fired, with its statistics, by feature index.
     pub fn features(&self) -> impl Iterator<Item = Result<(u32, FeatureStats)>> + '_ {
-        self.scan_raw(PREFIX_STATS).map(move |kv| {
-            let (k, v) = kv?;
-            let f = self.damaged(key_id(PREFIX_STATS, &k), || "a statistics key".into())?;
-            let stats = self.damaged(FeatureStats::decode(&v), || {
-                format!("the statistics of feature {f}")
-            })?;
-            Ok((f, stats))
+        let mut state = Some(self.state());
+        let mut next = 0usize;
+        std::iter::from_fn(move || {
+            let records = match state.take()? {
+                Err(e) => return Some(Err(e)),
+                Ok(records) => records,
+            };
+            let at = next + records.stats[next..].iter().position(Option::is_some)?;
+            next = at + 1;
+            let f = at as u32;
+            let bytes = records.get(Kind::Stats, f).expect("found above");
+            let what = || format!("the statistics of feature {f}");
+            let item = self.damaged(FeatureStats::decode(bytes), what);
+            state = Some(Ok(records));
+            Some(item.map(|s| (f, s)))
         })
+    }
+
+    /// The committed statistics and top lists, read from the state log once per commit.
+    pub(crate) fn state(&self) -> Result<Arc<StateRecords>> {
+        let mut slot = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(state) = &*slot {
+            return Ok(state.clone());
+        }
+        let pointer = self.state_pointer()?;
+        let state = replay(&self.dir, pointer, self.manifest.num_latents).map_err(|e| {
+            anyhow::Error::new(StoreError::Damaged {
+                path: self.dir.clone(),
+                why: format!("{e:#}"),
+            })
+        })?;
+        let state = Arc::new(state);
+        *slot = Some(state.clone());
+        Ok(state)
+    }
+
+    /// Which state log, and how much of it, the last commit left.
+    pub(crate) fn state_pointer(&self) -> Result<StatePointer> {
+        let what = || "the state pointer".to_string();
+        match self.get(KEY_STATE, what)? {
+            None => Ok(StatePointer::default()),
+            Some(b) => self.damaged(serde_json::from_slice(&b).map_err(Into::into), what),
+        }
     }
 
     /// The raw value under `k`, for records read whole (counts).
@@ -464,9 +514,9 @@ impl Store {
     /// The (score, image) top-N list of feature `f`, best first; empty if it never fired.
     pub fn top_list(&self, f: u32) -> Result<Vec<(f32, u32)>> {
         let what = || format!("the top list of feature {f}");
-        match self.get(&key(PREFIX_TOP, &[f]), what)? {
+        match self.state()?.get(Kind::Top, f) {
             None => Ok(Vec::new()),
-            Some(b) => self.damaged(decode_list(&b), what),
+            Some(b) => self.damaged(decode_list(b), what),
         }
     }
 
@@ -566,6 +616,29 @@ impl Store {
 }
 
 #[cfg(test)]
+impl Store {
+    /// Replace feature `f`'s record of `kind` behind the commit record's back (tests of damage).
+    pub(crate) fn tamper_state(&self, kind: Kind, f: u32, value: &[u8]) {
+        let mut frame = super::state_log::Frame::default();
+        frame.push(kind, f, value);
+        let pointer = self.state_pointer().unwrap();
+        let pointer =
+            super::state_log::append(&self.dir, pointer, &frame.finish(), pointer.generation == 0)
+                .unwrap();
+        self.db
+            .insert(KEY_STATE, serde_json::to_vec(&pointer).unwrap())
+            .unwrap();
+        self.db.flush().unwrap();
+        *self.state.lock().unwrap() = None;
+    }
+
+    /// The raw database, for tests that damage it.
+    pub(crate) fn db(&self) -> &sled::Db {
+        &self.db
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::super::manifest::tests::manifest;
     use super::super::{RankRule, StoreError};
@@ -637,16 +710,15 @@ mod tests {
         v["schema_version"] = 99.into();
         s.db.insert(KEY_MANIFEST, serde_json::to_vec(&v).unwrap())
             .unwrap();
-        s.db.insert(key(PREFIX_STATS, &[5]), &b"short"[..]).unwrap();
         s.db.flush().unwrap();
+        s.tamper_state(Kind::Stats, 5, b"short");
         let msg = format!("{:#}", s.feature_stats(5).unwrap_err());
         assert!(
             msg.contains("feature 5") && msg.contains(&dir.display().to_string()),
             "{msg}"
         );
         assert!(s.features().next().unwrap().is_err());
-        s.db.insert(key(PREFIX_TOP, &[6]), &[1u8, 0, 0, 0, 0, 0][..])
-            .unwrap();
+        s.tamper_state(Kind::Top, 6, &[1u8, 0, 0, 0, 0, 0]);
         for err in [
             s.top_examples(6).unwrap_err(),
             s.top_list(6).unwrap_err(),

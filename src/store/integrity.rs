@@ -155,10 +155,18 @@ mod tests {
     use std::time::Duration;
 
     use super::super::manifest::tests::manifest;
+    use super::super::state_log::Kind;
     use super::super::testutil::{build, dump, feed};
     use super::super::{Aggregator, RankRule, SkippedImage, Store, StoreError};
     use super::*;
     use crate::util::rng::SeededRng;
+
+    /// The first committed record of `kind`: its feature and value.
+    fn first_record(store: &Store, kind: Kind) -> (u32, Vec<u8>) {
+        let state = store.state().unwrap();
+        let (_, f, v) = state.iter().find(|r| r.0 == kind).unwrap();
+        (f, v.to_vec())
+    }
 
     fn is_damaged(e: &anyhow::Error) -> bool {
         e.chain()
@@ -285,31 +293,29 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let m = manifest(40, 4, RankRule::Max);
         let idx: Vec<u32> = (0..20).collect();
-        type Edit = (&'static str, fn(&sled::Db));
+        type Edit = (&'static str, fn(&Store));
         let edits: [Edit; 3] = [
-            ("a statistics record with a flipped byte", |db| {
-                let (k, v) = db.scan_prefix(PREFIX_STATS).next().unwrap().unwrap();
-                let mut v = v.to_vec();
+            ("a statistics record with a flipped byte", |store| {
+                let (f, mut v) = first_record(store, Kind::Stats);
                 v[3] ^= 0x10;
-                db.insert(k, v).unwrap();
+                store.tamper_state(Kind::Stats, f, &v);
             }),
-            ("a top list shortened", |db| {
-                let (k, v) = db.scan_prefix(PREFIX_TOP).next().unwrap().unwrap();
-                db.insert(k, &v[..v.len() - 8]).unwrap();
+            ("a top list shortened", |store| {
+                let (f, v) = first_record(store, Kind::Top);
+                store.tamper_state(Kind::Top, f, &v[..v.len() - 8]);
             }),
-            ("an image record removed", |db| {
+            ("an image record removed", |store| {
+                let db = store.db();
                 let (k, _) = db.scan_prefix(PREFIX_IMAGE).next().unwrap().unwrap();
                 db.remove(k).unwrap();
+                db.flush().unwrap();
             }),
         ];
         for (j, (what, edit)) in edits.iter().enumerate() {
             let dir = tmp.path().join(format!("s{j}"));
-            drop(build(&dir, &m, 6, &idx, 6));
-            {
-                let db = sled::open(&dir).unwrap();
-                edit(&db);
-                db.flush().unwrap();
-            }
+            let store = build(&dir, &m, 6, &idx, 6);
+            edit(&store);
+            drop(store);
             for err in [
                 Store::open(&dir).unwrap_err(),
                 Store::open_or_create(&dir, &m).unwrap_err(),

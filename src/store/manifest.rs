@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::StoreError;
 
 /// Version of the on-disk layout described in the [`super`] module docs.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// The glint version stamped into new manifests.
 pub const GLINT_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -8,9 +8,8 @@ use super::examples::{
     EXAMPLE_BLOCK, encode_counts, encode_list, example_key, filter_record, num_blocks,
     record_entries,
 };
-use super::records::{
-    KEY_COUNTS, KEY_PROGRESS, PREFIX_IMAGE, PREFIX_SKIPPED, PREFIX_STATS, PREFIX_TOP, key, key_id,
-};
+use super::records::{KEY_COUNTS, KEY_PROGRESS, PREFIX_IMAGE, PREFIX_SKIPPED, key_id};
+use super::state_log::{self, Frame, KEY_STATE, Kind, StatePointer};
 use super::{Progress, Store, rank_order};
 
 /// Records written per atomic batch while merging.
@@ -87,9 +86,13 @@ fn write_merged(stores: &[Store], out: &Store) -> Result<()> {
         }
     }
     let mut counts = Vec::with_capacity(num_blocks(m.num_latents));
+    // The merged statistics and lists: one frame of the state log, at most L × (236 + 8·N) B.
+    let mut state = Frame::default();
     for block in 0..num_blocks(m.num_latents) as u32 {
-        counts.push(merge_block(stores, block, m, &mut batch)?);
+        counts.push(merge_block(stores, block, m, &mut batch, &mut state)?);
     }
+    let pointer = state_log::append(out.dir(), StatePointer::default(), &state.finish(), true)?;
+    batch.put(KEY_STATE.to_vec(), serde_json::to_vec(&pointer)?)?;
     batch.put(KEY_COUNTS.to_vec(), encode_counts(&counts))?;
     batch.put(KEY_PROGRESS.to_vec(), serde_json::to_vec(&progress)?)?;
     batch.flush()
@@ -254,7 +257,13 @@ fn copy_images(stores: &[Store], out: &mut Writer) -> Result<Progress> {
 /// Merge the statistics, top lists and examples of one block of features, returning the
 /// examples it lists: the shards' lists re-ranked, each kept example copied from the one shard
 /// that holds its image.
-fn merge_block(stores: &[Store], block: u32, m: &super::Manifest, out: &mut Writer) -> Result<u32> {
+fn merge_block(
+    stores: &[Store],
+    block: u32,
+    m: &super::Manifest,
+    out: &mut Writer,
+    state: &mut Frame,
+) -> Result<u32> {
     let first = block * EXAMPLE_BLOCK;
     let end = (first + EXAMPLE_BLOCK).min(m.num_latents as u32);
     // (image, feature) -> the shard holding that example.
@@ -273,10 +282,10 @@ fn merge_block(stores: &[Store], block: u32, m: &super::Manifest, out: &mut Writ
         let Some(stats) = stats else { continue };
         pool.sort_by(|a, b| rank_order(a.0, b.0));
         pool.truncate(m.top_n);
-        out.put(key(PREFIX_STATS, &[f]), stats.encode())?;
+        state.push(Kind::Stats, f, &stats.encode());
         if !pool.is_empty() {
             let list: Vec<(f32, u32)> = pool.iter().map(|e| e.0).collect();
-            out.put(key(PREFIX_TOP, &[f]), encode_list(&list))?;
+            state.push(Kind::Top, f, &encode_list(&list));
             kept.extend(pool.iter().map(|&((_, i), j)| ((i, f), j)));
         }
     }

@@ -128,8 +128,11 @@ impl FeatureStats {
         }
     }
 
+    /// Bytes of an encoded statistics record.
+    pub(crate) const ENCODED_LEN: usize = 36 + 4 * HIST_LEN;
+
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(36 + 4 * HIST_LEN);
+        let mut out = Vec::with_capacity(Self::ENCODED_LEN);
         out.extend(self.fired_tokens.to_le_bytes());
         out.extend(self.fired_images.to_le_bytes());
         out.extend(self.sum_units.to_le_bytes());
@@ -141,11 +144,11 @@ impl FeatureStats {
     }
 
     pub(crate) fn decode(bytes: &[u8]) -> Result<Self> {
-        if bytes.len() != 36 + 4 * HIST_LEN {
+        if bytes.len() != Self::ENCODED_LEN {
             bail!(
                 "stats record is {} bytes, expected {}",
                 bytes.len(),
-                36 + 4 * HIST_LEN
+                Self::ENCODED_LEN
             );
         }
         let mut r = Reader(bytes);

@@ -6,6 +6,7 @@ use crate::model::anyres::{ImageLayout, TokenKind};
 use crate::util::rng::SeededRng;
 
 use super::records::KEY_MANIFEST;
+use super::state_log::KEY_STATE;
 use super::{Aggregator, ImageRecord, Manifest, Store};
 
 /// A tiny anyres geometry: 8 px views of 4x4 patches (16 base tokens), up to a 2x2 canvas.
@@ -105,12 +106,27 @@ pub(crate) fn build(
     store
 }
 
-/// Every record of a store except the manifest, in key order.
+/// Every record of a store except the manifest and the state log's pointer (which depends on
+/// the commit history), the state log's records included under their keys, in key order.
 pub(crate) fn dump(store: &Store) -> Vec<(Vec<u8>, Vec<u8>)> {
-    store
+    let mut out: Vec<(Vec<u8>, Vec<u8>)> = store
         .scan_raw(b"")
         .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap())
-        .filter(|(k, _)| k.as_slice() != KEY_MANIFEST)
+        .filter(|(k, _)| k.as_slice() != KEY_MANIFEST && k.as_slice() != KEY_STATE)
+        .collect();
+    let state = store.state().unwrap();
+    out.extend(state.iter().map(|(kind, f, v)| (kind.key(f), v.to_vec())));
+    out.sort();
+    out
+}
+
+/// The features with a committed top list, by index.
+pub(crate) fn listed_features(store: &Store) -> Vec<u32> {
+    let state = store.state().unwrap();
+    state
+        .iter()
+        .filter(|(kind, _, _)| *kind == super::state_log::Kind::Top)
+        .map(|(_, f, _)| f)
         .collect()
 }
 

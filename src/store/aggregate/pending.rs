@@ -6,6 +6,7 @@ use anyhow::{Context, Result, bail};
 
 use super::super::examples::{block_of, example_key, filter_record, push_example, record_entries};
 use super::super::records::{PREFIX_EXAMPLES, key, key_id};
+use super::super::state_log::{self, StatePointer};
 use super::super::{Example, Progress, Store};
 
 /// A sled batch that counts what it writes.
@@ -33,6 +34,20 @@ impl Batch {
     }
 }
 
+/// A commit's write to the state log (see `store::state_log`).
+pub(crate) struct StateWrite {
+    /// The log the store is at before the commit.
+    pub base: StatePointer,
+    /// The log the commit leaves, named by its batch.
+    pub after: StatePointer,
+    /// The frame to write (empty: the log does not change).
+    pub frame: Vec<u8>,
+    /// Whether the frame starts the next generation.
+    pub checkpoint: bool,
+    /// Records of the frame (the changed ones, even when a checkpoint writes them all).
+    pub records: u32,
+}
+
 /// One block to compact: its example records are rewritten to hold only `listed`.
 pub(crate) struct Compaction {
     pub block: u32,
@@ -53,8 +68,10 @@ pub struct PendingCommit {
     pub(super) after: Progress,
     /// Digest of the index records the commit leaves (see `store::integrity`).
     pub(super) digest: u64,
-    /// Statistics, lists, image records, counts and progress, ready to go.
+    /// Image records, counts, progress and the state pointer, ready to go.
     pub(super) batch: Batch,
+    /// Statistics and lists, for the state log.
+    pub(super) state: StateWrite,
     /// Examples that entered a top list since the last commit and are still in it.
     pub(super) entered: BTreeMap<(u32, u32), Example>,
     /// Blocks whose evicted examples this commit drops.
@@ -62,10 +79,11 @@ pub struct PendingCommit {
 }
 
 impl PendingCommit {
-    /// Records the commit inserts or removes so far (one per key, whatever its size; example
-    /// records and compaction are counted when it is written).
+    /// Records the commit inserts or removes so far, the state log's changed ones included (one
+    /// per key, whatever its size; example records and compaction are counted when it is
+    /// written).
     pub fn keys(&self) -> usize {
-        self.batch.keys
+        self.batch.keys + self.state.records as usize
     }
 
     /// Apply the commit to `store` atomically and flush; `store` must be at the commit this one
@@ -83,9 +101,16 @@ impl PendingCommit {
             after,
             digest,
             mut batch,
+            state,
             entered,
             compaction,
         } = self;
+        if store.state_pointer()? != state.base {
+            bail!(
+                "store {dir} is not at the state log this commit was prepared after; resume \
+                 from the store again"
+            );
+        }
         // `entered` is ordered by (feature, image), so each record gets its features in order.
         let mut records: BTreeMap<(u32, u32), Vec<u8>> = BTreeMap::new();
         for ((f, image), example) in &entered {
@@ -109,8 +134,19 @@ impl PendingCommit {
                 )
             })?;
         }
-        let bytes = batch.bytes;
+        let bytes = batch.bytes + state.frame.len() as u64;
+        super::super::guard::ensure_room(store.dir(), 2 * bytes)?;
+        let written = state_log::append(store.dir(), state.base, &state.frame, state.checkpoint)?;
+        if written != state.after {
+            bail!(
+                "the state log of store {dir} was written to {written:?}, not {:?} as prepared",
+                state.after
+            );
+        }
         store.apply_commit(batch.batch, bytes, after, digest)?;
+        if state.checkpoint {
+            state_log::prune(store.dir(), state.after);
+        }
         Ok(bytes)
     }
 }
