@@ -9,7 +9,7 @@ use super::examples::{
 };
 use super::integrity::record_hash;
 use super::records::{KEY_COUNTS, KEY_PROGRESS, PREFIX_IMAGE, PREFIX_SKIPPED, SkippedImage, key};
-use super::state_log::{CHECKPOINT_SLACK, Frame, KEY_STATE, Kind, StatePointer};
+use super::state_log::{CHECKPOINT_SLACK, Frame, KEY_STATE, Kind, RECORD_HEADER, StatePointer};
 use super::{
     Example, FeatureFilter, FeatureStats, ImageRecord, Manifest, Progress, RankRule, Store,
     rank_order,
@@ -453,31 +453,21 @@ impl Aggregator {
             };
         }
         let frame = frame.finish();
-        const RECORD_HEAD: u64 = 9;
+        let head = RECORD_HEADER as u64;
         let live: u64 = (0..self.num_latents)
             .map(|f| {
                 let stats = self.stats[f]
                     .as_ref()
-                    .map_or(0, |_| RECORD_HEAD + FeatureStats::ENCODED_LEN as u64);
+                    .map_or(0, |_| head + FeatureStats::ENCODED_LEN as u64);
                 let list = self.heaps[f].len() as u64;
-                let list = if list == 0 { 0 } else { RECORD_HEAD + 8 * list };
+                let list = if list == 0 { 0 } else { head + 8 * list };
                 stats + list
             })
             .sum();
         let checkpoint =
             base.generation == 0 || base.length + frame.len() as u64 > 2 * live + CHECKPOINT_SLACK;
         let frame = if checkpoint { self.full_frame() } else { frame };
-        let after = if checkpoint {
-            StatePointer {
-                generation: base.generation + 1,
-                length: frame.len() as u64,
-            }
-        } else {
-            StatePointer {
-                generation: base.generation,
-                length: base.length + frame.len() as u64,
-            }
-        };
+        let after = base.after(frame.len() as u64, checkpoint);
         StateWrite {
             base,
             after,

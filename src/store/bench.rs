@@ -387,8 +387,7 @@ fn stored_examples(store: &Store) -> Result<u64> {
 fn state_bytes(store: &Store, kind: Kind) -> Result<u64> {
     Ok(store
         .state()?
-        .iter()
-        .filter(|(k, _, _)| *k == kind)
+        .of(kind)
         .map(|(k, f, v)| (k.key(f).len() + v.len()) as u64)
         .sum())
 }

@@ -461,22 +461,22 @@ impl Store {
 
     /// Every feature that fired, with its statistics, by feature index.
     pub fn features(&self) -> impl Iterator<Item = Result<(u32, FeatureStats)>> + '_ {
-        let mut state = Some(self.state());
-        let mut next = 0usize;
-        std::iter::from_fn(move || {
-            let records = match state.take()? {
-                Err(e) => return Some(Err(e)),
-                Ok(records) => records,
-            };
-            let at = next + records.stats[next..].iter().position(Option::is_some)?;
-            next = at + 1;
-            let f = at as u32;
-            let bytes = records.get(Kind::Stats, f).expect("found above");
-            let what = || format!("the statistics of feature {f}");
-            let item = self.damaged(FeatureStats::decode(bytes), what);
-            state = Some(Ok(records));
-            Some(item.map(|s| (f, s)))
-        })
+        let (records, error) = match self.state() {
+            Ok(records) => (Some(records), None),
+            Err(e) => (None, Some(e)),
+        };
+        let latents = records.as_ref().map_or(0, |r| r.stats.len()) as u32;
+        error
+            .map(Err)
+            .into_iter()
+            .chain((0..latents).filter_map(move |f| {
+                let bytes = records.as_ref()?.get(Kind::Stats, f)?;
+                let what = || format!("the statistics of feature {f}");
+                Some(
+                    self.damaged(FeatureStats::decode(bytes), what)
+                        .map(|s| (f, s)),
+                )
+            }))
     }
 
     /// The committed statistics and top lists, read from the state log once per commit.
@@ -622,9 +622,7 @@ impl Store {
         let mut frame = super::state_log::Frame::default();
         frame.push(kind, f, value);
         let pointer = self.state_pointer().unwrap();
-        let pointer =
-            super::state_log::append(&self.dir, pointer, &frame.finish(), pointer.generation == 0)
-                .unwrap();
+        let pointer = super::state_log::append(&self.dir, pointer, &frame.finish(), false).unwrap();
         self.db
             .insert(KEY_STATE, serde_json::to_vec(&pointer).unwrap())
             .unwrap();

@@ -164,7 +164,7 @@ mod tests {
     /// The first committed record of `kind`: its feature and value.
     fn first_record(store: &Store, kind: Kind) -> (u32, Vec<u8>) {
         let state = store.state().unwrap();
-        let (_, f, v) = state.iter().find(|r| r.0 == kind).unwrap();
+        let (_, f, v) = state.of(kind).next().unwrap();
         (f, v.to_vec())
     }
 

@@ -32,6 +32,8 @@ pub(crate) const CHECKPOINT_SLACK: u64 = 64 << 20;
 
 const MAGIC: &[u8; 4] = b"GLSF";
 const HEADER: usize = 16;
+/// Bytes before a record's value: kind, feature, length.
+pub(crate) const RECORD_HEADER: usize = 9;
 const TRAILER: usize = 8;
 
 /// Which log, and how much of it, the committed state is.
@@ -41,6 +43,32 @@ pub struct StatePointer {
     pub generation: u64,
     /// Committed bytes of that log.
     pub length: u64,
+}
+
+impl StatePointer {
+    /// The pointer a write of `frame_len` bytes leaves: appended to this log, or the whole of
+    /// the next generation's with `checkpoint` (always for the first log); nothing is written
+    /// for an empty frame.
+    pub fn after(self, frame_len: u64, checkpoint: bool) -> StatePointer {
+        if frame_len == 0 {
+            self
+        } else if checkpoint || self.generation == 0 {
+            StatePointer {
+                generation: self.generation + 1,
+                length: frame_len,
+            }
+        } else {
+            StatePointer {
+                generation: self.generation,
+                length: self.length + frame_len,
+            }
+        }
+    }
+
+    /// Whether a write of `frame_len` bytes from here starts the next generation.
+    fn starts_generation(self, frame_len: u64, checkpoint: bool) -> bool {
+        self.after(frame_len, checkpoint).generation != self.generation
+    }
 }
 
 /// The two kinds of record the log holds.
@@ -145,18 +173,29 @@ impl StateRecords {
 
     /// Every record as (kind, feature, value), statistics first, by feature.
     pub fn iter(&self) -> impl Iterator<Item = (Kind, u32, &[u8])> {
-        of_kind(Kind::Stats, &self.stats).chain(of_kind(Kind::Top, &self.tops))
+        self.of(Kind::Stats).chain(self.of(Kind::Top))
+    }
+
+    /// The records of `kind` as (kind, feature, value), by feature.
+    pub fn of(&self, kind: Kind) -> impl Iterator<Item = (Kind, u32, &[u8])> {
+        let recs = match kind {
+            Kind::Stats => &self.stats,
+            Kind::Top => &self.tops,
+        };
+        recs.iter()
+            .enumerate()
+            .filter_map(move |(f, v)| v.as_deref().map(|v| (kind, f as u32, v)))
     }
 
     /// Apply the records of one frame's payload.
     fn apply(&mut self, mut payload: &[u8], records: u32) -> Result<()> {
         for _ in 0..records {
-            let Some(head) = payload.get(..9) else {
+            let Some(head) = payload.get(..RECORD_HEADER) else {
                 bail!("a frame ends inside a record header");
             };
             let f = u32::from_le_bytes(head[1..5].try_into().expect("4 bytes"));
             let len = u32::from_le_bytes(head[5..9].try_into().expect("4 bytes")) as usize;
-            let Some(value) = payload.get(9..9 + len) else {
+            let Some(value) = payload.get(RECORD_HEADER..RECORD_HEADER + len) else {
                 bail!("a frame ends inside the record of feature {f}");
             };
             let slot = match head[0] {
@@ -171,20 +210,13 @@ impl StateRecords {
                 );
             };
             *slot = Some(value.into());
-            payload = &payload[9 + len..];
+            payload = &payload[RECORD_HEADER + len..];
         }
         if !payload.is_empty() {
             bail!("a frame holds bytes past its records");
         }
         Ok(())
     }
-}
-
-/// The present records of `recs` as (kind, feature, value).
-fn of_kind(kind: Kind, recs: &[Option<Box<[u8]>>]) -> impl Iterator<Item = (Kind, u32, &[u8])> {
-    recs.iter()
-        .enumerate()
-        .filter_map(move |(f, v)| v.as_deref().map(|v| (kind, f as u32, v)))
 }
 
 /// Read the committed state named by `pointer` in store folder `dir`.
@@ -246,12 +278,13 @@ pub(crate) fn append(
     frame: &[u8],
     checkpoint: bool,
 ) -> Result<StatePointer> {
+    let after = pointer.after(frame.len() as u64, checkpoint);
     if frame.is_empty() {
-        return Ok(pointer);
+        return Ok(after);
     }
-    let next = if checkpoint || pointer.generation == 0 {
+    let next = if pointer.starts_generation(frame.len() as u64, checkpoint) {
         StatePointer {
-            generation: pointer.generation + 1,
+            generation: after.generation,
             length: 0,
         }
     } else {
@@ -273,10 +306,7 @@ pub(crate) fn append(
     if next.length == 0 {
         sync_parent(&path).with_context(ctx)?;
     }
-    Ok(StatePointer {
-        generation: next.generation,
-        length: next.length + frame.len() as u64,
-    })
+    Ok(after)
 }
 
 /// Delete the logs older than the one before `pointer`'s (kept for a database that lost its

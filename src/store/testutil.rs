@@ -124,8 +124,7 @@ pub(crate) fn dump(store: &Store) -> Vec<(Vec<u8>, Vec<u8>)> {
 pub(crate) fn listed_features(store: &Store) -> Vec<u32> {
     let state = store.state().unwrap();
     state
-        .iter()
-        .filter(|(kind, _, _)| *kind == super::state_log::Kind::Top)
+        .of(super::state_log::Kind::Top)
         .map(|(_, f, _)| f)
         .collect()
 }
