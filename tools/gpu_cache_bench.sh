@@ -6,7 +6,8 @@
 # over the images with the 8B shapes, random weights and a random 131072x256 SAE at layer 24,
 # then `glint bench store` (no model) for the uniform and zipf profiles at 131072 latents, k 256,
 # 2928 tokens, and writes the JSON reports and a verdict to OUT_DIR (default $OUT, else
-# ./gpu-cache-bench).
+# ./gpu-cache-bench). The step and the command both run the SAE in bf16, as the PyTorch peers
+# do; a shorter cache run (F32_IMAGES, default 200; 0 skips it) records the f32 SAE default.
 # Needs python3 with numpy and PIL; run from the repository root (it reads sample-data/).
 set -euo pipefail
 
@@ -17,9 +18,10 @@ mkdir -p "$out"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
+f32_images=${F32_IMAGES:-200}
 python3 "$(dirname "$0")/make_bench_images.py" "$images" "$work/images"
 
-gpu=(--device cuda --dtype bf16)
+gpu=(--device cuda --dtype bf16 --sae-dtype bf16)
 "$glint" "${gpu[@]}" bench --json --decode-tokens 0 --images 20 > "$out/bench.json"
 
 model=(--model sample-data/configs/llama3-llava-next-8b.json --random-weights 0
@@ -29,13 +31,19 @@ start=$(date +%s.%N)
     --out "$work/store" --json > "$out/cache.json"
 end=$(date +%s.%N)
 rm -rf "$work/store"
+if ((f32_images > 0)); then
+    python3 "$(dirname "$0")/make_bench_images.py" "$f32_images" "$work/images-f32"
+    "$glint" --device cuda --dtype bf16 "${model[@]}" --batch cache --dataset "$work/images-f32" \
+        --out "$work/store-f32" --json > "$out/cache-f32.json"
+    rm -rf "$work/store-f32"
+fi
 for profile in uniform zipf; do
     "$glint" bench store --latents 131072 --k 256 --tokens 2928 --images 60 \
         --profile "$profile" --json > "$out/store-$profile.json"
 done
 
 python3 - "$out" "$start" "$end" <<'EOF'
-import json, sys
+import json, os, sys
 out, start, end = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
 bench = json.load(open(f"{out}/bench.json"))
 cache = json.load(open(f"{out}/cache.json"))
@@ -56,6 +64,10 @@ result = {
     "store_bytes_per_image": cache["store_bytes_per_image"],
     "bytes_written_per_image": cache["bytes_written_per_image"],
     "stages": cache["stages"],
+    "f32_sae_cache_img_per_s": (
+        json.load(open(f"{out}/cache-f32.json"))["images_per_second"]
+        if os.path.exists(f"{out}/cache-f32.json") else None
+    ),
     "goal_met": whole >= 0.9 * step and bool(first and last and last >= 0.9 * first),
 }
 for profile in ("uniform", "zipf"):

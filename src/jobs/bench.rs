@@ -63,6 +63,8 @@ pub struct BenchReport {
     pub device: String,
     /// Model dtype.
     pub dtype: String,
+    /// SAE dtype.
+    pub sae_dtype: String,
     /// Image tokens of the 672x672 image.
     pub image_tokens: usize,
     /// Sequence length (BOS + image).
@@ -350,6 +352,7 @@ pub fn run_bench(opts: &BenchOptions) -> Result<(BenchReport, LoadedModel)> {
     let report = BenchReport {
         device: format!("{:?}", opts.device),
         dtype: format!("{:?}", opts.dtype),
+        sae_dtype: format!("{:?}", opts.sae_dtype),
         image_tokens: pre.layout.num_image_tokens(),
         seq_len,
         load_s,

@@ -129,6 +129,7 @@ pub fn manifest_for(session: &Session, dataset: &Dataset, opts: &CacheOptions) -
         "pinpoints": session.model.config.image_grid_pinpoints,
         "prompt_ids": prompt,
         "dtype": format!("{:?}", session.model.model.dtype()),
+        "sae_dtype": format!("{:?}", session.sae.dtype()),
     });
     Ok(Manifest {
         schema_version: SCHEMA_VERSION,

@@ -60,13 +60,13 @@ impl DeviceSpec {
     }
 }
 
-/// Parse `f32`, `bf16` or `f16` (and their long names).
-pub fn parse_dtype(spec: &str) -> Result<DType> {
+/// Parse `f32`, `bf16` or `f16` (and their long names), given to `flag`.
+pub fn parse_dtype(flag: &str, spec: &str) -> Result<DType> {
     match spec {
         "f32" | "float32" => Ok(DType::F32),
         "bf16" | "bfloat16" => Ok(DType::BF16),
         "f16" | "float16" => Ok(DType::F16),
-        other => bail!("--dtype {other}: expected f32, bf16 or f16"),
+        other => bail!("{flag} {other}: expected f32, bf16 or f16"),
     }
 }
 
@@ -82,7 +82,7 @@ mod tests {
         assert_eq!(DeviceSpec::Cuda(3).to_string(), "cuda:3");
         assert!("tpu".parse::<DeviceSpec>().is_err());
         assert!("cuda:x".parse::<DeviceSpec>().is_err());
-        assert_eq!(parse_dtype("bfloat16").unwrap(), DType::BF16);
-        assert!(parse_dtype("f64").is_err());
+        assert_eq!(parse_dtype("--dtype", "bfloat16").unwrap(), DType::BF16);
+        assert!(parse_dtype("--dtype", "f64").is_err());
     }
 }

@@ -355,12 +355,12 @@ mod tests {
     fn device_and_dtype_specs() {
         assert!(matches!(parse_device("cpu").unwrap(), Device::Cpu));
         assert!(parse_device("tpu").is_err());
-        assert_eq!(parse_dtype("bf16").unwrap(), DType::BF16);
+        assert_eq!(parse_dtype("--dtype", "bf16").unwrap(), DType::BF16);
         assert!(
-            parse_dtype("f8")
+            parse_dtype("--sae-dtype", "f8")
                 .unwrap_err()
                 .to_string()
-                .contains("--dtype")
+                .contains("--sae-dtype f8")
         );
     }
 

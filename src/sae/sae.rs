@@ -114,6 +114,25 @@ impl Sae {
         Ok(sae)
     }
 
+    /// The same SAE computing in `dtype`.
+    pub fn to_dtype(self, dtype: DType) -> Result<Sae> {
+        if self.dtype() == dtype {
+            return Ok(self);
+        }
+        let source = self.source.clone();
+        let w_enc = self.w_enc.to_dtype(dtype)?;
+        let mut sae = Sae::from_tensors(
+            self.cfg,
+            self.hookpoint,
+            w_enc,
+            self.b_enc,
+            self.w_dec,
+            self.b_dec,
+        )?;
+        sae.source = source;
+        Ok(sae)
+    }
+
     /// Build an SAE from its four parameters, checking shapes against `cfg`.
     ///
     /// All tensors are cast to `w_enc`'s dtype and moved to its device.

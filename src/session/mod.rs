@@ -69,12 +69,16 @@ impl Session {
             let layer = layer.or(from_hookpoint).context(
                 "a random SAE (--sae random:N:K) needs its layer: --hookpoint model.layers.L",
             )?;
-            random_sae(size, text.hidden_size, layer, &device)?
+            random_sae(size, text.hidden_size, layer, &device, args.sae_dtype)?
         } else {
             let sae_path = resolve_sae(&sae_spec, args.hookpoint.as_deref())?;
-            // The SAE runs in f32 on the model's device, as the original does.
-            Sae::load(&sae_path, args.hookpoint.as_deref(), &device, DType::F32)
-                .with_context(|| format!("loading SAE {sae_spec}"))?
+            Sae::load(
+                &sae_path,
+                args.hookpoint.as_deref(),
+                &device,
+                args.sae_dtype,
+            )
+            .with_context(|| format!("loading SAE {sae_spec}"))?
         };
         sae.check_compatible(text.hidden_size, text.num_hidden_layers)?;
         let layer = match (layer, sae.hookpoint_layer()) {
@@ -221,8 +225,15 @@ fn resolve_sae(spec: &str, hookpoint: Option<&str>) -> Result<std::path::PathBuf
 }
 
 /// A seeded random SAE from `N:K[:SEED]` (benchmarks and multi-GPU checks on random models):
-/// the same spec gives the same weights in every process on the same kind of device.
-fn random_sae(size: &str, hidden: usize, layer: usize, device: &Device) -> Result<Sae> {
+/// the same spec gives the same weights in every process on the same kind of device, computing
+/// in `dtype`.
+fn random_sae(
+    size: &str,
+    hidden: usize,
+    layer: usize,
+    device: &Device,
+    dtype: DType,
+) -> Result<Sae> {
     let parts: Vec<&str> = size.split(':').collect();
     let num = |i: usize, what: &str| -> Result<u64> {
         parts
@@ -239,12 +250,12 @@ fn random_sae(size: &str, hidden: usize, layer: usize, device: &Device) -> Resul
         let mut cfg = SaeConfig::new(hidden);
         cfg.num_latents = n;
         cfg.k = k;
-        Sae::random(cfg, &format!("model.layers.{layer}"), seed, device)
+        Sae::random(cfg, &format!("model.layers.{layer}"), seed, device)?.to_dtype(dtype)
     } else {
         device
             .set_seed(seed)
             .context("seeding the device generator")?;
-        crate::jobs::bench::random_sae_on_device(hidden, n, k, layer, DType::F32, device)
+        crate::jobs::bench::random_sae_on_device(hidden, n, k, layer, dtype, device)
     }
 }
 

@@ -19,6 +19,8 @@ pub struct ModelSpec {
     pub device: DeviceSpec,
     /// Compute dtype of the model.
     pub dtype: DType,
+    /// Compute dtype of the SAE (f32 unless asked, as the original).
+    pub sae_dtype: DType,
     /// Invent deterministic weights from this seed instead of reading them.
     pub random_weights: Option<u64>,
     /// Largest image accepted, in pixels.
@@ -39,6 +41,7 @@ impl Default for ModelSpec {
             hookpoint: None,
             device: DeviceSpec::Cpu,
             dtype: DType::F32,
+            sae_dtype: DType::F32,
             random_weights: None,
             max_pixels: DEFAULT_MAX_PIXELS,
             max_file_bytes: crate::model::image_file::DEFAULT_MAX_FILE_BYTES,

@@ -392,6 +392,49 @@ fn newline_tokens_are_cached_when_asked_for() {
 }
 
 #[test]
+fn an_sae_in_bf16_finds_nearly_the_same_features_and_is_a_run_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let (f32_out, bf16_out) = (dir.path().join("f32"), dir.path().join("bf16"));
+    run_ok(&mut cache_cmd(&f32_out, &[]));
+    run_ok(&mut cache_cmd(&bf16_out, &["--sae-dtype", "bf16"]));
+    let (a, b) = (
+        Store::open(&f32_out).unwrap(),
+        Store::open(&bf16_out).unwrap(),
+    );
+    let tops = |s: &Store| -> Vec<std::collections::BTreeSet<u32>> {
+        s.images()
+            .map(|i| i.unwrap().top_features.iter().map(|t| t.0).collect())
+            .collect()
+    };
+    let (ta, tb) = (tops(&a), tops(&b));
+    assert_eq!(ta.len(), tb.len());
+    for (x, y) in ta.iter().zip(&tb) {
+        let shared = x.intersection(y).count() as f64;
+        let jaccard = shared / x.union(y).count().max(1) as f64;
+        assert!(
+            jaccard >= 0.8,
+            "bf16 and f32 top features differ: {x:?} vs {y:?}"
+        );
+    }
+    drop((a, b));
+    // Codes of another precision are not mixed into a store: the rerun names the field.
+    let o = cache_cmd(&bf16_out, &[]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("preprocessing"),
+        "{err}"
+    );
+    let o = cache_cmd(&bf16_out, &["--sae-dtype", "f8"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("--sae-dtype f8"),
+        "{err}"
+    );
+}
+
+#[test]
 fn batch_help_lists_only_the_commands_own_flags() {
     let help = run_ok(glint().args(["--batch", "cache", "--help"]));
     for workbench_only in ["--graphics", "--theme", "--cache "] {

@@ -23,9 +23,6 @@ pub struct BenchArgs {
     /// Tapped layer (defaults to 24, or the last layer of smaller models).
     #[arg(long)]
     pub layer: Option<usize>,
-    /// SAE dtype (defaults to the model dtype).
-    #[arg(long)]
-    pub sae_dtype: Option<String>,
     /// Timed images.
     #[arg(long, default_value_t = 5)]
     pub images: usize,

@@ -7,7 +7,6 @@ use anyhow::{Context, Result};
 use crate::cli::args::{BenchArgs, ModelArgs};
 use crate::jobs::bench::{BenchOptions, run_bench};
 use crate::model::config::LlavaNextConfig;
-use crate::model::load::parse_dtype;
 use crate::sample;
 
 /// `glint bench`.
@@ -27,10 +26,7 @@ pub fn run(model: &ModelArgs, args: &BenchArgs) -> Result<()> {
                 .to_string()
         });
     let dtype = spec_flags.dtype;
-    let sae_dtype = match &args.sae_dtype {
-        Some(d) => parse_dtype(d)?,
-        None => dtype,
-    };
+    let sae_dtype = spec_flags.sae_dtype;
     // A bare config has no weights: random ones are implied.
     let random = model
         .random_weights
