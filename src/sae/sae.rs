@@ -221,14 +221,8 @@ impl Sae {
             ("W_dec", host(&self.w_dec)?),
             ("b_dec", host(&self.b_dec)?),
         ];
-        // PyTorch's save_model writes this header entry; some loaders look for it.
-        let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
         let weights = dir.join(WEIGHTS_FILE);
-        let partial = dir.join(format!("{WEIGHTS_FILE}.partial"));
-        safetensors::serialize_to_file(tensors.iter().map(|(k, t)| (*k, t)), Some(meta), &partial)
-            .with_context(|| format!("cannot write {}", partial.display()))?;
-        std::fs::rename(&partial, &weights)
-            .with_context(|| format!("cannot move {} into place", partial.display()))?;
+        crate::util::weights_file::save_pt(tensors.iter().map(|(k, t)| (*k, t)), &weights)?;
         Ok(dir)
     }
 

@@ -88,6 +88,19 @@ pub fn sample_preprocessor() -> serde_json::Value {
     })
 }
 
+/// `processor_config.json`: what LlavaNextProcessor needs to expand each `<image>` into its
+/// tokens itself (newer transformers no longer let the model do it).
+pub fn sample_processor(image_token: &str) -> serde_json::Value {
+    json!({
+        "processor_class": "LlavaNextProcessor",
+        "image_token": image_token,
+        "patch_size": 14,
+        "vision_feature_select_strategy": "default",
+        // CLIP's class token, which the "default" strategy then drops.
+        "num_additional_image_tokens": 1
+    })
+}
+
 /// Write the tiny checkpoint (config, weights, tokenizer, processor and generation configs).
 pub fn write_sample_checkpoint(dir: &Path, seed: u64) -> Result<LlavaNextConfig> {
     std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
@@ -99,6 +112,15 @@ pub fn write_sample_checkpoint(dir: &Path, seed: u64) -> Result<LlavaNextConfig>
     write_json(
         &dir.join("preprocessor_config.json"),
         &sample_preprocessor(),
+    )?;
+    write_json(
+        &dir.join("processor_config.json"),
+        &sample_processor(super::tokenizer_gen::IMAGE_TOKEN),
+    )?;
+    // The processor's own copy of the template (the tokenizer's is in tokenizer_config.json).
+    write_json(
+        &dir.join("chat_template.json"),
+        &json!({"chat_template": crate::model::tokenizer::LLAMA3_LLAVA_TEMPLATE}),
     )?;
     write_json(
         &dir.join("generation_config.json"),
@@ -137,8 +159,7 @@ pub fn write_sample_checkpoint(dir: &Path, seed: u64) -> Result<LlavaNextConfig>
     extra.pp("post_layernorm").get(v.hidden_size, "bias")?;
     tensors.extend(weights.tensors());
     let path = dir.join("model.safetensors");
-    candle_core::safetensors::save(&tensors, &path)
-        .with_context(|| format!("{}: cannot write weights", path.display()))?;
+    crate::util::weights_file::save_pt(tensors.iter().map(|(k, t)| (k.as_str(), t)), &path)?;
     Ok(config)
 }
 
@@ -200,4 +221,47 @@ pub fn write_bench_configs(root: &Path) -> Result<()> {
         &dir.join("llama3-llava-next-8b.json"),
         &llama3_llava_next_8b_config(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_json(path: &Path) -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    /// What transformers needs to load and run the folder as shipped (tools/
+    /// check_sample_checkpoint.py runs it there): the weights' `format: pt`, a processor that
+    /// expands the image tokens itself, its chat template, and no token_type_ids.
+    #[test]
+    fn the_checkpoint_carries_what_transformers_needs_to_run_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = write_sample_checkpoint(dir.path(), 7).unwrap();
+        let bytes = std::fs::read(dir.path().join("model.safetensors")).unwrap();
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+        let format = meta
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get("format").cloned());
+        assert_eq!(format.as_deref(), Some("pt"));
+
+        let processor = read_json(&dir.path().join("processor_config.json"));
+        assert_eq!(
+            processor["patch_size"],
+            config.vision_config.patch_size as u64
+        );
+        let cfg = read_json(&dir.path().join("config.json"));
+        assert_eq!(
+            processor["vision_feature_select_strategy"],
+            cfg["vision_feature_select_strategy"]
+        );
+        let tokenizer = read_json(&dir.path().join("tokenizer_config.json"));
+        let template = read_json(&dir.path().join("chat_template.json"));
+        assert_eq!(template["chat_template"], tokenizer["chat_template"]);
+        assert_eq!(
+            tokenizer["model_input_names"],
+            json!(["input_ids", "attention_mask"])
+        );
+    }
 }

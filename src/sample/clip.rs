@@ -362,8 +362,7 @@ pub fn write_clip_tiny(dir: &Path, seed: u64) -> Result<()> {
         Tensor::new(LOGIT_SCALE, &Device::Cpu)?,
     );
     let path = dir.join("model.safetensors");
-    candle_core::safetensors::save(&tensors, &path)
-        .with_context(|| format!("{}: cannot write weights", path.display()))
+    crate::util::weights_file::save_pt(tensors.iter().map(|(k, t)| (k.as_str(), t)), &path)
 }
 
 #[cfg(test)]

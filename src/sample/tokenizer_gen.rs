@@ -25,7 +25,7 @@ pub const END_HEADER_TOKEN: &str = "<|end_header_id|>";
 /// End of turn; the chat EOS, as in llava-hf's Llama-3 configs.
 pub const EOT_TOKEN: &str = "<|eot_id|>";
 /// Image placeholder, appended after the base vocabulary like llava-hf does.
-pub const IMAGE_TOKEN: &str = "<image>";
+pub use crate::model::tokenizer::IMAGE_TOKEN;
 /// Padding token, appended last like llava-hf does.
 pub const PAD_TOKEN: &str = "<pad>";
 
@@ -206,6 +206,8 @@ pub fn write_sample_tokenizer(out_dir: &Path, vocab_size: usize) -> Result<Sampl
         // Rust decode never cleans up spaces; keep Python's decode identical.
         "clean_up_tokenization_spaces": false,
         "chat_template": LLAMA3_LLAVA_TEMPLATE,
+        // LLaVA's forward takes no token_type_ids, which the fast tokenizer adds by default.
+        "model_input_names": ["input_ids", "attention_mask"],
     });
     write(out_dir, "tokenizer_config.json", pretty(&config)?)?;
 

@@ -10,3 +10,4 @@ pub mod pillow;
 pub mod progress;
 pub(crate) mod prompt_template;
 pub mod rng;
+pub mod weights_file;
