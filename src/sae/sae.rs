@@ -1,6 +1,5 @@
 //! The SAE parameters and their on-disk format: `<root>/<hookpoint>/{cfg.json, sae.safetensors}`.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -505,7 +504,7 @@ mod tests {
         let dir = root.join(hp);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(CFG_FILE), cfg_json).unwrap();
-        let map: HashMap<&str, Tensor> = tensors.iter().cloned().collect();
+        let map: std::collections::HashMap<&str, Tensor> = tensors.iter().cloned().collect();
         candle_core::safetensors::save(&map, dir.join(WEIGHTS_FILE)).unwrap();
         dir
     }
