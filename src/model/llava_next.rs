@@ -127,10 +127,14 @@ impl LlavaNext {
 
     /// Vision hidden states the projector reads, per view: `[views, g*g, vision hidden]`.
     pub fn vision_states(&self, pixel_values: &Tensor) -> Result<Tensor> {
+        self.vision_states_with(pixel_values, false)
+    }
+
+    fn vision_states_with(&self, pixel_values: &Tensor, differentiable: bool) -> Result<Tensor> {
         let px = pixel_values
             .to_device(self.device())?
             .to_dtype(self.dtype())?;
-        self.vision.forward(&px)
+        self.vision.forward_with(&px, differentiable)
     }
 
     /// Projected vision features of every view: `[views, g*g, hidden]`.
@@ -140,7 +144,17 @@ impl LlavaNext {
 
     /// Packed image features `[layout.num_image_tokens(), hidden]`, in sequence order.
     pub fn image_features(&self, pixel_values: &Tensor, layout: &ImageLayout) -> Result<Tensor> {
-        let views = self.view_features(pixel_values)?;
+        self.image_features_with(pixel_values, layout, false)
+    }
+
+    fn image_features_with(
+        &self,
+        pixel_values: &Tensor,
+        layout: &ImageLayout,
+        differentiable: bool,
+    ) -> Result<Tensor> {
+        let states = self.vision_states_with(pixel_values, differentiable)?;
+        let views = self.projector.forward(&states)?;
         pack_image_features(&views, layout, &self.image_newline)
     }
 
@@ -152,6 +166,17 @@ impl LlavaNext {
         &self,
         ids: &[u32],
         images: &[ImageInput<'_>],
+    ) -> Result<(Tensor, SequenceMap)> {
+        self.embed_sequence_with(ids, images, false)
+    }
+
+    /// [`LlavaNext::embed_sequence`], recording a backward through the vision tower when
+    /// `differentiable` (training the whole model).
+    pub fn embed_sequence_with(
+        &self,
+        ids: &[u32],
+        images: &[ImageInput<'_>],
+        differentiable: bool,
     ) -> Result<(Tensor, SequenceMap)> {
         let image_id = self.cfg.image_token_index;
         let runs = image_runs(ids, image_id);
@@ -173,7 +198,7 @@ impl LlavaNext {
                 );
             }
             self.push_text(&ids[cursor..*start], &mut pieces, &mut map)?;
-            pieces.push(self.image_features(img.pixel_values, img.layout)?);
+            pieces.push(self.image_features_with(img.pixel_values, img.layout, differentiable)?);
             map.tokens
                 .extend((0..n).map(|token| SeqToken::Image { image: i, token }));
             cursor = start + len;

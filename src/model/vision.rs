@@ -56,6 +56,23 @@ impl VisionEmbeddings {
     }
 }
 
+/// `ln(x)`, through composed ops that record a backward when `differentiable` (candle's fused
+/// layer norm records none, so training would stop there).
+fn layer_norm(ln: &LayerNorm, x: &Tensor, differentiable: bool) -> Result<Tensor> {
+    if !differentiable {
+        return ln.forward(x);
+    }
+    let mean = x.mean_keepdim(candle_core::D::Minus1)?;
+    let centred = x.broadcast_sub(&mean)?;
+    let var = centred.sqr()?.mean_keepdim(candle_core::D::Minus1)?;
+    let normed = centred.broadcast_div(&(var + ln.eps())?.sqrt()?)?;
+    let scaled = normed.broadcast_mul(ln.weight())?;
+    match ln.bias() {
+        Some(b) => scaled.broadcast_add(b),
+        None => Ok(scaled),
+    }
+}
+
 /// One pre-norm CLIP encoder layer.
 struct EncoderLayer {
     ln1: LayerNorm,
@@ -120,13 +137,15 @@ impl EncoderLayer {
         self.out.forward(&ctx)
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, differentiable: bool) -> Result<Tensor> {
         #[cfg(feature = "cuda")]
-        if x.device().is_cuda() && !crate::kernels::fused_disabled() {
+        if x.device().is_cuda() && !crate::kernels::fused_disabled() && !differentiable {
             return self.forward_cuda(x);
         }
-        let x = (x + self.attention(&self.ln1.forward(x)?)?)?;
-        let h = self.fc1.forward(&self.ln2.forward(&x)?)?;
+        let x = (x + self.attention(&layer_norm(&self.ln1, x, differentiable)?)?)?;
+        let h = self
+            .fc1
+            .forward(&layer_norm(&self.ln2, &x, differentiable)?)?;
         let h = if self.quick_gelu {
             (&h * candle_nn::ops::sigmoid(&(&h * 1.702)?)?)?
         } else {
@@ -203,9 +222,16 @@ impl VisionTower {
 
     /// `[views, 3, S, S]` pixels to the selected hidden state `[views, g*g (+1), hidden]`.
     pub fn forward(&self, pixels: &Tensor) -> Result<Tensor> {
-        let mut x = self.pre_norm.forward(&self.embeddings.forward(pixels)?)?;
+        self.forward_with(pixels, false)
+    }
+
+    /// [`VisionTower::forward`], recording a backward through every op when `differentiable`
+    /// (training).
+    pub fn forward_with(&self, pixels: &Tensor, differentiable: bool) -> Result<Tensor> {
+        let embedded = self.embeddings.forward(pixels)?;
+        let mut x = layer_norm(&self.pre_norm, &embedded, differentiable)?;
         for layer in &self.layers {
-            x = layer.forward(&x)?;
+            x = layer.forward(&x, differentiable)?;
         }
         if self.keep_cls {
             Ok(x)

@@ -3,7 +3,7 @@
 //! Widths and depth are tiny, but the vision geometry is the real one (336 px, patch 14, the
 //! llama3-llava-next pinpoints), so anyres tiling, unpadding and token counts match the 8B model.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -127,12 +127,18 @@ pub fn write_sample_checkpoint(dir: &Path, seed: u64) -> Result<LlavaNextConfig>
         &json!({"bos_token_id": tok.bos_id, "eos_token_id": [tok.eos_id, tok.eot_id], "pad_token_id": tok.pad_id}),
     )?;
 
+    let tensors = sample_weights(&config, seed)?;
+    write_weights(dir, &tensors)?;
+    Ok(config)
+}
+
+/// The sample model's seeded initial weights, by Hugging Face name. The full CLIP tower is
+/// included, with the layers and post-norm LLaVA never reads, so the folder loads in
+/// transformers exactly like a real checkpoint.
+pub fn sample_weights(config: &LlavaNextConfig, seed: u64) -> Result<BTreeMap<String, Tensor>> {
     let weights = RandomWeights::new(seed);
     let vb = VarBuilder::from_backend(Box::new(weights.clone()), DType::F32, Device::Cpu);
-    LlavaNext::load(&config, vb).context("building the sample model")?;
-    // The full CLIP tower is saved, including the layers and post-norm LLaVA never reads,
-    // so the folder loads in transformers exactly like a real checkpoint.
-    let mut tensors: HashMap<String, Tensor> = weights.tensors().into_iter().collect();
+    LlavaNext::load(config, vb).context("building the sample model")?;
     let v = &config.vision_config;
     let extra = VarBuilder::from_backend(Box::new(weights.clone()), DType::F32, Device::Cpu)
         .pp("vision_tower.vision_model");
@@ -157,10 +163,13 @@ pub fn write_sample_checkpoint(dir: &Path, seed: u64) -> Result<LlavaNextConfig>
     }
     extra.pp("post_layernorm").get(v.hidden_size, "weight")?;
     extra.pp("post_layernorm").get(v.hidden_size, "bias")?;
-    tensors.extend(weights.tensors());
+    Ok(weights.tensors())
+}
+
+/// Write `tensors` as the checkpoint's `model.safetensors`.
+pub fn write_weights(dir: &Path, tensors: &BTreeMap<String, Tensor>) -> Result<()> {
     let path = dir.join("model.safetensors");
-    crate::util::weights_file::save_pt(tensors.iter().map(|(k, t)| (k.as_str(), t)), &path)?;
-    Ok(config)
+    crate::util::weights_file::save_pt(tensors.iter().map(|(k, t)| (k.as_str(), t)), &path)
 }
 
 fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {

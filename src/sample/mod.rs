@@ -8,6 +8,7 @@ pub mod clip;
 pub mod qa;
 pub mod shapes;
 pub mod tokenizer_gen;
+pub mod train_model;
 
 use std::path::{Path, PathBuf};
 
