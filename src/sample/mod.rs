@@ -5,6 +5,7 @@
 
 pub mod checkpoint;
 pub mod clip;
+pub mod model_eval;
 pub mod qa;
 pub mod shapes;
 pub mod tokenizer_gen;

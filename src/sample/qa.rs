@@ -13,7 +13,8 @@ use crate::util::rng::SeededRng;
 pub const CAPTION_PROMPT: &str = "Describe the picture.";
 
 /// The kinds of question the sample world asks, each scored on its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum QuestionKind {
     /// "Describe the picture." → every object and the background.
     Caption,

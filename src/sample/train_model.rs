@@ -299,6 +299,88 @@ pub fn optimizer(trainable: &Trainable, spec: &TrainModelSpec) -> Result<AdamW> 
     Ok(AdamW::new(trainable.vars(), params)?)
 }
 
+/// What a training run did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TrainModelReport {
+    /// Optimizer steps taken.
+    pub steps: usize,
+    /// Conversations (images) trained on.
+    pub images: usize,
+    /// Wall time of the training loop, in seconds.
+    pub seconds: f64,
+    /// Mean loss over the first and the last tenth of the steps.
+    pub first_loss: f32,
+    /// See `first_loss`.
+    pub last_loss: f32,
+    /// Held-out scores of the trained model, per kind of question.
+    pub scores: super::model_eval::Scores,
+}
+
+/// Train the checkpoint in `dir` (as [`super::checkpoint::write_sample_checkpoint`] wrote it:
+/// its config and tokenizer are read, its weights start from `spec.seed`'s), write the trained
+/// weights back, and score them on `eval_per_kind` held-out questions of every kind.
+pub fn train_sample_model(
+    dir: &std::path::Path,
+    spec: &TrainModelSpec,
+    eval_per_kind: usize,
+    progress: bool,
+) -> Result<TrainModelReport> {
+    let config_path = dir.join("config.json");
+    let text = std::fs::read_to_string(&config_path)
+        .with_context(|| format!("{}: cannot read", config_path.display()))?;
+    let config = LlavaNextConfig::from_json(&text, &config_path.display().to_string())?;
+    let tok = PromptTokenizer::from_dir(dir, config.image_token_index)?;
+    let trainable = Trainable::new(
+        &config,
+        &super::checkpoint::sample_weights(&config, spec.seed)?,
+    )?;
+    let mut opt = optimizer(&trainable, spec)?;
+    let mut source = ExampleSource::new(&config, spec.seed, "train")?;
+    let bar = crate::util::progress::bar(progress, spec.steps, "train", "steps", false);
+    let started = std::time::Instant::now();
+    let mut losses = Vec::with_capacity(spec.steps);
+    for step in 0..spec.steps {
+        opt.set_learning_rate(learning_rate(spec, step));
+        let batch = (0..spec.batch.max(1))
+            .map(|_| {
+                let (plan, qas) = source.next_conversation()?;
+                source.example(&plan, &qas, &tok)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let loss = train_step(&trainable, &mut opt, &batch)
+            .with_context(|| format!("training step {step}"))?;
+        losses.push(loss);
+        match &bar {
+            Some(b) => {
+                b.set_message(format!("loss {loss:.3}"));
+                b.inc(1);
+            }
+            None if (step + 1) % (spec.steps / 20).max(1) == 0 => {
+                eprintln!("train: step {}/{}, loss {loss:.3}", step + 1, spec.steps);
+            }
+            None => {}
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    super::checkpoint::write_weights(dir, &trainable.tensors()?)?;
+    let model = trainable.model()?;
+    let mut held_out = ExampleSource::new(&config, spec.seed, "eval")?;
+    let scores = super::model_eval::evaluate(&model, &tok, &mut held_out, eval_per_kind)?;
+    let tenth = (losses.len() / 10).max(1);
+    let mean = |xs: &[f32]| xs.iter().sum::<f32>() / xs.len().max(1) as f32;
+    Ok(TrainModelReport {
+        steps: spec.steps,
+        images: spec.steps * spec.batch.max(1),
+        seconds,
+        first_loss: mean(&losses[..tenth.min(losses.len())]),
+        last_loss: mean(&losses[losses.len().saturating_sub(tenth)..]),
+        scores,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
