@@ -247,12 +247,8 @@ mod tests {
     fn the_checkpoint_carries_what_transformers_needs_to_run_it() {
         let dir = tempfile::tempdir().unwrap();
         let config = write_sample_checkpoint(dir.path(), 7).unwrap();
-        let bytes = std::fs::read(dir.path().join("model.safetensors")).unwrap();
-        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
-        let format = meta
-            .metadata()
-            .as_ref()
-            .and_then(|m| m.get("format").cloned());
+        let weights = dir.path().join("model.safetensors");
+        let format = crate::util::weights_file::format_entry(&weights);
         assert_eq!(format.as_deref(), Some("pt"));
 
         let processor = read_json(&dir.path().join("processor_config.json"));

@@ -143,14 +143,12 @@ pub fn format_scores(scores: &Scores) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sample::checkpoint::{sample_weights, write_sample_checkpoint};
-    use crate::sample::train_model::Trainable;
+    use crate::sample::checkpoint::sample_weights;
+    use crate::sample::train_model::{Trainable, test_world};
 
     #[test]
     fn every_kind_is_asked_as_often_as_requested_and_scores_read_as_fractions() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = write_sample_checkpoint(dir.path(), 2).unwrap();
-        let tok = PromptTokenizer::from_dir(dir.path(), config.image_token_index).unwrap();
+        let (_dir, config, tok) = test_world(2);
         let model = Trainable::new(&config, &sample_weights(&config, 2).unwrap())
             .unwrap()
             .model()

@@ -118,24 +118,14 @@ pub fn questions(plan: &ImagePlan, rng: &mut SeededRng) -> Vec<QaPair> {
         question: CAPTION_PROMPT.to_string(),
         answer: caption(plan),
     }];
-    let once_shapes: Vec<&PlannedObject> = plan
-        .objects
-        .iter()
-        .filter(|o| plan.objects.iter().filter(|p| p.shape == o.shape).count() == 1)
-        .collect();
-    if let Some(o) = pick(&once_shapes, rng) {
+    if let Some(o) = pick(&held_once(plan, |o| o.shape), rng) {
         out.push(QaPair {
             kind: QuestionKind::Colour,
             question: format!("What colour is the {}?", o.shape.name()),
             answer: o.colour.name().to_string(),
         });
     }
-    let once_colours: Vec<&PlannedObject> = plan
-        .objects
-        .iter()
-        .filter(|o| plan.objects.iter().filter(|p| p.colour == o.colour).count() == 1)
-        .collect();
-    if let Some(o) = pick(&once_colours, rng) {
+    if let Some(o) = pick(&held_once(plan, |o| o.colour), rng) {
         out.push(QaPair {
             kind: QuestionKind::Shape,
             question: format!("What shape is the {} object?", o.colour.name()),
@@ -186,6 +176,18 @@ pub fn answer_word(text: &str) -> Option<&'static str> {
     };
     text.split(|c: char| !c.is_ascii_alphabetic())
         .find_map(|word| known().find(|k| k.eq_ignore_ascii_case(word)))
+}
+
+/// The objects whose `key` (shape or colour) no other object of the image shares.
+fn held_once<K: PartialEq>(
+    plan: &ImagePlan,
+    key: impl Fn(&PlannedObject) -> K,
+) -> Vec<&PlannedObject> {
+    let count = |k: &K| plan.objects.iter().filter(|p| key(p) == *k).count();
+    plan.objects
+        .iter()
+        .filter(|o| count(&key(o)) == 1)
+        .collect()
 }
 
 fn pick<T: Copy>(items: &[T], rng: &mut SeededRng) -> Option<T> {

@@ -381,16 +381,25 @@ pub fn train_sample_model(
     })
 }
 
+/// A freshly written sample checkpoint of `seed` with its config and tokenizer, for tests.
+#[cfg(test)]
+pub(crate) fn test_world(seed: u64) -> (tempfile::TempDir, LlavaNextConfig, PromptTokenizer) {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let config = super::checkpoint::write_sample_checkpoint(dir.path(), seed)
+        .expect("the sample checkpoint");
+    let tok = PromptTokenizer::from_dir(dir.path(), config.image_token_index)
+        .expect("the sample tokenizer");
+    (dir, config, tok)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sample::checkpoint::{sample_weights, write_sample_checkpoint};
+    use crate::sample::checkpoint::sample_weights;
 
     #[test]
     fn a_few_steps_on_one_batch_lower_its_loss() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = write_sample_checkpoint(dir.path(), 1).unwrap();
-        let tok = PromptTokenizer::from_dir(dir.path(), config.image_token_index).unwrap();
+        let (_dir, config, tok) = test_world(1);
         let spec = TrainModelSpec {
             seed: 1,
             steps: 10,

@@ -23,6 +23,14 @@ where
         .with_context(|| format!("cannot move {} into place", partial.display()))
 }
 
+/// The `format` header entry of the safetensors file at `path`, for tests of the writers.
+#[cfg(test)]
+pub(crate) fn format_entry(path: &Path) -> Option<String> {
+    let bytes = std::fs::read(path).ok()?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).ok()?;
+    meta.metadata().as_ref()?.get("format").cloned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -33,13 +41,7 @@ mod tests {
         let path = dir.path().join("w.safetensors");
         let t = Tensor::new(&[1f32, 2., 3.], &candle_core::Device::Cpu).unwrap();
         save_pt([("a", &t)], &path).unwrap();
-        let bytes = std::fs::read(&path).unwrap();
-        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
-        let format = meta
-            .metadata()
-            .as_ref()
-            .and_then(|m| m.get("format").cloned());
-        assert_eq!(format.as_deref(), Some("pt"));
+        assert_eq!(format_entry(&path).as_deref(), Some("pt"));
         let back = candle_core::safetensors::load(&path, &candle_core::Device::Cpu).unwrap();
         assert_eq!(back["a"].to_vec1::<f32>().unwrap(), vec![1., 2., 3.]);
         assert!(!dir.path().join("w.safetensors.partial").exists());
