@@ -144,7 +144,9 @@ pub fn format_scores(scores: &Scores) -> String {
 mod tests {
     use super::*;
     use crate::sample::checkpoint::sample_weights;
-    use crate::sample::train_model::{Trainable, test_world};
+    use crate::sample::train_model::{
+        TrainModelSpec, Trainable, optimizer, test_world, train_step,
+    };
 
     #[test]
     fn every_kind_is_asked_as_often_as_requested_and_scores_read_as_fractions() {
@@ -165,5 +167,51 @@ mod tests {
         let half = KindScore { asked: 4, right: 2 };
         assert_eq!(half.accuracy(), 0.5);
         assert_eq!(KindScore::default().accuracy(), 0.0);
+    }
+
+    /// Training and greedy answering see the same sequence: a model trained on one question
+    /// about one image answers it.
+    #[test]
+    fn a_question_trained_on_is_answered_greedily() {
+        let (_dir, config, tok) = test_world(3);
+        let spec = TrainModelSpec {
+            seed: 3,
+            steps: 40,
+            batch: 1,
+            lr: 3e-3,
+        };
+        let trainable = Trainable::new(&config, &sample_weights(&config, 3).unwrap()).unwrap();
+        let mut opt = optimizer(&trainable, &spec).unwrap();
+        let mut source = ExampleSource::new(&config, 3, "test").unwrap();
+        let (plan, qas) = source.next_conversation().unwrap();
+        let qa = qas
+            .into_iter()
+            .find(|q| q.kind != QuestionKind::Caption)
+            .unwrap();
+        let ex = source
+            .example(&plan, std::slice::from_ref(&qa), &tok)
+            .unwrap();
+        let before = {
+            let (px, layout) = source.prepare(&plan).unwrap();
+            greedy_answer(
+                &trainable.model().unwrap(),
+                &tok,
+                (&px, &layout),
+                &qa.question,
+            )
+            .unwrap()
+        };
+        for _ in 0..spec.steps {
+            train_step(&trainable, &mut opt, std::slice::from_ref(&ex)).unwrap();
+        }
+        let (px, layout) = source.prepare(&plan).unwrap();
+        let model = trainable.model().unwrap();
+        let said = greedy_answer(&model, &tok, (&px, &layout), &qa.question).unwrap();
+        assert_eq!(
+            said, qa.answer,
+            "{:?} (before training: {before:?})",
+            qa.question
+        );
+        assert_ne!(before, qa.answer);
     }
 }
