@@ -111,6 +111,67 @@ This feature fires on circles but not on squares.
 The model reads the image, then writes an answer word by word.
 ";
 
+/// What the sample model says most: its caption form and every one-word answer on a line of its
+/// own, so that each answer word starting a turn is one token (the CLIP fixture's tokenizer
+/// reads only [`SAMPLE_CORPUS`]).
+const ANSWER_CORPUS: &str = "\
+a red circle, a green star and a blue square on a striped background
+a yellow triangle and a magenta ring on a checked background
+a cyan cross on a shaded background
+a blue ring and a red star on a blotchy background
+red
+green
+blue
+yellow
+magenta
+cyan
+circle
+square
+triangle
+star
+cross
+ring
+one
+two
+three
+yes
+no
+red
+green
+blue
+yellow
+magenta
+cyan
+circle
+square
+triangle
+star
+cross
+ring
+one
+two
+three
+yes
+no
+red
+green
+blue
+yellow
+magenta
+cyan
+circle
+square
+triangle
+star
+cross
+ring
+one
+two
+three
+yes
+no
+";
+
 /// Ids of the special tokens in a generated sample tokenizer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SampleTokenizerInfo {
@@ -151,7 +212,10 @@ pub fn build_sample_tokenizer(vocab_size: usize) -> Result<(Tokenizer, SampleTok
     tokenizer.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
     tokenizer.with_decoder(Some(ByteLevelDecoder::default()));
     tokenizer
-        .train(&mut trainer, SAMPLE_CORPUS.lines())
+        .train(
+            &mut trainer,
+            SAMPLE_CORPUS.lines().chain(ANSWER_CORPUS.lines()),
+        )
         .map_err(|e| anyhow!("sample tokenizer: BPE training failed: {e}"))?;
 
     // Specials come after the base vocabulary, as in Llama-3 and llava-hf.

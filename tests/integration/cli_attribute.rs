@@ -60,7 +60,7 @@ fn one_image_gives_ranked_latents_and_an_image_only_filter_file() {
 
     let report = lines(dir.path());
     let item = &report[0];
-    assert_eq!(item["answer"]["id"], 306);
+    assert_eq!(item["answer"]["token"], "Ġred");
     assert_eq!(item["baseline"]["token"], "Ġblue");
     assert_eq!(item["ranked_by"], "image");
     let (plain, patched) = (
