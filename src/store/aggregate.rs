@@ -57,10 +57,13 @@ const DIRTY_HEAP: u8 = 2;
 /// Token maps are written once, in records of one image and [`super::EXAMPLE_BLOCK`]
 /// consecutive features. An evicted example stays in its record until its block is compacted:
 /// a block is compacted (its records rewritten with the listed examples only, emptied ones
-/// deleted) once it stores more than `2 × listed + `[`COMPACT_SLACK`] examples, and
-/// [`Aggregator::finish`] compacts every block, so a complete store holds exactly the listed
-/// examples. Hence the examples on disk stay below about twice the `L × N` listed ones however
-/// many images pass, and only the per-image records grow with the dataset.
+/// deleted) once it stores more than `2 × listed + `[`COMPACT_SLACK`] examples. Hence the
+/// examples on disk stay below about twice the `L × N` listed ones however many images pass,
+/// and only the per-image records grow with the dataset. [`Aggregator::finish`] does not
+/// compact further: rewriting every block once more would cost as much as a fifth of a run on
+/// the device (docs/benchmarks.md), and what a store answers (its lists and their examples)
+/// is the same whatever evicted examples its records still hold. [`super::merge`] writes
+/// only listed examples.
 pub struct Aggregator {
     num_latents: usize,
     top_n: usize,
@@ -356,8 +359,7 @@ impl Aggregator {
         self.prepare(store, false)
     }
 
-    /// Build the next commit; `finishing` compacts every block holding evicted examples (a
-    /// bounded number per commit) and marks the store complete in the commit that leaves none.
+    /// Build the next commit; `finishing` marks the store complete.
     fn prepare(&mut self, store: &Store, finishing: bool) -> Result<PendingCommit> {
         let m = store.manifest();
         let dir = store.dir().display();
@@ -412,10 +414,8 @@ impl Aggregator {
         for &(f, _) in entered.keys() {
             self.stored[block_of(f) as usize] += 1;
         }
-        let compaction = self.plan_compaction(entered.len(), finishing);
-        if finishing && compaction.is_empty() {
-            self.progress.complete = true;
-        }
+        let compaction = self.plan_compaction(entered.len());
+        self.progress.complete |= finishing;
         let counts = encode_counts(&self.stored);
         digest.replace(&mut self.counts_hash, KEY_COUNTS, &counts);
         batch.put(KEY_COUNTS.to_vec(), counts);
@@ -495,7 +495,7 @@ impl Aggregator {
 
     /// The blocks this commit compacts, each with its listed (image, feature) pairs; their
     /// stored counts become the listed ones. Blocks with the most evicted examples go first.
-    fn plan_compaction(&mut self, new_examples: usize, finishing: bool) -> Vec<Compaction> {
+    fn plan_compaction(&mut self, new_examples: usize) -> Vec<Compaction> {
         let block = super::EXAMPLE_BLOCK as usize;
         let listed = |b: usize| -> u32 {
             let fs = b * block..((b + 1) * block).min(self.num_latents);
@@ -504,20 +504,11 @@ impl Aggregator {
         let mut due: Vec<(u32, usize, u32)> = (0..self.stored.len())
             .filter_map(|b| {
                 let (stored, live) = (self.stored[b], listed(b));
-                let over = if finishing {
-                    stored > live
-                } else {
-                    stored > 2 * live + self.compact_slack
-                };
-                over.then_some((stored - live, b, live))
+                (stored > 2 * live + self.compact_slack).then_some((stored - live, b, live))
             })
             .collect();
         due.sort_unstable_by_key(|&(garbage, b, _)| (std::cmp::Reverse(garbage), b));
-        let budget = if finishing {
-            MAX_COMPACT_EXAMPLES
-        } else {
-            (COMPACT_PACE * new_examples).min(MAX_COMPACT_EXAMPLES)
-        };
+        let budget = (COMPACT_PACE * new_examples).min(MAX_COMPACT_EXAMPLES);
         let mut read = 0usize;
         let mut plan = Vec::new();
         for (_, b, live) in due {
@@ -539,16 +530,9 @@ impl Aggregator {
         plan
     }
 
-    /// Commit, compact every block that holds evicted examples (so the store holds exactly the
-    /// listed ones, whatever its history) and mark the store complete (no further images).
+    /// Commit what is pending and mark the store complete (no further images).
     pub fn finish(&mut self, store: &Store) -> Result<()> {
-        loop {
-            let commit = self.prepare(store, true)?;
-            commit.write(store)?;
-            if self.progress.complete {
-                return Ok(());
-            }
-        }
+        self.prepare(store, true)?.write(store).map(drop)
     }
 }
 

@@ -49,7 +49,7 @@ fn top_n_order_ties_and_evictions() {
         vec![(3, f16::from_f32(3.0)), (20, f16::from_f32(1.5))]
     );
     assert_eq!(ex[0].mean_base, 3.0 / 16.0);
-    // Image 0 and 2 entered at the first commit and were evicted later: their maps are gone.
+    // Image 0 and 2 entered at the first commit and were evicted later: they are not answered.
     for gone in [0, 2, 4] {
         assert!(store.example(0, gone).unwrap().is_none(), "image {gone}");
     }
@@ -291,7 +291,7 @@ fn stored_per_block(store: &Store) -> Vec<u32> {
 }
 
 #[test]
-fn compaction_drops_evicted_examples_and_ends_canonical() {
+fn compaction_drops_evicted_examples_and_keeps_the_store_bounded() {
     let tmp = tempfile::tempdir().unwrap();
     let m = manifest(200, 2, RankRule::Max);
     let idx: Vec<u32> = (0..90).collect();
@@ -317,14 +317,16 @@ fn compaction_drops_evicted_examples_and_ends_canonical() {
         "compaction kept {most_stored} of {entered} entered examples for {listed} listed"
     );
     agg.finish(&store).unwrap();
-    assert_eq!(
-        stored_per_block(&store).iter().sum::<u32>() as usize,
-        listed
+    let stored = stored_per_block(&store);
+    assert_eq!(stored, agg.stored);
+    assert!(
+        stored.iter().sum::<u32>() as usize <= 2 * listed + 3 * 2 * 64,
+        "the finished store keeps {stored:?} examples for {listed} listed"
     );
     for f in 0..200 {
         assert_eq!(store.top_examples(f).unwrap().len(), agg.top_list(f).len());
     }
-    // Another commit cadence, without compaction before the end, gives the same bytes.
+    // Another commit cadence, without compaction, answers the same.
     let other = build(&tmp.path().join("b"), &m, 8, &idx, 7);
     assert!(
         dump(&store) == dump(&other),

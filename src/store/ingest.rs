@@ -164,7 +164,7 @@ impl<'s> Ingest<'s> {
         &self.agg
     }
 
-    /// Wait for the last write, stop the writer, and finish the store (compacted, complete).
+    /// Wait for the last write, stop the writer, and finish the store (complete).
     pub fn finish(mut self) -> Result<(IngestStages, Vec<CommitPoint>)> {
         self.wait()?;
         self.to_writer = None;

@@ -5,8 +5,9 @@ use std::path::Path;
 use crate::model::anyres::{ImageLayout, TokenKind};
 use crate::util::rng::SeededRng;
 
-use super::records::KEY_MANIFEST;
-use super::state_log::KEY_STATE;
+use super::examples::{decode_list, filter_record, record_entries};
+use super::records::{KEY_COUNTS, KEY_MANIFEST, PREFIX_EXAMPLES};
+use super::state_log::{KEY_STATE, Kind};
 use super::{Aggregator, ImageRecord, Manifest, Store};
 
 /// A tiny anyres geometry: 8 px views of 4x4 patches (16 base tokens), up to a 2x2 canvas.
@@ -106,15 +107,34 @@ pub(crate) fn build(
     store
 }
 
-/// Every record of a store except the manifest and the state log's pointer (which depends on
-/// the commit history), the state log's records included under their keys, in key order.
+/// What a store answers, as records in key order: every record except the manifest, the state
+/// log's pointer (which depends on the commit history) and the per-block counts, the state
+/// log's records under their keys, and each example record cut to its listed examples (which
+/// evicted examples a record still holds depends on when compaction ran).
 pub(crate) fn dump(store: &Store) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let mut out: Vec<(Vec<u8>, Vec<u8>)> = store
-        .scan_raw(b"")
-        .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap())
-        .filter(|(k, _)| k.as_slice() != KEY_MANIFEST && k.as_slice() != KEY_STATE)
-        .collect();
     let state = store.state().unwrap();
+    let mut listed = std::collections::HashSet::new();
+    for (_, f, v) in state.of(Kind::Top) {
+        for (_, image) in decode_list(v).unwrap() {
+            listed.insert((f, image));
+        }
+    }
+    let mut out: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    for kv in store.scan_raw(b"") {
+        let (k, v) = kv.unwrap();
+        if [KEY_MANIFEST, KEY_STATE, KEY_COUNTS].contains(&k.as_ref()) {
+            continue;
+        }
+        if k.starts_with(PREFIX_EXAMPLES) {
+            let image = u32::from_be_bytes(k[k.len() - 4..].try_into().unwrap());
+            let entries = record_entries(&v, image).unwrap();
+            if let Some(kept) = filter_record(&entries, |f| listed.contains(&(f, image))) {
+                out.push((k.to_vec(), kept));
+            }
+            continue;
+        }
+        out.push((k.to_vec(), v.to_vec()));
+    }
     out.extend(state.iter().map(|(kind, f, v)| (kind.key(f), v.to_vec())));
     out.sort();
     out
@@ -123,10 +143,7 @@ pub(crate) fn dump(store: &Store) -> Vec<(Vec<u8>, Vec<u8>)> {
 /// The features with a committed top list, by index.
 pub(crate) fn listed_features(store: &Store) -> Vec<u32> {
     let state = store.state().unwrap();
-    state
-        .of(super::state_log::Kind::Top)
-        .map(|(_, f, _)| f)
-        .collect()
+    state.of(Kind::Top).map(|(_, f, _)| f).collect()
 }
 
 /// An empty store of `latents` features (top 3 by max) in `dir`, for tests outside the store.

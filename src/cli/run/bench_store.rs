@@ -41,12 +41,13 @@ pub fn run(a: &crate::cli::args::StoreBenchArgs) -> Result<()> {
     let d = &r.disk;
     println!(
         "  written {:.1} MB ({:.0} KB/image) · store {:.1} MB ({:.0} KB/image) · examples listed \
-         {}, most stored {} (bound {})",
+         {}, stored {}, most stored {} (bound {})",
         r.bytes_written as f64 / 1e6,
         r.bytes_written_per_image / 1e3,
         d.store_bytes as f64 / 1e6,
         d.store_bytes_per_image / 1e3,
         d.listed_examples,
+        d.stored_examples,
         d.most_stored_examples,
         d.stored_examples_bound
     );
