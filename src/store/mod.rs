@@ -36,8 +36,9 @@
 //! and block; it never reads back or rewrites listed examples. An evicted example stays in its
 //! record until the block is compacted (its records rewritten with the listed examples, emptied
 //! ones deleted), which happens once a block stores more than twice its listed examples plus
-//! [`COMPACT_SLACK`], and for every block when the job finishes: a complete store holds exactly
-//! the listed examples, so its bytes are a function of its content alone.
+//! [`COMPACT_SLACK`]. What a store answers (statistics, lists, the listed examples) is a
+//! function of its content alone; which evicted examples its records still hold depends on when
+//! compaction ran, and a merge writes the listed ones only.
 //! The `explanations` tree is user data, not cache: merges and seed exports leave it out.
 //!
 //! # Ranking and determinism
