@@ -1,45 +1,29 @@
-//! The [`Store`] handle: creating, opening and reading a store folder.
+//! The [`Store`] handle: reading a store folder's records and committing to it.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
+mod open;
+
+use super::backend::{Backend, SharedBackend};
 use super::examples::{block_of, decode_list, example_key, find_example};
+use super::folder::damaged_db;
 use super::guard::{catch_sled, ensure_room};
-use super::integrity::{
-    COMMIT_RECORD_FILE, CommitRecord, DIGESTED, Integrity, record_hash, sync_parent,
-};
+use super::integrity::{CommitRecord, DIGESTED, record_hash};
 use super::records::{
-    KEY_MANIFEST, KEY_PROGRESS, PREFIX_IMAGE, PREFIX_SKIPPED, PREFIX_STATS, PREFIX_TOP,
-    SkippedImage, key,
+    KEY_PROGRESS, PREFIX_IMAGE, PREFIX_SKIPPED, PREFIX_STATS, PREFIX_TOP, SkippedImage, key,
 };
-use super::state_log::{KEY_STATE, Kind, StatePointer, StateRecords, is_log_name, replay};
-use super::{Example, FeatureStats, ImageRecord, Manifest, Progress, SCHEMA_VERSION, StoreError};
-
-/// Upper bound of sled's page cache for one open store.
-pub const SLED_CACHE_BYTES: u64 = 128 << 20;
-
-/// Bytes of every file under `dir` (0 for what cannot be read).
-pub fn folder_bytes(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => folder_bytes(&e.path()),
-            Ok(_) => e.metadata().map_or(0, |m| m.len()),
-            Err(_) => 0,
-        })
-        .sum()
-}
+use super::state_log::{KEY_STATE, Kind, StatePointer, StateRecords, replay};
+use super::{Example, FeatureStats, ImageRecord, Manifest, Progress, StoreError};
 
 /// A cloneable handle on one store folder (sled is thread-safe, so clones share the database).
 #[derive(Clone)]
 pub struct Store {
-    db: sled::Db,
+    pub(super) backend: SharedBackend,
     dir: PathBuf,
     manifest: Manifest,
     /// Commits written since the store was created, as its commit record counts them.
@@ -48,8 +32,21 @@ pub struct Store {
     warning: Option<String>,
     /// The committed statistics and lists, read from the state log when first needed and
     /// dropped by every write (see `store::state_log`).
-    state: Arc<Mutex<Option<Arc<StateRecords>>>>,
+    state: Arc<Mutex<Option<CachedState>>>,
 }
+
+/// The state log as last replayed, with the pointer it was replayed at.
+struct CachedState {
+    pointer: StatePointer,
+    records: Arc<StateRecords>,
+    /// When a remote handle last compared the pointer with its holder's.
+    checked: Instant,
+}
+
+/// How long a handle reading through another process trusts its replayed state before it
+/// asks for the holder's pointer again: commits show within this, and a page of reads costs
+/// one round trip, not one a feature.
+const REMOTE_STATE_TTL: Duration = Duration::from_millis(250);
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -59,224 +56,7 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// Whether `dir` holds sled's files.
-fn has_db_files(dir: &Path) -> bool {
-    dir.join("conf").is_file() && dir.join("db").is_file()
-}
-
-/// File beside the database naming the process that has it open, for the lock error.
-const HOLDER_FILE: &str = "glint.pid";
-
-/// File present while a store is being created: a folder holding it is an interrupted creation,
-/// which the next creation clears and starts again.
-const CREATING_MARKER: &str = "glint-creating";
-
-/// Whether `name` is one of the entries a store folder holds (sled's and glint's own), the only
-/// ones an interrupted creation may leave.
-fn is_store_entry(name: &str) -> bool {
-    matches!(
-        name,
-        "conf" | "db" | "blobs" | HOLDER_FILE | CREATING_MARKER
-    ) || name.starts_with("snap.")
-        || name.starts_with(COMMIT_RECORD_FILE)
-        || is_log_name(name)
-}
-
-/// Write an empty file durably (the file and its folder fsync'd).
-fn touch_durably(path: &Path) -> std::io::Result<()> {
-    std::fs::File::create(path)?.sync_all()?;
-    sync_parent(path)
-}
-
-/// Remove what an interrupted creation left in `dir` (it holds [`CREATING_MARKER`]).
-fn clear_interrupted_creation(dir: &Path) -> Result<()> {
-    let ctx = || {
-        format!(
-            "cannot clear the interrupted store creation in {}",
-            dir.display()
-        )
-    };
-    let mut entries = Vec::new();
-    for e in std::fs::read_dir(dir).with_context(ctx)? {
-        let e = e.with_context(ctx)?;
-        let name = e.file_name().to_string_lossy().into_owned();
-        if !is_store_entry(&name) {
-            bail!(
-                "{} holds an interrupted store creation and also {name:?}, which glint did not \
-                 make; move it away or give the store a new folder",
-                dir.display()
-            );
-        }
-        entries.push(e.path());
-    }
-    // The marker goes last, so a kill during the clearing leaves it recognisable.
-    entries.sort_by_key(|p| p.ends_with(CREATING_MARKER));
-    for path in entries {
-        if path.is_dir() {
-            std::fs::remove_dir_all(&path).with_context(ctx)?;
-        } else {
-            std::fs::remove_file(&path).with_context(ctx)?;
-        }
-    }
-    Ok(())
-}
-
-/// Open sled at `dir`, turning its errors and panics (it panics on some corruptions) into errors
-/// that name the folder and, when another process holds the database, that process.
-fn open_db(dir: &Path) -> Result<sled::Db> {
-    let config = sled::Config::new()
-        .path(dir)
-        .cache_capacity(SLED_CACHE_BYTES);
-    match catch_sled(|| config.open()) {
-        Ok(Ok(db)) => {
-            // Best effort: the file only improves the message another process may print.
-            let _ = std::fs::write(dir.join(HOLDER_FILE), std::process::id().to_string());
-            Ok(db)
-        }
-        Ok(Err(e)) => {
-            let holder = std::fs::read_to_string(dir.join(HOLDER_FILE))
-                .ok()
-                .and_then(|t| t.trim().parse::<u32>().ok())
-                .filter(|pid| Path::new(&format!("/proc/{pid}")).exists());
-            let why = match holder {
-                Some(pid) => format!(
-                    "it is open in glint process {pid} (a store opens in one process at a \
-                     time: the workbench or one batch job); wait for that process to end or \
-                     stop it, then run this again"
-                ),
-                None => "damaged, or in use by another glint".to_string(),
-            };
-            Err(e).with_context(|| {
-                format!(
-                    "cannot open the store database in {} ({why})",
-                    dir.display()
-                )
-            })
-        }
-        Err(()) => Err(damaged_db(dir)),
-    }
-}
-
-/// The error for a database sled cannot read (it panicked).
-fn damaged_db(dir: &Path) -> anyhow::Error {
-    anyhow::Error::new(StoreError::Damaged {
-        path: dir.to_path_buf(),
-        why: "its database cannot be read (sled failed on its files)".into(),
-    })
-}
-
 impl Store {
-    /// Create a new store in `dir` (absent or empty) with `manifest`.
-    ///
-    /// Creation is recognisable until it is done: a marker file is written (durably) before
-    /// sled's first file and removed after the first commit, and a folder holding the marker is
-    /// cleared and created again, so a kill at any moment leaves nothing a rerun refuses.
-    pub fn create(dir: &Path, manifest: &Manifest) -> Result<Store> {
-        manifest.validate()?;
-        if dir.join(CREATING_MARKER).exists() {
-            clear_interrupted_creation(dir)?;
-        } else if dir.exists() {
-            let mut entries = std::fs::read_dir(dir)
-                .with_context(|| format!("cannot read the store folder {}", dir.display()))?;
-            if entries.next().is_some() {
-                if has_db_files(dir) {
-                    bail!(
-                        "{} already holds a store; open or resume it instead",
-                        dir.display()
-                    );
-                }
-                bail!(
-                    "{} is not empty; give the store a new or empty folder",
-                    dir.display()
-                );
-            }
-        }
-        ensure_room(dir, 0)?;
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create the store folder {}", dir.display()))?;
-        let marker = dir.join(CREATING_MARKER);
-        touch_durably(&marker)
-            .with_context(|| format!("cannot create the store folder {}", dir.display()))?;
-        let db = open_db(dir)?;
-        let store = Self::init(db, dir, manifest)?;
-        std::fs::remove_file(&marker)
-            .and_then(|()| sync_parent(&marker))
-            .with_context(|| format!("cannot finish creating the store {}", dir.display()))?;
-        Ok(store)
-    }
-
-    /// Write the manifest and empty progress of a fresh database, and its first commit record.
-    fn init(db: sled::Db, dir: &Path, manifest: &Manifest) -> Result<Store> {
-        let mut batch = sled::Batch::default();
-        batch.insert(KEY_MANIFEST, serde_json::to_vec(manifest)?);
-        batch.insert(KEY_PROGRESS, serde_json::to_vec(&Progress::default())?);
-        let store = Store {
-            db,
-            dir: dir.to_path_buf(),
-            manifest: manifest.clone(),
-            commits: Arc::default(),
-            warning: None,
-            state: Arc::default(),
-        };
-        store.apply(batch, 0)?;
-        store.seal()?;
-        Ok(store)
-    }
-
-    /// A handle on the opened `db`, checked against its commit record.
-    fn checked(db: sled::Db, dir: &Path, manifest: Manifest) -> Result<Store> {
-        let record = CommitRecord::read(dir)?;
-        let mut store = Store {
-            db,
-            dir: dir.to_path_buf(),
-            manifest,
-            commits: Arc::new(AtomicU64::new(record.as_ref().map_or(0, |r| r.sequence))),
-            warning: None,
-            state: Arc::default(),
-        };
-        if let Some(record) = record {
-            store.warning = store.integrity(&record)?.warning(dir);
-        }
-        if let Some(w) = &store.warning {
-            // Said where every command opens a store, before any terminal UI starts.
-            eprintln!("glint: warning: {w}");
-        }
-        Ok(store)
-    }
-
-    /// Compare the database with `record`; a database that holds the recorded progress must
-    /// hold the recorded records too.
-    fn integrity(&self, record: &CommitRecord) -> Result<Integrity> {
-        let found = self.progress()?;
-        let recorded = &record.progress;
-        if found == *recorded {
-            let digest = self.state_digest()?;
-            if record.digest_value() != Some(digest) {
-                bail!(StoreError::Damaged {
-                    path: self.dir.clone(),
-                    why: format!(
-                        "its statistics, top lists or image records differ from its last \
-                         commit (commit {}, {} images, digest {}; the database gives \
-                         {digest:016x})",
-                        record.sequence, recorded.images, record.digest
-                    ),
-                });
-            }
-            return Ok(Integrity::Intact);
-        }
-        let behind = found.images < recorded.images
-            || found.next_image < recorded.next_image
-            || (recorded.complete && !found.complete);
-        if behind {
-            return Ok(Integrity::RolledBack {
-                recorded: recorded.clone(),
-                found,
-            });
-        }
-        // Ahead: killed after a commit was durable and before its record was written.
-        Ok(Integrity::Intact)
-    }
-
     /// The digest of the records the commit record covers, read from the database.
     pub(crate) fn state_digest(&self) -> Result<u64> {
         let mut digest = 0u64;
@@ -315,79 +95,6 @@ impl Store {
     pub fn warning(&self) -> Option<&str> {
         self.warning.as_deref()
     }
-
-    /// Open an existing store, checking its schema version and its last commit.
-    pub fn open(dir: &Path) -> Result<Store> {
-        if !dir.exists() {
-            bail!(StoreError::Missing {
-                path: dir.to_path_buf()
-            });
-        }
-        if dir.join(CREATING_MARKER).exists() {
-            bail!(StoreError::NotAStore {
-                path: dir.to_path_buf(),
-                why: "its creation was interrupted; rerun the cache command to create it".into(),
-            });
-        }
-        if !has_db_files(dir) {
-            bail!(StoreError::NotAStore {
-                path: dir.to_path_buf(),
-                why: "no sled database files in it".into(),
-            });
-        }
-        let db = open_db(dir)?;
-        let Some(manifest) = Self::read_manifest(&db, dir)? else {
-            bail!(StoreError::NotAStore {
-                path: dir.to_path_buf(),
-                why: "it has no manifest".into()
-            });
-        };
-        Self::checked(db, dir, manifest)
-    }
-
-    fn read_manifest(db: &sled::Db, dir: &Path) -> Result<Option<Manifest>> {
-        let ctx = || format!("cannot read the manifest of store {}", dir.display());
-        let got = catch_sled(|| db.get(KEY_MANIFEST)).map_err(|()| damaged_db(dir))?;
-        let Some(bytes) = got.with_context(ctx)? else {
-            return Ok(None);
-        };
-        let value: serde_json::Value = serde_json::from_slice(&bytes).with_context(ctx)?;
-        let found = value.get("schema_version").and_then(|v| v.as_u64());
-        if found != Some(u64::from(SCHEMA_VERSION)) {
-            bail!(StoreError::SchemaVersion {
-                path: dir.to_path_buf(),
-                found: found.unwrap_or(0) as u32,
-                expected: SCHEMA_VERSION,
-            });
-        }
-        Ok(Some(serde_json::from_value(value).with_context(ctx)?))
-    }
-
-    /// Open the store in `dir` if there is one (its manifest must match), else create it; the
-    /// disk must have room to write before anything is opened for writing.
-    pub fn open_or_create(dir: &Path, manifest: &Manifest) -> Result<Store> {
-        manifest.validate()?;
-        if dir.join(CREATING_MARKER).exists() || !has_db_files(dir) {
-            return Self::create(dir, manifest);
-        }
-        ensure_room(dir, 0)?;
-        let db = open_db(dir)?;
-        match Self::read_manifest(&db, dir)? {
-            Some(existing) => {
-                manifest
-                    .compatible_with(&existing)
-                    .with_context(|| format!("cannot extend the store {}", dir.display()))?;
-                Self::checked(db, dir, existing)
-            }
-            // A create killed before its first commit leaves an empty database: finish it.
-            None if db.is_empty() => Self::init(db, dir, manifest),
-            None => bail!(StoreError::NotAStore {
-                path: dir.to_path_buf(),
-                why: "it has records but no manifest".into(),
-            }),
-        }
-    }
-
     /// The store folder.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -403,9 +110,10 @@ impl Store {
     pub(crate) fn apply(&self, batch: sled::Batch, bytes: u64) -> Result<()> {
         ensure_room(&self.dir, bytes)?;
         let ctx = || format!("cannot write to the store {}", self.dir.display());
+        let db = self.held_db()?;
         // Whatever the outcome, the records read before may no longer be the committed ones.
-        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        let written = catch_sled(|| self.db.apply_batch(batch).and_then(|()| self.db.flush()))
+        self.forget_state();
+        let written = catch_sled(|| db.apply_batch(batch).and_then(|()| db.flush()))
             .map_err(|()| damaged_db(&self.dir))?;
         written.with_context(ctx)?;
         Ok(())
@@ -425,9 +133,19 @@ impl Store {
     }
 
     fn get(&self, k: &[u8], what: impl Fn() -> String) -> Result<Option<sled::IVec>> {
-        catch_sled(|| self.db.get(k))
-            .map_err(|()| damaged_db(&self.dir))?
+        self.get_record_bytes(k)
             .with_context(|| format!("cannot read {} from store {}", what(), self.dir.display()))
+    }
+
+    /// Read the statistics and lists afresh at the next read, so a handle beside the job
+    /// writing the store answers with that job's last commit at once.
+    pub fn forget_cached_state(&self) {
+        self.forget_state();
+    }
+
+    /// Drop the replayed state, so the next read replays the log the last commit left.
+    pub(super) fn forget_state(&self) {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     /// Wrap a decoding error with the record and the store path.
@@ -480,21 +198,40 @@ impl Store {
     }
 
     /// The committed statistics and top lists, read from the state log once per commit.
+    ///
+    /// A handle reading through another process asks for the holder's pointer again once the
+    /// replay is [`REMOTE_STATE_TTL`] old, and replays again when a commit moved it.
     pub(crate) fn state(&self) -> Result<Arc<StateRecords>> {
+        let remote = self.is_remote();
         let mut slot = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(state) = &*slot {
-            return Ok(state.clone());
+        if let Some(cached) = &mut *slot {
+            if !remote || cached.checked.elapsed() < REMOTE_STATE_TTL {
+                return Ok(cached.records.clone());
+            }
+            if self.state_pointer()? == cached.pointer {
+                cached.checked = Instant::now();
+                return Ok(cached.records.clone());
+            }
         }
-        let pointer = self.state_pointer()?;
-        let state = replay(&self.dir, pointer, self.manifest.num_latents).map_err(|e| {
+        let mut pointer = self.state_pointer()?;
+        let mut replayed = replay(&self.dir, pointer, self.manifest.num_latents);
+        if remote && replayed.is_err() {
+            // The holder may have moved to a new log generation during the replay.
+            pointer = self.state_pointer()?;
+            replayed = replay(&self.dir, pointer, self.manifest.num_latents);
+        }
+        let records = Arc::new(replayed.map_err(|e| {
             anyhow::Error::new(StoreError::Damaged {
                 path: self.dir.clone(),
                 why: format!("{e:#}"),
             })
-        })?;
-        let state = Arc::new(state);
-        *slot = Some(state.clone());
-        Ok(state)
+        })?);
+        *slot = Some(CachedState {
+            pointer,
+            records: records.clone(),
+            checked: Instant::now(),
+        });
+        Ok(records)
     }
 
     /// Which state log, and how much of it, the last commit left.
@@ -585,21 +322,23 @@ impl Store {
         })
     }
 
-    /// A named sled tree beside the cache records (its writes never join the cache's batches).
-    pub(crate) fn tree(&self, name: &str) -> Result<sled::Tree> {
-        self.db
-            .open_tree(name)
-            .with_context(|| format!("cannot open tree {name:?} of store {}", self.dir.display()))
-    }
-
     /// Every raw key-value pair under `prefix`, for whole-store copies and comparisons.
     pub(crate) fn scan_raw(
         &self,
         prefix: &[u8],
-    ) -> impl Iterator<Item = Result<(sled::IVec, sled::IVec)>> + '_ {
-        let mut iter = self.db.scan_prefix(prefix);
+    ) -> Box<dyn Iterator<Item = Result<(sled::IVec, sled::IVec)>> + '_> {
+        let db = match &*self.backend() {
+            Backend::Local { db, .. } => db.clone(),
+            Backend::Remote(_) => {
+                return match self.remote_scan(prefix) {
+                    Ok(pairs) => Box::new(pairs.into_iter().map(Ok)),
+                    Err(e) => Box::new(std::iter::once(Err(e))),
+                };
+            }
+        };
+        let mut iter = db.scan_prefix(prefix);
         let mut failed = false;
-        std::iter::from_fn(move || {
+        Box::new(std::iter::from_fn(move || {
             if failed {
                 return None;
             }
@@ -611,7 +350,7 @@ impl Store {
             };
             failed = item.is_err();
             Some(item)
-        })
+        }))
     }
 }
 
@@ -623,23 +362,24 @@ impl Store {
         frame.push(kind, f, value);
         let pointer = self.state_pointer().unwrap();
         let pointer = super::state_log::append(&self.dir, pointer, &frame.finish(), false).unwrap();
-        self.db
-            .insert(KEY_STATE, serde_json::to_vec(&pointer).unwrap())
+        let db = self.held_db().unwrap();
+        db.insert(KEY_STATE, serde_json::to_vec(&pointer).unwrap())
             .unwrap();
-        self.db.flush().unwrap();
-        *self.state.lock().unwrap() = None;
+        db.flush().unwrap();
+        self.forget_state();
     }
 
     /// The raw database, for tests that damage it.
-    pub(crate) fn db(&self) -> &sled::Db {
-        &self.db
+    pub(crate) fn db(&self) -> sled::Db {
+        self.held_db().unwrap()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::manifest::tests::manifest;
-    use super::super::{RankRule, StoreError};
+    use super::super::records::KEY_MANIFEST;
+    use super::super::{RankRule, SCHEMA_VERSION, StoreError};
     use super::*;
 
     fn downcast(e: &anyhow::Error) -> Option<&StoreError> {
@@ -706,9 +446,10 @@ mod tests {
         let s = Store::create(&dir, &m).unwrap();
         let mut v = serde_json::to_value(&m).unwrap();
         v["schema_version"] = 99.into();
-        s.db.insert(KEY_MANIFEST, serde_json::to_vec(&v).unwrap())
+        s.db()
+            .insert(KEY_MANIFEST, serde_json::to_vec(&v).unwrap())
             .unwrap();
-        s.db.flush().unwrap();
+        s.db().flush().unwrap();
         s.tamper_state(Kind::Stats, 5, b"short");
         let msg = format!("{:#}", s.feature_stats(5).unwrap_err());
         assert!(
@@ -772,13 +513,26 @@ mod tests {
                 "the holder ended early"
             );
         }
-        let msg = format!("{:#}", Store::open(&dir).unwrap_err());
-        child.kill().unwrap();
-        child.wait().unwrap();
+        let holder = format!("glint process {}", child.id());
+        // Writing a cache needs the store to itself: refused, naming the holder.
+        let m = manifest(8, 2, RankRule::Max);
+        let msg = format!("{:#}", Store::open_or_create(&dir, &m).unwrap_err());
+        assert!(msg.contains(&holder) && msg.contains("then run"), "{msg}");
+        // Reading opens through the holder, and so do a user tree's writes.
+        let reader = Store::open(&dir).unwrap();
+        assert!(reader.is_remote());
+        assert_eq!(reader.progress().unwrap(), Progress::default());
+        reader.put_label(1, Some("stripes")).unwrap();
+        let msg = format!("{:#}", reader.apply(sled::Batch::default(), 0).unwrap_err());
         assert!(
-            msg.contains(&format!("glint process {}", child.id())) && msg.contains("then run"),
+            msg.contains(&holder) && msg.contains("written only there"),
             "{msg}"
         );
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // The holder is gone: the next read takes the store over, the label kept.
+        assert_eq!(reader.label(1).unwrap().as_deref(), Some("stripes"));
+        assert!(!reader.is_remote());
     }
 
     /// Helper process of the test above: holds the store named by `GLINT_HOLD_STORE`.

@@ -174,9 +174,7 @@ impl Store {
     /// Every human label in the store: `(feature, text)` by feature.
     pub fn labels(&self) -> Result<Vec<(u32, String)>> {
         let mut out = Vec::new();
-        for kv in self.tree(LABELS_TREE)?.iter() {
-            let (k, v) =
-                kv.with_context(|| format!("cannot scan store {}", self.dir().display()))?;
+        for (k, v) in self.tree(LABELS_TREE)?.iter()? {
             let (Ok(id), Ok(rec)) = (
                 <[u8; 4]>::try_from(k.as_ref()),
                 serde_json::from_slice::<HumanLabel>(&v),

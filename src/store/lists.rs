@@ -134,9 +134,7 @@ impl Store {
     /// Every list, by name.
     pub fn lists(&self) -> Result<Vec<FeatureList>> {
         let mut out = Vec::new();
-        for kv in self.tree(LISTS_TREE)?.iter() {
-            let (k, v) =
-                kv.with_context(|| format!("cannot scan store {}", self.dir().display()))?;
+        for (k, v) in self.tree(LISTS_TREE)?.iter()? {
             out.push(serde_json::from_slice(&v).with_context(|| {
                 format!(
                     "list {:?} in store {} is damaged",

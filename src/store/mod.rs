@@ -53,11 +53,13 @@
 //! See [`Aggregator`] for the bound on host memory during aggregation.
 
 mod aggregate;
+mod backend;
 pub mod bench;
 mod db;
 mod examples;
 mod explanations;
 mod feature_list;
+mod folder;
 mod guard;
 pub mod ingest;
 mod integrity;
@@ -66,6 +68,7 @@ mod manifest;
 mod merge;
 mod pages;
 mod records;
+mod remote;
 mod scores;
 mod seed;
 mod state_log;
@@ -76,9 +79,10 @@ mod tree_codec;
 use std::path::PathBuf;
 
 pub use aggregate::{ACTIVE_MIN, Aggregator, COMPACT_SLACK, IMAGE_TOP_FEATURES, PendingCommit};
-pub use db::{SLED_CACHE_BYTES, Store, folder_bytes};
+pub use db::Store;
 pub use examples::EXAMPLE_BLOCK;
 pub use explanations::{EXPLANATIONS_TREE, Explanation, TokenUsage, unix_now};
+pub use folder::{SLED_CACHE_BYTES, folder_bytes};
 pub use guard::DEFAULT_MIN_FREE_BYTES;
 pub use integrity::{COMMIT_RECORD_FILE, CommitRecord};
 pub use lists::{FeatureList, LISTS_TREE, ListEntry};

@@ -32,8 +32,7 @@ impl Store {
     /// The features that have a page kept (for any SAE), in order.
     pub fn paged_features(&self) -> Result<Vec<u32>> {
         let mut out: Vec<u32> = Vec::new();
-        for k in self.tree(PAGES_TREE)?.iter().keys() {
-            let k = k?;
+        for (k, _) in self.tree(PAGES_TREE)?.iter()? {
             if let Ok(id) = <[u8; 4]>::try_from(&k[..4.min(k.len())]) {
                 let id = u32::from_be_bytes(id);
                 if out.last() != Some(&id) {

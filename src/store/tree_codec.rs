@@ -98,9 +98,7 @@ impl Store {
             None => t.iter(),
         };
         let mut out = Vec::new();
-        for kv in iter {
-            let (k, v) =
-                kv.with_context(|| format!("cannot scan store {}", self.dir().display()))?;
+        for (k, v) in iter? {
             out.push(self.decode_record(tree, &k, &v)?);
         }
         Ok(out)
