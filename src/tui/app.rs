@@ -90,6 +90,14 @@ pub enum Event {
         /// The list as it now is, or why it was not written.
         result: Result<FeatureList, String>,
     },
+    /// The store took commits from the job writing it: every feature row read again, and the
+    /// title with the new image count.
+    StoreGrew {
+        /// The rows as the store now answers them.
+        rows: Vec<FeatureRow>,
+        /// The title bar's store description.
+        title: String,
+    },
     /// A feature page was read or computed (`None`: not kept, and not asked to compute).
     PageLoaded {
         /// The feature.

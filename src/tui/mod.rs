@@ -176,6 +176,7 @@ async fn ui_loop(
     let size = terminal.size()?;
     app.size = (size.width, size.height);
     spawn_input(tx.clone());
+    runner.watch_store();
     let ticker = tx.clone();
     let status_model = runner.model().clone();
     tokio::spawn(async move {

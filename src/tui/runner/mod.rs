@@ -6,6 +6,7 @@
 mod attrib;
 mod page;
 mod steer;
+mod watch;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -67,6 +68,12 @@ impl Runner {
     /// Where results are posted.
     pub fn sender(&self) -> UnboundedSender<Event> {
         self.tx.clone()
+    }
+
+    /// Watch the store for commits another job lands (every [`watch::STORE_WATCH_PERIOD`]),
+    /// posting [`Event::StoreGrew`] for each; call once, inside the runtime.
+    pub fn watch_store(&self) {
+        watch::spawn(self.store.clone(), self.details.clone(), self.tx.clone());
     }
 
     /// The model actor's handle.

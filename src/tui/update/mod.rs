@@ -67,6 +67,7 @@ impl App {
             Event::Attributed(done) => self.on_attributed(done),
             Event::PageLoaded { id, result } => self.on_page_loaded(id, result),
             Event::ListSaved { id, result } => self.on_list_saved(id, result),
+            Event::StoreGrew { rows, title } => self.on_store_grew(rows, title),
         }
     }
 

@@ -1,6 +1,7 @@
 //! The features table: moving, sorting, filtering, and opening a feature.
 
 use crate::tui::app::{App, Column, Effect, PageState, Screen};
+use crate::tui::data::FeatureRow;
 use crate::tui::keymap::Action;
 use crate::tui::update::step;
 
@@ -143,6 +144,28 @@ impl App {
         }
     }
 
+    /// New rows from a store another job is writing: the view rebuilt around the selected
+    /// feature, and the feature on screen read again (its examples may have changed).
+    pub(crate) fn on_store_grew(&mut self, rows: Vec<FeatureRow>, title: String) -> Vec<Effect> {
+        let keep = self.selected_row().map(|r| r.id);
+        // The old view indexes the old rows.
+        self.features.view.clear();
+        self.features.rows = rows;
+        self.title = title;
+        self.refresh_view();
+        if let Some(pos) = keep.and_then(|id| {
+            let rows = &self.features.rows;
+            self.features.view.iter().position(|&i| rows[i].id == id)
+        }) {
+            self.features.sel = pos;
+        }
+        self.dirty = true;
+        match (self.screen, self.feature.id) {
+            (Screen::Feature, Some(id)) => vec![Effect::LoadFeature(id)],
+            _ => vec![],
+        }
+    }
+
     /// Rebuild the sorted, filtered view, keeping the selected feature where possible.
     pub fn refresh_view(&mut self) {
         let keep = self.selected_row().map(|r| r.id);
@@ -196,7 +219,38 @@ impl App {
 
 #[cfg(test)]
 mod tests {
-    use crate::tui::testing::{app, drive, key};
+    use crate::tui::app::{Effect, Event, Screen};
+    use crate::tui::testing::{app, drive, key, row};
+
+    #[test]
+    fn rows_from_a_growing_store_keep_the_selection_and_reload_the_feature_shown() {
+        let mut a = app(&[1, 2, 3, 4, 5]);
+        drive(&mut a, vec![key('j'), key('j')]);
+        assert_eq!(a.selected_row().map(|r| r.id), Some(3));
+        let grown: Vec<_> = [0, 1, 2, 3, 4, 5].iter().map(|&i| row(i, 1.0)).collect();
+        let fx = drive(
+            &mut a,
+            vec![Event::StoreGrew {
+                rows: grown.clone(),
+                title: "s · 40 images".into(),
+            }],
+        );
+        assert!(fx.is_empty(), "{fx:?}");
+        assert_eq!(a.features.view.len(), 6);
+        assert_eq!(a.selected_row().map(|r| r.id), Some(3));
+        assert_eq!(a.title, "s · 40 images");
+        // On the feature screen the feature shown is read again.
+        drive(&mut a, vec![key('l')]);
+        assert_eq!((a.screen, a.feature.id), (Screen::Feature, Some(3)));
+        let fx = drive(
+            &mut a,
+            vec![Event::StoreGrew {
+                rows: grown,
+                title: "s · 48 images".into(),
+            }],
+        );
+        assert_eq!(fx, vec![Effect::LoadFeature(3)]);
+    }
 
     #[test]
     fn sorting_shows_the_top_of_the_new_order() {
