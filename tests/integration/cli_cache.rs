@@ -80,6 +80,39 @@ fn killed_run_resumes_to_the_uninterrupted_result() {
 }
 
 #[test]
+fn export_runs_beside_a_cache_job_without_disturbing_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let whole = dir.path().join("whole");
+    run_ok(&mut cache_cmd(&whole, &[]));
+
+    let live = dir.path().join("live");
+    let mut child = cache_cmd(&live, &[])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    for line in stderr.by_ref() {
+        if line.unwrap().contains("1/6 images") {
+            break;
+        }
+    }
+    // Read through the job (or, if it has just finished, on its own): either way it succeeds.
+    let seed = dir.path().join("seed");
+    let out = run_ok(
+        glint()
+            .args(["--batch", "export", "--store"])
+            .arg(&live)
+            .arg("--out")
+            .arg(&seed),
+    );
+    assert!(out.contains("wrote"), "{out}");
+    stderr.for_each(drop);
+    assert!(child.wait().unwrap().success());
+    assert_eq!(digest(&whole), digest(&live));
+}
+
+#[test]
 fn merged_shards_equal_a_single_run() {
     let dir = tempfile::tempdir().unwrap();
     let whole = dir.path().join("whole");
