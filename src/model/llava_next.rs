@@ -139,7 +139,19 @@ impl LlavaNext {
 
     /// Projected vision features of every view: `[views, g*g, hidden]`.
     pub fn view_features(&self, pixel_values: &Tensor) -> Result<Tensor> {
-        self.projector.forward(&self.vision_states(pixel_values)?)
+        self.view_features_with(pixel_values, false)
+    }
+
+    /// [`LlavaNext::view_features`], recording a backward through the vision tower when
+    /// `differentiable` (training the whole model).
+    pub fn view_features_with(&self, pixel_values: &Tensor, differentiable: bool) -> Result<Tensor> {
+        self.projector
+            .forward(&self.vision_states_with(pixel_values, differentiable)?)
+    }
+
+    /// The learned feature that ends each row of high-resolution tokens.
+    pub fn image_newline(&self) -> &Tensor {
+        &self.image_newline
     }
 
     /// Packed image features `[layout.num_image_tokens(), hidden]`, in sequence order.
@@ -153,8 +165,7 @@ impl LlavaNext {
         layout: &ImageLayout,
         differentiable: bool,
     ) -> Result<Tensor> {
-        let states = self.vision_states_with(pixel_values, differentiable)?;
-        let views = self.projector.forward(&states)?;
+        let views = self.view_features_with(pixel_values, differentiable)?;
         pack_image_features(&views, layout, &self.image_newline)
     }
 

@@ -6,9 +6,12 @@
 pub mod checkpoint;
 pub mod clip;
 pub mod model_eval;
+pub mod patch_labels;
+pub mod patch_probe;
 pub mod qa;
 pub mod shapes;
 pub mod tokenizer_gen;
+pub mod train_examples;
 pub mod train_model;
 
 use std::path::{Path, PathBuf};

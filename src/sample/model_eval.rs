@@ -144,6 +144,7 @@ pub fn format_scores(scores: &Scores) -> String {
 mod tests {
     use super::*;
     use crate::sample::checkpoint::sample_weights;
+    use crate::sample::patch_probe::PatchProbe;
     use crate::sample::train_model::{
         TrainModelSpec, Trainable, optimizer, test_world, train_step,
     };
@@ -178,10 +179,12 @@ mod tests {
             seed: 3,
             steps: 40,
             batch: 1,
-            lr: 3e-3,
+            probe_weight: 0.0,
+            ..TrainModelSpec::default()
         };
         let trainable = Trainable::new(&config, &sample_weights(&config, 3).unwrap()).unwrap();
-        let mut opt = optimizer(&trainable, &spec).unwrap();
+        let probe = PatchProbe::new(config.text_config.hidden_size, 3).unwrap();
+        let mut opt = optimizer(&trainable, &probe, &spec).unwrap();
         let mut source = ExampleSource::new(&config, 3, "test").unwrap();
         let (plan, qas) = source.next_conversation().unwrap();
         let qa = qas
@@ -202,7 +205,8 @@ mod tests {
             .unwrap()
         };
         for _ in 0..spec.steps {
-            train_step(&trainable, &mut opt, std::slice::from_ref(&ex)).unwrap();
+            let batch = std::slice::from_ref(&ex);
+            train_step(&trainable, &probe, &mut opt, batch, spec.probe_weight).unwrap();
         }
         let (px, layout) = source.prepare(&plan).unwrap();
         let model = trainable.model().unwrap();

@@ -1,167 +1,52 @@
-//! Training the sample world's tiny LLaVA-NeXT end to end on the shapes world: every weight
-//! (vision tower, projector, language model) learns from captions and short answers about
-//! generated images, with candle's autograd on the CPU.
-//!
-//! Images are planned and drawn on the fly from the seed (never the 64 committed ones, which
-//! keep seed 0), so a run is deterministic on one machine and reads no data from disk.
+//! Training the sample world's tiny LLaVA-NeXT end to end on the shapes world, with candle's
+//! autograd on the CPU, in two stages: first the vision tower and projector learn to carry the
+//! colour and shape under every patch into the image tokens (a dense loss, cheap: no language
+//! model); then every weight learns from captions and short answers about the images, the dense
+//! loss kept beside the answers' so the image tokens keep what they carry.
 
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result, bail};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
-use image::DynamicImage;
 
-use super::qa::{QaPair, questions};
-use super::shapes::{ImagePlan, ShapesSpec, plan_shapes, render};
-use crate::model::anyres::ImageLayout;
+pub use super::train_examples::{Example, ExampleSource, end_of_turn};
+
+use super::patch_probe::PatchProbe;
 use crate::model::config::LlavaNextConfig;
-use crate::model::llava_next::{ImageInput, LlavaNext};
-use crate::model::preprocess::{ImageProcessorConfig, preprocess};
+use crate::model::llava_next::{LlavaNext, pack_image_features};
 use crate::model::tap::{ForwardOptions, LogitPositions, Until};
 use crate::model::tokenizer::PromptTokenizer;
-use crate::util::rng::SeededRng;
 
 /// Settings of one training run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainModelSpec {
     /// Seed of the initial weights and of every image and question drawn.
     pub seed: u64,
-    /// Optimizer steps.
+    /// Optimizer steps of the vision stage (images and their patch labels, no language model).
+    pub vision_steps: usize,
+    /// Optimizer steps of the answer stage.
     pub steps: usize,
-    /// Questions per step (each about its own image).
+    /// Images per step (each with all its questions in the answer stage).
     pub batch: usize,
-    /// Peak learning rate (AdamW; linear warm-up over the first 5% of steps, then cosine decay
-    /// to a tenth).
+    /// Peak learning rate (AdamW; per stage, linear warm-up over its first 5% of steps, then
+    /// cosine decay to a tenth).
     pub lr: f64,
+    /// Weight of the patch-label loss beside the answers' in the answer stage.
+    pub probe_weight: f64,
 }
 
 impl Default for TrainModelSpec {
     fn default() -> Self {
         Self {
             seed: 0,
+            vision_steps: 300,
             steps: 2000,
             batch: 8,
             lr: 3e-3,
+            probe_weight: 0.5,
         }
     }
-}
-
-/// One example: an image's views and a conversation about it, every question the image can
-/// answer in turn (sharing one pass over the image tokens).
-pub struct Example {
-    /// Preprocessed views `[views, 3, 336, 336]`.
-    pub pixel_values: Tensor,
-    /// Anyres geometry of the image.
-    pub layout: ImageLayout,
-    /// Prompt ids (one `<image>` placeholder in the first turn), answers and ends of turn.
-    pub ids: Vec<u32>,
-    /// Indices into `ids` of the answer and end-of-turn tokens (the loss covers only these).
-    pub targets: Vec<usize>,
-}
-
-/// Images planned at once; a source plans the next block when it runs out.
-const PLAN_BLOCK: usize = 1024;
-
-/// Draws examples from the shapes world: image after image planned from the seed, each with
-/// one of its questions.
-pub struct ExampleSource {
-    plan_seed: u64,
-    blocks: u64,
-    plans: std::vec::IntoIter<ImagePlan>,
-    rng: SeededRng,
-    processor: ImageProcessorConfig,
-    pinpoints: Vec<(u32, u32)>,
-    patch: u32,
-}
-
-impl ExampleSource {
-    /// A source for `config`'s geometry; `stream` ("train", "eval") keeps the draws apart.
-    pub fn new(config: &LlavaNextConfig, seed: u64, stream: &str) -> Result<Self> {
-        let processor = ImageProcessorConfig::from_json(
-            &super::checkpoint::sample_preprocessor().to_string(),
-            "sample preprocessor",
-        )?;
-        let mut seeds = SeededRng::for_name(seed, &format!("train-model/{stream}"));
-        Ok(Self {
-            // Seed 0 plans the committed images; nudge away from it so they stay held out.
-            plan_seed: seeds.next_u64().max(1),
-            blocks: 0,
-            plans: Vec::new().into_iter(),
-            rng: SeededRng::new(seeds.next_u64()),
-            processor,
-            pinpoints: config.pinpoints(),
-            patch: config.vision_config.patch_size as u32,
-        })
-    }
-
-    /// The next planned image.
-    pub fn next_plan(&mut self) -> Result<ImagePlan> {
-        if let Some(plan) = self.plans.next() {
-            return Ok(plan);
-        }
-        let spec = ShapesSpec {
-            seed: self.plan_seed.wrapping_add(self.blocks),
-            count: PLAN_BLOCK,
-        };
-        self.blocks += 1;
-        self.plans = plan_shapes(&spec)?.into_iter();
-        self.plans
-            .next()
-            .context("the shapes planner planned no image")
-    }
-
-    /// The next image and its questions in a drawn order.
-    pub fn next_conversation(&mut self) -> Result<(ImagePlan, Vec<QaPair>)> {
-        let plan = self.next_plan()?;
-        let mut asked = questions(&plan, &mut self.rng);
-        self.rng.shuffle(&mut asked);
-        Ok((plan, asked))
-    }
-
-    /// Draw `plan` and encode the conversation `qas` about it for the model.
-    pub fn example(
-        &self,
-        plan: &ImagePlan,
-        qas: &[QaPair],
-        tok: &PromptTokenizer,
-    ) -> Result<Example> {
-        let (pixel_values, layout) = self.prepare(plan)?;
-        let eot = end_of_turn(tok)?;
-        let (mut ids, mut targets) = (Vec::new(), Vec::new());
-        for (turn, qa) in qas.iter().enumerate() {
-            if turn == 0 {
-                ids = tok.chat_prompt_ids(&qa.question, true)?;
-            } else {
-                ids.extend(tok.encode(&tok.render_chat(&qa.question, false)?, false)?);
-            }
-            let mut answer = tok.encode(&qa.answer, false)?;
-            answer.push(eot);
-            targets.extend(ids.len()..ids.len() + answer.len());
-            ids.extend(answer);
-        }
-        Ok(Example {
-            pixel_values,
-            layout,
-            ids,
-            targets,
-        })
-    }
-
-    /// The model's views of `plan`'s image.
-    pub fn prepare(&self, plan: &ImagePlan) -> Result<(Tensor, ImageLayout)> {
-        let image = DynamicImage::ImageRgb8(render(plan)?.image);
-        let pre = preprocess(&image, &self.processor, &self.pinpoints, self.patch)
-            .with_context(|| format!("{}: preprocessing failed", plan.id))?;
-        Ok((pre.pixel_values, pre.layout))
-    }
-}
-
-/// The token that ends an answer (`<|eot_id|>`).
-pub fn end_of_turn(tok: &PromptTokenizer) -> Result<u32> {
-    let eot = super::tokenizer_gen::EOT_TOKEN;
-    tok.token_to_id(eot)
-        .with_context(|| format!("the sample tokenizer has no {eot} token"))
 }
 
 /// The model's weights as trainable variables, with the model built over them.
@@ -214,14 +99,47 @@ impl Trainable {
     }
 }
 
-/// Mean cross-entropy of `model`'s predictions of the answer tokens of `ex`, recording a
-/// backward through every weight.
-pub fn answer_loss(model: &LlavaNext, ex: &Example) -> Result<Tensor> {
-    let images = [ImageInput {
-        pixel_values: &ex.pixel_values,
-        layout: &ex.layout,
-    }];
-    let (embeds, _) = model.embed_sequence_with(&ex.ids, &images, true)?;
+/// Losses of one example, each recording a backward through every weight it reads.
+pub struct ExampleLoss {
+    /// Mean cross-entropy of the answer tokens; `None` for an image without a conversation.
+    pub answers: Option<Tensor>,
+    /// The patch-label loss of the image's tokens.
+    pub probe: Tensor,
+    /// Patches on objects whose colour, and whose shape, the probe read right, and patches on
+    /// objects.
+    pub probe_right: (usize, usize, usize),
+}
+
+/// The losses of `model` (and `probe`) on `ex`: the projector's output is probed for the
+/// patch labels, then packed into the sequence the language model reads.
+pub fn example_loss(model: &LlavaNext, probe: &PatchProbe, ex: &Example) -> Result<ExampleLoss> {
+    let views = model.view_features_with(&ex.pixel_values, true)?;
+    let probed = probe.loss(&views, &ex.labels)?;
+    let probe_right = (probed.colour_right, probed.shape_right, probed.on_objects);
+    if ex.ids.is_empty() {
+        return Ok(ExampleLoss {
+            answers: None,
+            probe: probed.loss,
+            probe_right,
+        });
+    }
+    let image_id = model.config().image_token_index;
+    let image_at = ex
+        .ids
+        .iter()
+        .position(|&id| id == image_id)
+        .context("an example without its image placeholder")?;
+    if ex.targets.is_empty() || ex.targets.iter().any(|&i| i <= image_at) {
+        bail!("an example needs answers after its image");
+    }
+    let image = pack_image_features(&views, &ex.layout, model.image_newline())?;
+    let mut pieces = Vec::with_capacity(3);
+    if image_at > 0 {
+        pieces.push(model.llm().embed_ids(&ex.ids[..image_at])?);
+    }
+    pieces.push(image);
+    pieces.push(model.llm().embed_ids(&ex.ids[image_at + 1..])?);
+    let embeds = Tensor::cat(&pieces, 0)?.unsqueeze(0)?;
     let opts = ForwardOptions {
         tap: None,
         until: Until::Logits(LogitPositions::All),
@@ -232,48 +150,74 @@ pub fn answer_loss(model: &LlavaNext, ex: &Example) -> Result<Tensor> {
         .logits
         .context("the forward returned no logits")?
         .squeeze(0)?;
-    // The placeholder id stands for the image's tokens in the sequence; position p predicts
-    // the token at p + 1.
-    let image_at = ex
-        .ids
-        .iter()
-        .position(|&id| id == model.config().image_token_index)
-        .context("an example without its image placeholder")?;
+    // The placeholder stands for the image's tokens; position p predicts the token at p + 1.
     let shift = ex.layout.num_image_tokens() - 1;
     let positions: Vec<u32> = ex
         .targets
         .iter()
-        .map(|&i| {
-            let at = if i > image_at { i + shift } else { i };
-            (at - 1) as u32
-        })
+        .map(|&i| (if i > image_at { i + shift } else { i } - 1) as u32)
         .collect();
-    if ex.targets.is_empty() || ex.targets.iter().any(|&i| i <= image_at) {
-        bail!("an example needs answers after its image");
-    }
     let predicted = logits.index_select(&Tensor::new(positions.as_slice(), &Device::Cpu)?, 0)?;
     let targets: Vec<u32> = ex.targets.iter().map(|&i| ex.ids[i]).collect();
     let targets = Tensor::new(targets.as_slice(), &Device::Cpu)?;
-    Ok(candle_nn::loss::cross_entropy(&predicted, &targets)?)
+    Ok(ExampleLoss {
+        answers: Some(candle_nn::loss::cross_entropy(&predicted, &targets)?),
+        probe: probed.loss,
+        probe_right,
+    })
 }
 
-/// Learning rate at `step` of `spec`: linear warm-up, then cosine decay to a tenth of the peak.
-pub fn learning_rate(spec: &TrainModelSpec, step: usize) -> f64 {
-    let warm = (spec.steps / 20).max(1);
+/// Mean cross-entropy of `model`'s predictions of the answer tokens of `ex`.
+pub fn answer_loss(model: &LlavaNext, probe: &PatchProbe, ex: &Example) -> Result<Tensor> {
+    example_loss(model, probe, ex)?
+        .answers
+        .context("an example without a conversation")
+}
+
+/// Learning rate at `step` of a stage of `steps` steps peaking at `lr`: linear warm-up, then
+/// cosine decay to a tenth of the peak.
+pub fn learning_rate(lr: f64, steps: usize, step: usize) -> f64 {
+    let warm = (steps / 20).max(1);
     if step < warm {
-        return spec.lr * (step + 1) as f64 / warm as f64;
+        return lr * (step + 1) as f64 / warm as f64;
     }
-    let done = (step - warm) as f64 / (spec.steps - warm).max(1) as f64;
+    let done = (step - warm) as f64 / (steps - warm).max(1) as f64;
     let cosine = 0.5 * (1.0 + (std::f64::consts::PI * done.min(1.0)).cos());
-    spec.lr * (0.1 + 0.9 * cosine)
+    lr * (0.1 + 0.9 * cosine)
 }
 
-/// One optimizer step over `batch`: the mean answer loss, backward, AdamW. Returns the loss.
-pub fn train_step(trainable: &Trainable, opt: &mut AdamW, batch: &[Example]) -> Result<f32> {
+/// What one step measured.
+#[derive(Debug, Clone, Copy)]
+pub struct StepLoss {
+    /// The loss optimised: the answers' plus `probe_weight` times the probe's (the probe's
+    /// alone in the vision stage).
+    pub total: f32,
+    /// Share of patches on objects whose colour the probe read right.
+    pub colour_accuracy: f32,
+    /// Share of patches on objects whose shape the probe read right.
+    pub shape_accuracy: f32,
+}
+
+/// One optimizer step over `batch`: the mean loss, backward, AdamW.
+pub fn train_step(
+    trainable: &Trainable,
+    probe: &PatchProbe,
+    opt: &mut AdamW,
+    batch: &[Example],
+    probe_weight: f64,
+) -> Result<StepLoss> {
     let model = trainable.model()?;
     let mut total: Option<Tensor> = None;
+    let (mut colour, mut shape, mut on) = (0, 0, 0);
     for ex in batch {
-        let loss = answer_loss(&model, ex)?;
+        let l = example_loss(&model, probe, ex)?;
+        colour += l.probe_right.0;
+        shape += l.probe_right.1;
+        on += l.probe_right.2;
+        let loss = match l.answers {
+            Some(a) => (a + (l.probe * probe_weight)?)?,
+            None => l.probe,
+        };
         total = Some(match total {
             None => loss,
             Some(t) => (t + loss)?,
@@ -286,34 +230,114 @@ pub fn train_step(trainable: &Trainable, opt: &mut AdamW, batch: &[Example]) -> 
     }
     let grads = loss.backward()?;
     opt.step(&grads)?;
-    Ok(value)
+    Ok(StepLoss {
+        total: value,
+        colour_accuracy: colour as f32 / on.max(1) as f32,
+        shape_accuracy: shape as f32 / on.max(1) as f32,
+    })
 }
 
-/// AdamW over `trainable`'s variables at the peak rate of `spec`.
-pub fn optimizer(trainable: &Trainable, spec: &TrainModelSpec) -> Result<AdamW> {
+/// AdamW over `trainable`'s and `probe`'s variables at the peak rate of `spec`.
+pub fn optimizer(trainable: &Trainable, probe: &PatchProbe, spec: &TrainModelSpec) -> Result<AdamW> {
     let params = ParamsAdamW {
         lr: spec.lr,
         weight_decay: 0.01,
         ..Default::default()
     };
-    Ok(AdamW::new(trainable.vars(), params)?)
+    let mut vars = trainable.vars();
+    vars.extend(probe.vars());
+    Ok(AdamW::new(vars, params)?)
 }
 
-/// What a training run did.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct TrainModelReport {
+/// What one stage of a training run did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct StageReport {
     /// Optimizer steps taken.
     pub steps: usize,
-    /// Conversations (images) trained on.
+    /// Images trained on.
     pub images: usize,
-    /// Wall time of the training loop, in seconds.
+    /// Wall time of the stage, in seconds.
     pub seconds: f64,
     /// Mean loss over the first and the last tenth of the steps.
     pub first_loss: f32,
     /// See `first_loss`.
     pub last_loss: f32,
+    /// Mean share of object patches whose colour the probe read right, over the last tenth.
+    pub colour_accuracy: f32,
+    /// Mean share of object patches whose shape the probe read right, over the last tenth.
+    pub shape_accuracy: f32,
+}
+
+/// What a training run did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TrainModelReport {
+    /// The vision stage (patch labels only).
+    pub vision: StageReport,
+    /// The answer stage.
+    pub answers: StageReport,
     /// Held-out scores of the trained model, per kind of question.
     pub scores: super::model_eval::Scores,
+}
+
+/// Run one stage of `steps` steps over batches drawn by `draw`, with a progress bar named
+/// `name`.
+fn run_stage(
+    name: &str,
+    steps: usize,
+    spec: &TrainModelSpec,
+    model: (&Trainable, &PatchProbe, &mut AdamW),
+    progress: bool,
+    mut draw: impl FnMut() -> Result<Example>,
+) -> Result<StageReport> {
+    let (trainable, probe, opt) = model;
+    let bar = crate::util::progress::bar(progress, steps, name, "steps", false);
+    let started = std::time::Instant::now();
+    let mut losses = Vec::with_capacity(steps);
+    for step in 0..steps {
+        opt.set_learning_rate(learning_rate(spec.lr, steps, step));
+        let batch = (0..spec.batch.max(1))
+            .map(|_| draw())
+            .collect::<Result<Vec<_>>>()?;
+        let loss = train_step(trainable, probe, opt, &batch, spec.probe_weight)
+            .with_context(|| format!("{name} step {step}"))?;
+        losses.push(loss);
+        let line = format!(
+            "loss {:.3}, patches: colour {:.0}%, shape {:.0}%",
+            loss.total,
+            100.0 * loss.colour_accuracy,
+            100.0 * loss.shape_accuracy
+        );
+        match &bar {
+            Some(b) => {
+                b.set_message(line);
+                b.inc(1);
+            }
+            None if (step + 1) % (steps / 20).max(1) == 0 => {
+                eprintln!("{name}: step {}/{steps}, {line}", step + 1);
+            }
+            None => {}
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let tenth = (losses.len() / 10).max(1);
+    let mean = |xs: &[StepLoss], f: fn(&StepLoss) -> f32| {
+        xs.iter().map(f).sum::<f32>() / xs.len().max(1) as f32
+    };
+    let (first, last) = (
+        &losses[..tenth.min(losses.len())],
+        &losses[losses.len().saturating_sub(tenth)..],
+    );
+    Ok(StageReport {
+        steps,
+        images: steps * spec.batch.max(1),
+        seconds: started.elapsed().as_secs_f64(),
+        first_loss: mean(first, |l| l.total),
+        last_loss: mean(last, |l| l.total),
+        colour_accuracy: mean(last, |l| l.colour_accuracy),
+        shape_accuracy: mean(last, |l| l.shape_accuracy),
+    })
 }
 
 /// Train the checkpoint in `dir` (as [`super::checkpoint::write_sample_checkpoint`] wrote it:
@@ -334,49 +358,38 @@ pub fn train_sample_model(
         &config,
         &super::checkpoint::sample_weights(&config, spec.seed)?,
     )?;
-    let mut opt = optimizer(&trainable, spec)?;
+    let probe = PatchProbe::new(config.text_config.hidden_size, spec.seed)?;
+    let mut opt = optimizer(&trainable, &probe, spec)?;
     let mut source = ExampleSource::new(&config, spec.seed, "train")?;
-    let bar = crate::util::progress::bar(progress, spec.steps, "train", "steps", false);
-    let started = std::time::Instant::now();
-    let mut losses = Vec::with_capacity(spec.steps);
-    for step in 0..spec.steps {
-        opt.set_learning_rate(learning_rate(spec, step));
-        let batch = (0..spec.batch.max(1))
-            .map(|_| {
-                let (plan, qas) = source.next_conversation()?;
-                source.example(&plan, &qas, &tok)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let loss = train_step(&trainable, &mut opt, &batch)
-            .with_context(|| format!("training step {step}"))?;
-        losses.push(loss);
-        match &bar {
-            Some(b) => {
-                b.set_message(format!("loss {loss:.3}"));
-                b.inc(1);
-            }
-            None if (step + 1) % (spec.steps / 20).max(1) == 0 => {
-                eprintln!("train: step {}/{}, loss {loss:.3}", step + 1, spec.steps);
-            }
-            None => {}
-        }
-    }
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
-    let seconds = started.elapsed().as_secs_f64();
+    let vision = run_stage(
+        "vision",
+        spec.vision_steps,
+        spec,
+        (&trainable, &probe, &mut opt),
+        progress,
+        || {
+            let plan = source.next_plan()?;
+            source.image_only(&plan)
+        },
+    )?;
+    let answers = run_stage(
+        "answers",
+        spec.steps,
+        spec,
+        (&trainable, &probe, &mut opt),
+        progress,
+        || {
+            let (plan, qas) = source.next_conversation()?;
+            source.example(&plan, &qas, &tok)
+        },
+    )?;
     super::checkpoint::write_weights(dir, &trainable.tensors()?)?;
     let model = trainable.model()?;
     let mut held_out = ExampleSource::new(&config, spec.seed, "eval")?;
     let scores = super::model_eval::evaluate(&model, &tok, &mut held_out, eval_per_kind)?;
-    let tenth = (losses.len() / 10).max(1);
-    let mean = |xs: &[f32]| xs.iter().sum::<f32>() / xs.len().max(1) as f32;
     Ok(TrainModelReport {
-        steps: spec.steps,
-        images: spec.steps * spec.batch.max(1),
-        seconds,
-        first_loss: mean(&losses[..tenth.min(losses.len())]),
-        last_loss: mean(&losses[losses.len().saturating_sub(tenth)..]),
+        vision,
+        answers,
         scores,
     })
 }
@@ -404,10 +417,11 @@ mod tests {
             seed: 1,
             steps: 10,
             batch: 1,
-            lr: 3e-3,
+            ..TrainModelSpec::default()
         };
         let trainable = Trainable::new(&config, &sample_weights(&config, 1).unwrap()).unwrap();
-        let mut opt = optimizer(&trainable, &spec).unwrap();
+        let probe = PatchProbe::new(config.text_config.hidden_size, 1).unwrap();
+        let mut opt = optimizer(&trainable, &probe, &spec).unwrap();
         let mut source = ExampleSource::new(&config, 1, "test").unwrap();
         let batch: Vec<Example> = (0..spec.batch)
             .map(|_| {
@@ -416,7 +430,11 @@ mod tests {
             })
             .collect();
         let losses: Vec<f32> = (0..spec.steps)
-            .map(|_| train_step(&trainable, &mut opt, &batch).unwrap())
+            .map(|_| {
+                train_step(&trainable, &probe, &mut opt, &batch, spec.probe_weight)
+                    .unwrap()
+                    .total
+            })
             .collect();
         assert!(losses.last().unwrap() < &(losses[0] * 0.7), "{losses:?}");
     }

@@ -17,9 +17,11 @@ pub fn run(args: &SampleDataArgs) -> Result<()> {
     if args.train_model {
         let spec = crate::sample::train_model::TrainModelSpec {
             seed: args.seed,
+            vision_steps: args.vision_steps,
             steps: args.train_steps,
             batch: args.train_batch,
             lr: args.train_lr,
+            probe_weight: args.probe_weight,
         };
         let dir = args.out.join(crate::sample::MODEL_DIR);
         keep_freed_memory();
@@ -29,12 +31,23 @@ pub fn run(args: &SampleDataArgs) -> Result<()> {
             args.eval_questions,
             std::io::IsTerminal::is_terminal(&std::io::stderr()),
         )?;
+        println!("trained {}", dir.display());
+        for (name, stage) in [("vision", &report.vision), ("answers", &report.answers)] {
+            if stage.steps > 0 {
+                println!(
+                    "  {name}: {} images in {:.0} s, loss {:.3} -> {:.3}; patches read right: \
+                     colour {:.0}%, shape {:.0}%",
+                    stage.images,
+                    stage.seconds,
+                    stage.first_loss,
+                    stage.last_loss,
+                    100.0 * stage.colour_accuracy,
+                    100.0 * stage.shape_accuracy
+                );
+            }
+        }
         println!(
-            "trained {} in {:.0} s: loss {:.3} -> {:.3}; held out: {}",
-            dir.display(),
-            report.seconds,
-            report.first_loss,
-            report.last_loss,
+            "  held out: {}",
             crate::sample::model_eval::format_scores(&report.scores)
         );
     }
