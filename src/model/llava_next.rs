@@ -144,7 +144,11 @@ impl LlavaNext {
 
     /// [`LlavaNext::view_features`], recording a backward through the vision tower when
     /// `differentiable` (training the whole model).
-    pub fn view_features_with(&self, pixel_values: &Tensor, differentiable: bool) -> Result<Tensor> {
+    pub fn view_features_with(
+        &self,
+        pixel_values: &Tensor,
+        differentiable: bool,
+    ) -> Result<Tensor> {
         self.projector
             .forward(&self.vision_states_with(pixel_values, differentiable)?)
     }

@@ -82,8 +82,13 @@ pub fn patch_labels(
                 packed.get_pixel_mut(x, y).0[channel] = p.0[0];
             }
         }
-        let pre = preprocess(&DynamicImage::ImageRgb8(packed), &coverage, pinpoints, patch)
-            .with_context(|| format!("{}: preprocessing its masks failed", plan.id))?;
+        let pre = preprocess(
+            &DynamicImage::ImageRgb8(packed),
+            &coverage,
+            pinpoints,
+            patch,
+        )
+        .with_context(|| format!("{}: preprocessing its masks failed", plan.id))?;
         // [views, 3, g, g]: each channel's share of each patch.
         let shares = pre
             .pixel_values
@@ -103,7 +108,10 @@ pub fn patch_labels(
             }
         }
     }
-    let (mut colour, mut shape) = (Vec::with_capacity(best.len()), Vec::with_capacity(best.len()));
+    let (mut colour, mut shape) = (
+        Vec::with_capacity(best.len()),
+        Vec::with_capacity(best.len()),
+    );
     for (covered, k) in best {
         match k.filter(|_| covered >= COVERED).map(|k| &plan.objects[k]) {
             Some(obj) => {
@@ -160,7 +168,12 @@ mod tests {
                         .filter(|&i| labels.colour[i] == c && labels.shape[i] == s)
                         .count()
                 };
-                assert!(hits(0..576) > 0, "{}: {:?} not in the base view", plan.id, obj);
+                assert!(
+                    hits(0..576) > 0,
+                    "{}: {:?} not in the base view",
+                    plan.id,
+                    obj
+                );
                 assert!(
                     hits(576..views * 576) >= hits(0..576),
                     "{}: {:?} should cover at least as many patches in the tiles",

@@ -164,4 +164,3 @@ pub fn end_of_turn(tok: &PromptTokenizer) -> Result<u32> {
     tok.token_to_id(eot)
         .with_context(|| format!("the sample tokenizer has no {eot} token"))
 }
-

@@ -238,7 +238,11 @@ pub fn train_step(
 }
 
 /// AdamW over `trainable`'s and `probe`'s variables at the peak rate of `spec`.
-pub fn optimizer(trainable: &Trainable, probe: &PatchProbe, spec: &TrainModelSpec) -> Result<AdamW> {
+pub fn optimizer(
+    trainable: &Trainable,
+    probe: &PatchProbe,
+    spec: &TrainModelSpec,
+) -> Result<AdamW> {
     let params = ParamsAdamW {
         lr: spec.lr,
         weight_decay: 0.01,
