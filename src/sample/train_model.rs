@@ -167,13 +167,6 @@ pub fn example_loss(model: &LlavaNext, probe: &PatchProbe, ex: &Example) -> Resu
     })
 }
 
-/// Mean cross-entropy of `model`'s predictions of the answer tokens of `ex`.
-pub fn answer_loss(model: &LlavaNext, probe: &PatchProbe, ex: &Example) -> Result<Tensor> {
-    example_loss(model, probe, ex)?
-        .answers
-        .context("an example without a conversation")
-}
-
 /// Learning rate at `step` of a stage of `steps` steps peaking at `lr`: linear warm-up, then
 /// cosine decay to a tenth of the peak.
 pub fn learning_rate(lr: f64, steps: usize, step: usize) -> f64 {
