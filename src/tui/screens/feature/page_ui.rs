@@ -53,7 +53,12 @@ pub fn render(app: &App, frame: &mut Frame<'_>, area: Rect) {
         writes,
     );
     frame.render_widget(
-        Paragraph::new(neighbour_lines(app, page)).block(block(" nearest features ".into())),
+        Paragraph::new(neighbour_lines(app, page)).block(
+            block(" nearest features ".into()).title_bottom(Span::styled(
+                format!(" {} opens ", app.key_for(Action::Open)),
+                t.dim,
+            )),
+        ),
         near,
     );
     frame.render_widget(
@@ -90,46 +95,100 @@ fn writes_lines(app: &App, p: &FeaturePage) -> Vec<Line<'static>> {
     lines
 }
 
+/// Why the page links to a feature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Link {
+    /// Close by decoder direction.
+    Decoder,
+    /// Close by encoder direction.
+    Encoder,
+    /// Fires on the same tokens.
+    CoFiring,
+}
+
+/// The features a page links to, in the order the cursor walks them: decoder neighbours,
+/// encoder neighbours, then the features that fire with it.
+pub(crate) fn linked_features(p: &FeaturePage) -> Vec<(Link, u32)> {
+    let near = |link, list: &[Neighbour]| {
+        list.iter()
+            .map(move |n| (link, n.feature))
+            .collect::<Vec<_>>()
+    };
+    let mut out = near(Link::Decoder, &p.decoder_neighbours);
+    out.extend(near(Link::Encoder, &p.encoder_neighbours));
+    out.extend(p.cofiring.iter().map(|c| (Link::CoFiring, c.feature)));
+    out
+}
+
+/// Where the page's cursor is, as an index into [`linked_features`].
+fn cursor(app: &App, p: &FeaturePage) -> usize {
+    app.feature
+        .page_sel
+        .min(linked_features(p).len().saturating_sub(1))
+}
+
 fn neighbour_lines(app: &App, p: &FeaturePage) -> Vec<Line<'static>> {
     let t = &app.theme;
-    let side = |title: &str, list: &[Neighbour]| {
+    let at = cursor(app, p);
+    let side = |title: &str, list: &[Neighbour], first: usize| {
         let mut out = vec![Line::from(Span::styled(
             format!("{title} cosine"),
             t.header,
         ))];
-        out.extend(list.iter().map(|n| {
+        out.extend(list.iter().enumerate().map(|(i, n)| {
             let label = app
                 .row(n.feature)
                 .and_then(|r| r.shown_text())
                 .unwrap_or_default();
-            Line::from(vec![
+            let line = Line::from(vec![
                 Span::styled(format!("{:>6} {:>5.3} ", n.feature, n.cosine), t.text),
                 Span::styled(label, t.dim),
-            ])
+            ]);
+            if first + i == at {
+                line.style(t.selected)
+            } else {
+                line
+            }
         }));
         out
     };
-    let mut lines = side("decoder", &p.decoder_neighbours);
+    let mut lines = side("decoder", &p.decoder_neighbours, 0);
     lines.push(Line::default());
-    lines.extend(side("encoder", &p.encoder_neighbours));
+    lines.extend(side(
+        "encoder",
+        &p.encoder_neighbours,
+        p.decoder_neighbours.len(),
+    ));
     lines
 }
 
 fn cofiring_lines(app: &App, p: &FeaturePage) -> Vec<Line<'static>> {
     let t = &app.theme;
+    let at = cursor(app, p);
+    let first = p.decoder_neighbours.len() + p.encoder_neighbours.len();
     // Jaccard over (image, token) pairs; n tokens shared; p = P(it fires | this one fires).
     let mut lines = vec![Line::from(Span::styled(" feat jacc     n    p", t.header))];
     if p.cofiring.is_empty() {
         lines.push(Line::from(Span::styled("nothing fires with it", t.dim)));
     }
-    lines.extend(p.cofiring.iter().map(|c: &CoFiring| {
-        Line::from(Span::styled(
-            format!(
-                "{:>5} {:>4.2} {:>5} {:>4.2}",
-                c.feature, c.jaccard, c.shared, c.p_given_feature
-            ),
-            t.text,
-        ))
-    }));
+    lines.extend(
+        p.cofiring
+            .iter()
+            .enumerate()
+            .map(|(i, c): (usize, &CoFiring)| {
+                let line = Line::from(Span::styled(
+                    format!(
+                        "{:>5} {:>4.2} {:>5} {:>4.2}",
+                        c.feature, c.jaccard, c.shared, c.p_given_feature
+                    ),
+                    t.text,
+                ));
+                if first + i == at {
+                    line.style(t.selected)
+                } else {
+                    line
+                }
+            }),
+    );
     lines
 }

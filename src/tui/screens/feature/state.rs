@@ -22,6 +22,8 @@ pub struct FeatureState {
     pub show_page: bool,
     /// The feature page of the feature shown, as far as it is known.
     pub page: PageState,
+    /// The cursor over the page's linked features (neighbours, then co-firing).
+    pub page_sel: usize,
     /// The feature marked for comparison, as it was loaded.
     pub marked: Option<Box<FeatureDetail>>,
     /// The right-hand pane compares the marked feature with the one shown.

@@ -1,6 +1,7 @@
 //! The feature screen: the example grid, the full-size view, next / previous feature, and the
 //! explanation and human label of the feature.
 
+use super::page_ui::linked_features;
 use super::ui::screen_grid;
 use crate::dashboard::FeaturePage;
 use crate::store::Explanation;
@@ -16,6 +17,9 @@ impl App {
     pub(crate) fn feature_action(&mut self, a: Action) -> Vec<Effect> {
         let len = self.feature.detail.as_ref().map_or(0, |d| d.examples.len());
         let cols = screen_grid(self.size, len).cols as isize;
+        if let Some(fx) = self.page_action(a) {
+            return fx;
+        }
         let sel = self.feature.sel;
         let moved = match a {
             Action::Left => step(sel, len, -1),
@@ -50,6 +54,40 @@ impl App {
             _ => sel,
         };
         self.select_example(moved)
+    }
+
+    /// Keys on the page: the cursor walks the features the page links to, and `open` shows
+    /// the one under it (with its page, so a neighbourhood can be walked feature by feature).
+    /// `None` where the page is not on screen or the key means nothing to it.
+    fn page_action(&mut self, a: Action) -> Option<Vec<Effect>> {
+        let PageState::Ready(page) = &self.feature.page else {
+            return None;
+        };
+        if !self.feature.show_page {
+            return None;
+        }
+        let linked = linked_features(page);
+        let sel = self.feature.page_sel.min(linked.len().saturating_sub(1));
+        self.feature.page_sel = match a {
+            Action::Up | Action::Left => step(sel, linked.len(), -1),
+            Action::Down | Action::Right => step(sel, linked.len(), 1),
+            Action::First => 0,
+            Action::Last => linked.len().saturating_sub(1),
+            Action::Open => {
+                let Some(&(_, id)) = linked.get(sel) else {
+                    self.message = Some(("the page links to no feature".into(), false));
+                    return Some(vec![]);
+                };
+                let from = self.feature.id;
+                let fx = self.open_feature(id);
+                if let Some(from) = from {
+                    self.message = Some((format!("feature {id}, from the page of {from}"), false));
+                }
+                return Some(fx);
+            }
+            _ => return None,
+        };
+        Some(vec![])
     }
 
     /// Switch the right-hand pane between the examples and the feature page; the page is
@@ -328,5 +366,65 @@ mod tests {
             result: Ok(()),
         });
         assert_eq!(message(&a), Some("feature 7: label removed"));
+    }
+
+    #[test]
+    fn the_page_cursor_walks_its_links_and_opens_one_with_its_page() {
+        use crate::dashboard::{CoFiring, FeaturePage, LogitLens, Neighbour};
+        let near = |f| Neighbour {
+            feature: f,
+            cosine: 0.5,
+        };
+        let page = FeaturePage {
+            feature: 1,
+            sae_fingerprint: "s".into(),
+            logit_lens: LogitLens {
+                feature: 1,
+                raises: vec![],
+                lowers: vec![],
+            },
+            decoder_neighbours: vec![near(3)],
+            encoder_neighbours: vec![near(4)],
+            cofiring: vec![CoFiring {
+                feature: 5,
+                shared: 2,
+                tokens: 4,
+                jaccard: 0.5,
+                p_given_feature: 0.5,
+            }],
+            cofiring_images: 1,
+        };
+        let mut a = app(&[1, 2, 3, 4, 5]);
+        a.open_feature(1);
+        let fx = drive(&mut a, vec![key('w')]);
+        assert!(
+            fx.contains(&Effect::LoadPage {
+                id: 1,
+                compute: true
+            }),
+            "{fx:?}"
+        );
+        a.update(Event::PageLoaded {
+            id: 1,
+            result: Ok(Some(page)),
+        });
+        // Down past the end stays on the last link; up comes back to the co-firing one.
+        drive(
+            &mut a,
+            vec![key('j'), key('j'), key('j'), key('k'), key('j')],
+        );
+        assert_eq!(a.feature.page_sel, 2);
+        let fx = drive(&mut a, vec![code(KeyCode::Enter)]);
+        assert_eq!(a.feature.id, Some(5));
+        assert!(a.feature.show_page, "the page stays on screen");
+        assert!(
+            fx.contains(&Effect::LoadPage {
+                id: 5,
+                compute: true
+            }),
+            "{fx:?}"
+        );
+        assert_eq!(a.feature.page_sel, 0);
+        assert_eq!(message(&a), Some("feature 5, from the page of 1"));
     }
 }

@@ -73,6 +73,7 @@ impl App {
         self.feature.sel = 0;
         self.feature.full = false;
         self.feature.full_picture = None;
+        self.feature.page_sel = 0;
         // The page is read from the store at once, and computed only where it is shown.
         let compute = self.feature.show_page;
         self.feature.page = if compute {
