@@ -12,4 +12,7 @@ pub mod page;
 pub use cofiring::{CoFiring, cofiring};
 pub use logit_lens::{LogitLens, TokenLogit, logit_lens};
 pub use neighbours::{Neighbour, Side, neighbours};
-pub use page::{COFIRING_IMAGES, FeaturePage, PAGE_TOP, PageRequest, feature_page};
+pub use page::{
+    COFIRING_IMAGES, FeaturePage, ImageCodes, PAGE_TOP, PageRequest, feature_page,
+    feature_page_with, image_codes,
+};

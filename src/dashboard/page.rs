@@ -1,7 +1,7 @@
 //! A feature page: the logit lens, the nearest features on both sides of the SAE, and the
 //! features that fire with it over its top examples, computed together on the model's device.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -43,6 +43,9 @@ pub struct PageRequest {
     pub images: Vec<PathBuf>,
 }
 
+/// The SAE codes of one image's tokens, as `(token, feature, activation)`.
+pub type ImageCodes = Vec<(u16, u32, f32)>;
+
 /// Compute the page of `req.feature`; `step(done, total)` is called before each image and may
 /// stop the work by returning an error (cancellation).
 pub fn feature_page(
@@ -50,21 +53,40 @@ pub fn feature_page(
     req: &PageRequest,
     step: &mut dyn FnMut(usize, usize) -> Result<()>,
 ) -> Result<FeaturePage> {
+    let total = req.images.len().min(COFIRING_IMAGES);
+    let mut i = 0;
+    feature_page_with(session, req, &mut |path| {
+        step(i, total)?;
+        i += 1;
+        image_codes(session, path)
+    })
+}
+
+/// The SAE codes of `path`'s image tokens under the session's default prompt.
+pub fn image_codes(session: &Session, path: &Path) -> Result<ImageCodes> {
+    let ids = session.prompt_ids(None, true)?;
+    let run = session.run_to_tap(ids, Some(path))?;
+    Ok(encode_image_tokens(&session.sae, &run)?.acts)
+}
+
+/// [`feature_page`] with the image codes from `codes_of`, so that a batch of pages can encode
+/// each image once.
+pub fn feature_page_with(
+    session: &Session,
+    req: &PageRequest,
+    codes_of: &mut dyn FnMut(&Path) -> Result<ImageCodes>,
+) -> Result<FeaturePage> {
     let f = req.feature;
     let llm = session.model.model.llm();
     let tokenizer = session.model.tokenizer.as_ref();
     let logit_lens = logit_lens(llm, &session.sae, tokenizer, f, PAGE_TOP)?;
     let decoder_neighbours = neighbours(&session.sae, f, Side::Decoder, PAGE_TOP)?;
     let encoder_neighbours = neighbours(&session.sae, f, Side::Encoder, PAGE_TOP)?;
-    let images: Vec<&PathBuf> = req.images.iter().take(COFIRING_IMAGES).collect();
-    let mut acts = Vec::with_capacity(images.len());
-    for (i, path) in images.iter().enumerate() {
-        step(i, images.len())?;
-        let ids = session.prompt_ids(None, true)?;
-        let run = session
-            .run_to_tap(ids, Some(path))
+    let mut acts = Vec::with_capacity(req.images.len().min(COFIRING_IMAGES));
+    for path in req.images.iter().take(COFIRING_IMAGES) {
+        let codes = codes_of(path)
             .with_context(|| format!("feature {f}: co-firing over {}", path.display()))?;
-        acts.push(encode_image_tokens(&session.sae, &run)?.acts);
+        acts.push(codes);
     }
     Ok(FeaturePage {
         feature: f,

@@ -173,6 +173,20 @@ pub fn parquet_image_root(source: &Path) -> Option<PathBuf> {
     parquet::extraction_root(source, &parquet::cache_base().ok()?).ok()
 }
 
+/// Folder that a store's image paths are relative to, from the dataset its manifest records:
+/// a parquet dataset's extraction folder, a manifest file's folder, or the image folder itself.
+pub fn store_image_root(dataset: &str) -> PathBuf {
+    let d = PathBuf::from(dataset);
+    if let Some(root) = parquet_image_root(&d) {
+        return root;
+    }
+    if d.extension().is_some_and(|e| e == "jsonl") {
+        d.parent().map(Path::to_path_buf).unwrap_or_default()
+    } else {
+        d
+    }
+}
+
 /// Folder that the paths of the manifest file `manifest` are relative to: its parent, or `.` for
 /// a bare file name (whose `parent()` is the empty path, which names no folder).
 pub fn manifest_folder(manifest: &Path) -> PathBuf {

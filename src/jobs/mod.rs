@@ -4,6 +4,7 @@
 pub mod attribute;
 pub mod bench;
 pub mod cache;
+pub mod pages;
 pub mod probe;
 pub mod steer;
 pub mod train;

@@ -127,15 +127,7 @@ impl ImageCache {
 
 /// Folder that image paths in the store are relative to.
 pub fn dataset_root(manifest: &Manifest) -> PathBuf {
-    let d = PathBuf::from(&manifest.dataset);
-    if let Some(root) = crate::dataset::parquet_image_root(&d) {
-        return root;
-    }
-    if d.extension().is_some_and(|e| e == "jsonl") {
-        d.parent().map(Path::to_path_buf).unwrap_or_default()
-    } else {
-        d
-    }
+    crate::dataset::store_image_root(&manifest.dataset)
 }
 
 /// An image (downscaled) with one feature's activation field at the same size.

@@ -5,6 +5,7 @@ mod common;
 
 mod cli_attribute;
 mod cli_cache;
+mod cli_export_pages;
 mod cli_parquet;
 mod cli_probe;
 mod cli_score;

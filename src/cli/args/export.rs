@@ -39,4 +39,9 @@ pub struct ExportArgs {
     /// The feature list to write (--format filter); the workbench's B adds to lists.
     #[arg(long)]
     pub list: Option<String>,
+    /// Compute the missing feature pages (logit lens, neighbours, co-firing) of these features
+    /// with the model first (--format json): `all` (every feature that fired), `A..B`, `3,17`
+    /// or a filter file. Takes the model flags (--model, --sae, --device).
+    #[arg(long, value_name = "FEATURES")]
+    pub pages: Option<String>,
 }

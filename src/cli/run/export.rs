@@ -4,12 +4,17 @@ use std::io::Write;
 
 use anyhow::{Context, Result, bail};
 
-use crate::cli::args::{ExportArgs, ExportFormat};
+use crate::cli::args::{ExportArgs, ExportFormat, ModelArgs};
+use crate::jobs::pages::{compute_missing_pages, page_targets};
 use crate::score::export::{EMPTY_EXPORT_REASON, TableFormat, render_table};
-use crate::store::Store;
+use crate::session::Session;
+use crate::store::{FeatureFilter, Store};
 
 /// `glint --batch export`.
-pub fn run(args: &ExportArgs) -> Result<()> {
+pub fn run(model: &ModelArgs, args: &ExportArgs) -> Result<()> {
+    if args.pages.is_some() && args.format != ExportFormat::Json {
+        bail!("--pages fills the feature pages of the JSON export: add --format json");
+    }
     let table = match args.format {
         ExportFormat::Seed => None,
         ExportFormat::Csv => Some(TableFormat::Csv),
@@ -17,7 +22,7 @@ pub fn run(args: &ExportArgs) -> Result<()> {
         ExportFormat::Filter => return write_list(args),
     };
     if let Some(format) = table {
-        return write_table(args, format);
+        return write_table(model, args, format);
     }
     let store = Store::open(&args.store)?;
     let files =
@@ -71,8 +76,11 @@ fn write_out(out: &std::path::Path, text: &str) -> Result<()> {
 }
 
 /// The feature table to a file, or to standard output for `--out -`.
-fn write_table(args: &ExportArgs, format: TableFormat) -> Result<()> {
+fn write_table(model: &ModelArgs, args: &ExportArgs, format: TableFormat) -> Result<()> {
     let store = Store::open(&args.store)?;
+    if let Some(features) = &args.pages {
+        fill_pages(model, &store, features)?;
+    }
     let (text, rows) = render_table(&store, format)?;
     write_out(&args.out, &text)?;
     if args.out.as_os_str() == "-" {
@@ -85,5 +93,21 @@ fn write_table(args: &ExportArgs, format: TableFormat) -> Result<()> {
         ),
         n => eprintln!("wrote {n} features to {}", args.out.display()),
     }
+    Ok(())
+}
+
+/// Compute the pages of `features` that the store does not keep yet, with the model.
+fn fill_pages(model: &ModelArgs, store: &Store, features: &str) -> Result<()> {
+    let m = store.manifest();
+    let filter = FeatureFilter::parse(features, &m.hookpoint).context("--pages")?;
+    let ids = page_targets(store, &filter)?;
+    let session = Session::open(&model.spec()?, Some(m.layer))?;
+    let done = compute_missing_pages(&session, store, &ids, &mut |i, n, f| {
+        eprintln!("page {}/{n}: feature {f}", i + 1);
+    })?;
+    eprintln!(
+        "pages: {} computed, {} kept already",
+        done.computed, done.kept
+    );
     Ok(())
 }

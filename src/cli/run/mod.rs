@@ -31,7 +31,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Some(Command::SampleData(args)) => ok(sample_data::run(&args)),
         Some(Command::Cache(args)) => ok(cache::run(model, &args)),
         Some(Command::Merge(args)) => ok(merge::run(&args)),
-        Some(Command::Export(args)) => ok(export::run(&args)),
+        Some(Command::Export(args)) => ok(export::run(model, &args)),
         Some(Command::Import(args)) => ok(import::run(model, &args)),
         Some(Command::Explain(args)) => explain::run(model, &args),
         Some(Command::Bench(args)) => ok(bench::run(model, &args)),

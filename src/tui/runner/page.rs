@@ -1,14 +1,14 @@
 //! Carrying out a feature-page request: read the page the store keeps, or compute it on the
 //! model actor from the feature's top images and keep it.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::dashboard::{COFIRING_IMAGES, FeaturePage, PageRequest};
+use crate::dashboard::FeaturePage;
 use crate::engine::{ModelError, ModelHandle};
+use crate::jobs::pages::page_request;
 use crate::store::Store;
 use crate::tui::app::Event;
-use crate::tui::data;
 
 /// Post feature `id`'s page as [`Event::PageLoaded`]: the kept one, else (with `compute`) one
 /// computed on the model and then kept.
@@ -38,7 +38,7 @@ async fn load(
         tokio::task::spawn_blocking(move || -> Result<_> {
             let kept: Option<FeaturePage> = store.page(id, &fingerprint)?;
             let request = match (&kept, compute) {
-                (None, true) => Some(request_of(&store, id)?),
+                (None, true) => Some(page_request(&store, id)?),
                 _ => None,
             };
             Ok((kept, request))
@@ -61,20 +61,4 @@ async fn load(
         .map_err(|e| format!("feature {id} page: {e}"))?
         .map_err(|e| format!("{e:#}"))?;
     Ok(Some(page))
-}
-
-/// The page request of feature `id`: its top examples' image files, best first.
-fn request_of(store: &Store, id: u32) -> Result<PageRequest> {
-    let root = data::dataset_root(store.manifest());
-    let mut images = Vec::new();
-    for ex in store.top_examples(id)?.into_iter().take(COFIRING_IMAGES) {
-        let rec = store
-            .image(ex.image)?
-            .with_context(|| format!("feature {id}: image {} has no record", ex.image))?;
-        images.push(root.join(&rec.path));
-    }
-    Ok(PageRequest {
-        feature: id,
-        images,
-    })
 }

@@ -1,0 +1,94 @@
+//! `glint --batch export --format json --pages`: the missing feature pages computed with the
+//! model and kept, so the published JSON carries them; a rerun computes none again.
+
+use std::path::Path;
+
+use crate::common::{glint, ok, run_ok};
+use glint::store::Store;
+
+fn export_pages(store: &Path, pages: &str) -> std::process::Output {
+    let mut cmd = glint();
+    cmd.args(["--batch", "export", "--format", "json", "--out", "-"])
+        .args(["--pages", pages, "--store"])
+        .arg(store);
+    cmd.output().unwrap()
+}
+
+#[test]
+fn export_computes_the_missing_pages_once_and_carries_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = dir.path().join("store");
+    let mut cache = glint();
+    cache
+        .args(["--batch", "cache", "--limit", "4", "--top-n", "3", "--out"])
+        .arg(&store_dir);
+    run_ok(&mut cache);
+    let fired: Vec<u32> = {
+        let store = Store::open(&store_dir).unwrap();
+        store.features().map(|r| r.unwrap().0).take(2).collect()
+    };
+    let list = format!("{},{}", fired[0], fired[1]);
+
+    let out = export_pages(&store_dir, &list);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("pages: 2 computed, 0 kept already"), "{err}");
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "features with only a page are exported");
+    for (row, &f) in rows.iter().zip(&fired) {
+        assert_eq!(row["feature"], f);
+        let page = &row["page"];
+        assert_eq!(page["feature"], f);
+        assert_eq!(page["decoder_neighbours"].as_array().unwrap().len(), 10);
+        assert_eq!(page["logit_lens"]["raises"].as_array().unwrap().len(), 10);
+        let images = page["cofiring_images"].as_u64().unwrap();
+        assert!(
+            (1..=3).contains(&images),
+            "co-firing over its top images: {images}"
+        );
+    }
+
+    let again = ok(&mut {
+        let mut cmd = glint();
+        cmd.args(["--batch", "export", "--format", "json", "--out", "-"])
+            .args(["--pages", &list, "--store"])
+            .arg(&store_dir);
+        cmd
+    });
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(err.contains("pages: 0 computed, 2 kept already"), "{err}");
+    assert_eq!(
+        again.stdout, out.stdout,
+        "the kept pages are exported as computed"
+    );
+}
+
+#[test]
+fn export_pages_refuses_features_out_of_range_and_other_formats() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = dir.path().join("store");
+    let mut cache = glint();
+    cache
+        .args(["--batch", "cache", "--limit", "1", "--top-n", "1", "--out"])
+        .arg(&store_dir);
+    run_ok(&mut cache);
+    let out = export_pages(&store_dir, "4000000000");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("feature 4000000000 is out of range"), "{err}");
+
+    let out = glint()
+        .args(["--batch", "export", "--format", "csv", "--out", "-"])
+        .args(["--pages", "0", "--store"])
+        .arg(&store_dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("add --format json"), "{err}");
+}
