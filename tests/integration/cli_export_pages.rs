@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::common::{glint, ok, run_ok};
+use crate::common::{glint, run_ok};
 use glint::store::Store;
 
 fn export_pages(store: &Path, pages: &str) -> std::process::Output {
@@ -14,15 +14,23 @@ fn export_pages(store: &Path, pages: &str) -> std::process::Output {
     cmd.output().unwrap()
 }
 
+/// A store cached from the first `limit` sample images, `top_n` examples a feature.
+fn cached_store(dir: &Path, limit: &str, top_n: &str) -> std::path::PathBuf {
+    let store_dir = dir.join("store");
+    let mut cache = glint();
+    cache
+        .args([
+            "--batch", "cache", "--limit", limit, "--top-n", top_n, "--out",
+        ])
+        .arg(&store_dir);
+    run_ok(&mut cache);
+    store_dir
+}
+
 #[test]
 fn export_computes_the_missing_pages_once_and_carries_them() {
     let dir = tempfile::tempdir().unwrap();
-    let store_dir = dir.path().join("store");
-    let mut cache = glint();
-    cache
-        .args(["--batch", "cache", "--limit", "4", "--top-n", "3", "--out"])
-        .arg(&store_dir);
-    run_ok(&mut cache);
+    let store_dir = cached_store(dir.path(), "4", "3");
     let fired: Vec<u32> = {
         let store = Store::open(&store_dir).unwrap();
         store.features().map(|r| r.unwrap().0).take(2).collect()
@@ -53,13 +61,12 @@ fn export_computes_the_missing_pages_once_and_carries_them() {
         );
     }
 
-    let again = ok(&mut {
-        let mut cmd = glint();
-        cmd.args(["--batch", "export", "--format", "json", "--out", "-"])
-            .args(["--pages", &list, "--store"])
-            .arg(&store_dir);
-        cmd
-    });
+    let again = export_pages(&store_dir, &list);
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
     let err = String::from_utf8_lossy(&again.stderr);
     assert!(err.contains("pages: 0 computed, 2 kept already"), "{err}");
     assert_eq!(
@@ -71,12 +78,7 @@ fn export_computes_the_missing_pages_once_and_carries_them() {
 #[test]
 fn export_pages_refuses_features_out_of_range_and_other_formats() {
     let dir = tempfile::tempdir().unwrap();
-    let store_dir = dir.path().join("store");
-    let mut cache = glint();
-    cache
-        .args(["--batch", "cache", "--limit", "1", "--top-n", "1", "--out"])
-        .arg(&store_dir);
-    run_ok(&mut cache);
+    let store_dir = cached_store(dir.path(), "1", "1");
     let out = export_pages(&store_dir, "4000000000");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
