@@ -234,6 +234,7 @@ mod tests {
             shard: None,
             features: FeatureFilter::All,
             tokens: Default::default(),
+            range_sample: 0,
         };
         Store::create(&dir.join("s"), &m).unwrap()
     }

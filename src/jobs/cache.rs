@@ -51,6 +51,8 @@ pub struct CacheOptions {
     pub progress_bar: bool,
     /// Which positions are scored and stored.
     pub tokens: TokenSelection,
+    /// Firing images each feature keeps as a sample across its range (0: none).
+    pub range_sample: usize,
 }
 
 /// What a cache run did (`--json` prints it).
@@ -150,6 +152,7 @@ pub fn manifest_for(session: &Session, dataset: &Dataset, opts: &CacheOptions) -
         shard: opts.shard.map(|s| (s.index, s.count)),
         features: opts.features.clone(),
         tokens: opts.tokens,
+        range_sample: opts.range_sample,
     })
 }
 

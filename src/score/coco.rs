@@ -510,6 +510,7 @@ mod tests {
             shard: None,
             features: FeatureFilter::All,
             tokens: Default::default(),
+            range_sample: crate::store::DEFAULT_RANGE_SAMPLE,
         };
         let store = Store::create(&dir.join("store"), &manifest).unwrap();
         let mut agg = Aggregator::from_manifest(&manifest).unwrap();

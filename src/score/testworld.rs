@@ -35,6 +35,7 @@ pub(crate) fn sample_store(dir: &Path, n: usize, colour: &str) -> Store {
         shard: None,
         features: FeatureFilter::All,
         tokens: Default::default(),
+        range_sample: crate::store::DEFAULT_RANGE_SAMPLE,
     };
     let store = Store::create(&dir.join("store"), &manifest).unwrap();
     let mut agg = Aggregator::from_manifest(&manifest).unwrap();

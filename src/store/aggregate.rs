@@ -8,13 +8,14 @@ use super::examples::{
     block_of, decode_counts, decode_list, encode_counts, encode_list, num_blocks,
 };
 use super::integrity::record_hash;
+use super::range_sample::decode_sample;
 use super::records::{KEY_COUNTS, KEY_PROGRESS, PREFIX_IMAGE, PREFIX_SKIPPED, SkippedImage, key};
 use super::state_log::{CHECKPOINT_SLACK, Frame, KEY_STATE, Kind, RECORD_HEADER, StatePointer};
 use super::{
     Example, FeatureFilter, FeatureStats, ImageRecord, Manifest, Progress, RankRule, Store,
     rank_order,
 };
-use bucket::{Buckets, FoldParams, Folded};
+use bucket::{Buckets, FoldParams, Lists};
 pub use pending::PendingCommit;
 use pending::{Batch, Compaction, StateWrite};
 
@@ -28,8 +29,10 @@ pub use crate::sae::ACTIVE_MIN;
 
 const DIRTY_STATS: u8 = 1;
 const DIRTY_HEAP: u8 = 2;
+const DIRTY_RANGE: u8 = 4;
 
-/// Folds images into per-feature statistics and top-N example lists, committing to a [`Store`].
+/// Folds images into per-feature statistics, top-N example lists and range samples (see
+/// `store::range_sample`), committing to a [`Store`].
 ///
 /// Images must arrive in strictly increasing index order (any subset, e.g. one shard's); a
 /// resumed run continues after [`Progress::next_image`].
@@ -37,11 +40,11 @@ const DIRTY_HEAP: u8 = 2;
 /// # Memory bound
 ///
 /// Host memory never grows with the dataset. With `L` = latents and `N` = top_n the aggregator
-/// holds at most [`Aggregator::memory_bound`]`(L, N)` ≈ `L × (8·N + 366)` bytes: per latent a
-/// list header, a statistics slot, a dirty flag, a group offset and two record hashes (125 B),
-/// and for each stored feature that has fired its (score, image) top-N list (`8·(N+1)` B) and
-/// histogram (200 B) — 100 MB for
-/// L = 131 072, N = 50. On top come the writes pending since the last commit (image records and
+/// holds at most [`Aggregator::memory_bound`]`(L, N, S)` ≈ `L × (8·(N + S) + 421)` bytes, `S`
+/// being the range sample: per latent two list headers, a statistics slot, a dirty flag, a
+/// group offset and three record hashes (157 B), and for each stored feature that has fired
+/// its (score, image) top-N list and range sample (`8·(N+1) + 8·(S+1)` B), histogram (200 B)
+/// and allocator overhead — 150 MB for L = 131 072, N = 50, S = 40. On top come the writes pending since the last commit (image records and
 /// the token maps of examples that entered a top-N: about 4 B per activation plus 100 B per
 /// (feature, image) pair of the uncommitted images) and the largest image's activations grouped
 /// by feature (8 B each; the buffer is reused from image to image). Token maps of examples
@@ -67,9 +70,12 @@ const DIRTY_HEAP: u8 = 2;
 pub struct Aggregator {
     num_latents: usize,
     top_n: usize,
+    range_sample: usize,
     rank: RankRule,
     filter: FeatureFilter,
     heaps: Vec<Vec<(f32, u32)>>,
+    /// Each feature's range sample, by sampling key.
+    samples: Vec<Vec<(f32, u32)>>,
     stats: Vec<Option<FeatureStats>>,
     dirty: Vec<u8>,
     dirty_list: Vec<u32>,
@@ -84,11 +90,12 @@ pub struct Aggregator {
     /// [`COMPACT_SLACK`], lowered by tests to compact small stores.
     compact_slack: u32,
     /// Digest of the index records as of the last prepared commit, and the hashes of the
-    /// records it overwrites (see `store::integrity`): per feature its `s/` and `t/` records,
-    /// then the `c` and `p` records.
+    /// records it overwrites (see `store::integrity`): per feature its `s/`, `t/` and `r/`
+    /// records, then the `c` and `p` records.
     digest: u64,
     stats_hash: Vec<u64>,
     top_hash: Vec<u64>,
+    range_hash: Vec<u64>,
     counts_hash: u64,
     progress_hash: u64,
     /// The state log the last prepared commit leaves (see `store::state_log`).
@@ -107,7 +114,8 @@ const COMPACT_PACE: usize = 4;
 const MAX_COMPACT_EXAMPLES: usize = 1 << 18;
 
 impl Aggregator {
-    /// A fresh aggregator for `num_latents` features keeping `top_n` examples each.
+    /// A fresh aggregator for `num_latents` features keeping `top_n` examples each and no range
+    /// sample (see [`Aggregator::with_range_sample`]).
     pub fn new(
         num_latents: usize,
         top_n: usize,
@@ -124,9 +132,11 @@ impl Aggregator {
         Ok(Self {
             num_latents,
             top_n,
+            range_sample: 0,
             rank,
             filter,
             heaps: vec![Vec::new(); num_latents],
+            samples: vec![Vec::new(); num_latents],
             stats: vec![None; num_latents],
             dirty: vec![0; num_latents],
             dirty_list: Vec::new(),
@@ -141,20 +151,28 @@ impl Aggregator {
             digest: 0,
             stats_hash: vec![0; num_latents],
             top_hash: vec![0; num_latents],
+            range_hash: vec![0; num_latents],
             counts_hash: 0,
             progress_hash: 0,
             state: StatePointer::default(),
         })
     }
 
+    /// The same aggregator keeping a range sample of `n` images per feature.
+    pub fn with_range_sample(mut self, n: usize) -> Self {
+        self.range_sample = n;
+        self
+    }
+
     /// A fresh aggregator configured like `manifest`.
     pub fn from_manifest(manifest: &Manifest) -> Result<Self> {
-        Self::new(
+        Ok(Self::new(
             manifest.num_latents,
             manifest.top_n,
             manifest.rank,
             manifest.features.clone(),
-        )
+        )?
+        .with_range_sample(manifest.range_sample))
     }
 
     /// Continue from the last commit of `store`.
@@ -201,6 +219,22 @@ impl Aggregator {
                     agg.heaps[at] = heap;
                     agg.top_hash[at] = hash;
                 }
+                Kind::Range => {
+                    let sample = decode_sample(f, v).with_context(|| {
+                        format!(
+                            "store {dir}: the range sample of feature {f} is damaged; \
+                                 rebuild the cache"
+                        )
+                    })?;
+                    if sample.len() > agg.range_sample {
+                        bail!(
+                            "store {dir}: feature {f} samples {} images, more than range_sample",
+                            sample.len()
+                        );
+                    }
+                    agg.samples[at] = sample;
+                    agg.range_hash[at] = hash;
+                }
             }
         }
         drop(state);
@@ -225,22 +259,28 @@ impl Aggregator {
             .into_iter()
             .chain(agg.stats_hash.iter().copied())
             .chain(agg.top_hash.iter().copied())
+            .chain(agg.range_hash.iter().copied())
             .fold(0u64, u64::wrapping_add);
         agg.progress = store.progress()?;
         agg.committed = agg.progress.clone();
         Ok(agg)
     }
 
-    /// Upper bound in bytes of the aggregator's own state for `num_latents` and `top_n` (see the
-    /// type docs), counting 16 B of allocator overhead per allocation.
-    pub fn memory_bound(num_latents: usize, top_n: usize) -> u64 {
+    /// Upper bound in bytes of the aggregator's own state for `num_latents`, `top_n` and
+    /// `range_sample` (see the type docs), counting 16 B of allocator overhead per allocation.
+    pub fn memory_bound(num_latents: usize, top_n: usize, range_sample: usize) -> u64 {
         use std::mem::size_of;
-        let per_latent = size_of::<Vec<(f32, u32)>>()
+        let per_latent = 2 * size_of::<Vec<(f32, u32)>>()
             + size_of::<Option<FeatureStats>>()
             + 1
             + size_of::<u32>()
-            + 2 * size_of::<u64>();
-        let per_fired = 8 * (top_n + 1) + 4 * super::HIST_LEN + 2 * 16;
+            + 3 * size_of::<u64>();
+        let sample = if range_sample == 0 {
+            0
+        } else {
+            8 * (range_sample + 1) + 16
+        };
+        let per_fired = 8 * (top_n + 1) + sample + 4 * super::HIST_LEN + 2 * 16;
         (num_latents * (per_latent + per_fired) + 4 * num_blocks(num_latents)) as u64
     }
 
@@ -254,8 +294,8 @@ impl Aggregator {
         self.new_images.len()
     }
 
-    /// Examples that entered a top list since the last commit (their token maps are held until
-    /// it is written).
+    /// Examples that entered a top list or a range sample since the last commit (their token
+    /// maps are held until it is written).
     pub fn pending_examples(&self) -> usize {
         self.new_examples.len()
     }
@@ -263,6 +303,26 @@ impl Aggregator {
     /// The in-memory (score, image) top-N list of feature `f`, best first.
     pub fn top_list(&self, f: u32) -> &[(f32, u32)] {
         self.heaps.get(f as usize).map_or(&[], Vec::as_slice)
+    }
+
+    /// The in-memory (score, image) range sample of feature `f`, by sampling key.
+    pub fn range_list(&self, f: u32) -> &[(f32, u32)] {
+        self.samples.get(f as usize).map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether image `i` is in feature `f`'s top list or range sample.
+    fn lists_image(&self, f: usize, i: u32) -> bool {
+        let has = |l: &[(f32, u32)]| l.iter().any(|&(_, j)| j == i);
+        has(&self.heaps[f]) || has(&self.samples[f])
+    }
+
+    /// The images of feature `f`'s top list and range sample, each once.
+    fn listed_images(&self, f: usize) -> impl Iterator<Item = u32> + '_ {
+        let top = &self.heaps[f];
+        let extra = self.samples[f]
+            .iter()
+            .filter(move |&&(_, i)| !top.iter().any(|&(_, j)| j == i));
+        top.iter().chain(extra).map(|&(_, i)| i)
     }
 
     /// Fold in one image.
@@ -289,18 +349,31 @@ impl Aggregator {
             base_tokens,
             rank: self.rank,
             top_n: self.top_n,
+            range_sample: self.range_sample,
         };
-        let folded = self.buckets.fold(&mut self.heaps, &mut self.stats, &params);
+        let lists = Lists {
+            top: &mut self.heaps,
+            sample: &mut self.samples,
+        };
+        let folded = self.buckets.fold(lists, &mut self.stats, &params);
         // Shared state changes here, in feature order, exactly as a one-feature-at-a-time fold.
         let mut strongest: Vec<(f32, u32)> = Vec::with_capacity(folded.len());
-        for Folded { f, max, entered } in folded {
+        for folded in folded {
+            let f = folded.f;
             self.mark(f, DIRTY_STATS);
-            strongest.push((max, f));
-            if let Some((example, evicted)) = entered {
+            strongest.push((folded.max, f));
+            if folded.top.is_some() {
                 self.mark(f, DIRTY_HEAP);
+            }
+            if folded.sample.is_some() {
+                self.mark(f, DIRTY_RANGE);
+            }
+            if let Some(example) = folded.example {
                 self.new_examples.insert((f, index), example);
-                // An example evicted before its first commit never reaches the store.
-                if let Some(old) = evicted {
+            }
+            // An example evicted from both lists before its first commit never reaches the store.
+            for old in [folded.top, folded.sample].into_iter().flatten().flatten() {
+                if !self.lists_image(f as usize, old) {
                     self.new_examples.remove(&(f, old));
                 }
             }
@@ -363,11 +436,18 @@ impl Aggregator {
     fn prepare(&mut self, store: &Store, finishing: bool) -> Result<PendingCommit> {
         let m = store.manifest();
         let dir = store.dir().display();
-        if (m.num_latents, m.top_n, m.rank, &m.features)
-            != (self.num_latents, self.top_n, self.rank, &self.filter)
+        if (m.num_latents, m.top_n, m.range_sample, m.rank, &m.features)
+            != (
+                self.num_latents,
+                self.top_n,
+                self.range_sample,
+                self.rank,
+                &self.filter,
+            )
         {
             bail!(
-                "store {dir} was made with other latents, top_n, rank or filter than this aggregator"
+                "store {dir} was made with other latents, top_n, range_sample, rank or filter \
+                 than this aggregator"
             );
         }
         if store.progress()? != self.committed {
@@ -391,6 +471,11 @@ impl Aggregator {
                 let v = encode_list(&self.heaps[f as usize]);
                 digest.replace(&mut self.top_hash[f as usize], &Kind::Top.key(f), &v);
                 frame.push(Kind::Top, f, &v);
+            }
+            if d & DIRTY_RANGE != 0 {
+                let v = encode_list(&self.samples[f as usize]);
+                digest.replace(&mut self.range_hash[f as usize], &Kind::Range.key(f), &v);
+                frame.push(Kind::Range, f, &v);
             }
         }
         self.dirty_list.clear();
@@ -459,9 +544,14 @@ impl Aggregator {
                 let stats = self.stats[f]
                     .as_ref()
                     .map_or(0, |_| head + FeatureStats::ENCODED_LEN as u64);
-                let list = self.heaps[f].len() as u64;
-                let list = if list == 0 { 0 } else { head + 8 * list };
-                stats + list
+                let list = |l: &[(f32, u32)]| {
+                    if l.is_empty() {
+                        0
+                    } else {
+                        head + 8 * l.len() as u64
+                    }
+                };
+                stats + list(&self.heaps[f]) + list(&self.samples[f])
             })
             .sum();
         let checkpoint =
@@ -485,21 +575,24 @@ impl Aggregator {
                 frame.push(Kind::Stats, f as u32, &s.encode());
             }
         }
-        for (f, heap) in self.heaps.iter().enumerate() {
-            if !heap.is_empty() {
-                frame.push(Kind::Top, f as u32, &encode_list(heap));
+        for (kind, lists) in [(Kind::Top, &self.heaps), (Kind::Range, &self.samples)] {
+            for (f, list) in lists.iter().enumerate() {
+                if !list.is_empty() {
+                    frame.push(kind, f as u32, &encode_list(list));
+                }
             }
         }
         frame.finish()
     }
 
-    /// The blocks this commit compacts, each with its listed (image, feature) pairs; their
-    /// stored counts become the listed ones. Blocks with the most evicted examples go first.
+    /// The blocks this commit compacts, each with its listed (image, feature) pairs (in a top
+    /// list or a range sample); their stored counts become the listed ones. Blocks with the
+    /// most evicted examples go first.
     fn plan_compaction(&mut self, new_examples: usize) -> Vec<Compaction> {
         let block = super::EXAMPLE_BLOCK as usize;
         let listed = |b: usize| -> u32 {
             let fs = b * block..((b + 1) * block).min(self.num_latents);
-            self.heaps[fs].iter().map(|h| h.len() as u32).sum()
+            fs.map(|f| self.listed_images(f).count() as u32).sum()
         };
         let mut due: Vec<(u32, usize, u32)> = (0..self.stored.len())
             .filter_map(|b| {
@@ -518,7 +611,7 @@ impl Aggregator {
             }
             let fs = b * block..((b + 1) * block).min(self.num_latents);
             let mut pairs: Vec<(u32, u32)> = fs
-                .flat_map(|f| self.heaps[f].iter().map(move |&(_, i)| (i, f as u32)))
+                .flat_map(|f| self.listed_images(f).map(move |i| (i, f as u32)))
                 .collect();
             pairs.sort_unstable();
             self.stored[b] = live;

@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 use half::f16;
 
 use super::super::manifest::tests::manifest;
+use super::super::range_sample::offer_sample;
 use super::super::records::key_id;
 use super::super::testutil::{build, dump, feed, listed_features, synth};
 use super::super::{HIST_LEN, hist_bin};
@@ -26,7 +27,11 @@ fn record(index: u32) -> ImageRecord {
 #[test]
 fn top_n_order_ties_and_evictions() {
     let tmp = tempfile::tempdir().unwrap();
-    let m = manifest(4, 3, RankRule::Max);
+    // No range sample, which would keep some evicted images.
+    let m = Manifest {
+        range_sample: 0,
+        ..manifest(4, 3, RankRule::Max)
+    };
     let store = Store::create(tmp.path(), &m).unwrap();
     let mut agg = Aggregator::from_manifest(&m).unwrap();
     let peaks = [1.0, 2.0, 1.0, 2.0, 0.5, 3.0];
@@ -311,7 +316,7 @@ fn compaction_drops_evicted_examples_and_keeps_the_store_bounded() {
         assert_eq!(actual, agg.stored);
         most_stored = most_stored.max(actual.iter().sum());
     }
-    let listed: usize = (0..200).map(|f| agg.top_list(f).len()).sum();
+    let listed: usize = (0..200).map(|f| agg.listed_images(f).count()).sum();
     assert!(
         (most_stored as usize) < entered && most_stored as usize <= 2 * listed + 3 * 2 * 64,
         "compaction kept {most_stored} of {entered} entered examples for {listed} listed"
@@ -344,8 +349,8 @@ fn a_commit_is_written_only_onto_the_store_it_was_prepared_against() {
     let stale = a.prepare_commit(&store).unwrap();
     assert_eq!(
         stale.keys(),
-        6,
-        "stats, top list, image, counts, progress, state pointer"
+        7,
+        "stats, top list, range sample, image, counts, progress, state pointer"
     );
     let mut b = Aggregator::from_manifest(&m).unwrap();
     b.add_image(record(5), &[(0, 1, 2.0)], 16, 30).unwrap();
@@ -403,9 +408,13 @@ fn bad_input_is_refused() {
 #[test]
 fn memory_bound_matches_the_documented_formula() {
     let (l, n) = (131_072, 50);
-    let bound = Aggregator::memory_bound(l, n);
-    assert!(bound <= (l * (8 * n + 366)) as u64, "{bound}");
-    assert!(bound < 101_000_000, "{bound}");
+    let bound = Aggregator::memory_bound(l, n, 0);
+    assert!(bound <= (l * (8 * n + 398)) as u64, "{bound}");
+    assert!(bound < 105_000_000, "{bound}");
+    let s = 40;
+    let bound = Aggregator::memory_bound(l, n, s);
+    assert!(bound <= (l * (8 * (n + s) + 422)) as u64, "{bound}");
+    assert!(bound < 150_000_000, "{bound}");
     // A full list keeps its exact allocation.
     let mut agg = Aggregator::new(4, 3, RankRule::Max, FeatureFilter::All).unwrap();
     for i in 0..10 {
@@ -484,8 +493,21 @@ fn reference_add_image(
             .add_image(group.iter().map(|&(_, _, v)| v));
         agg.mark(f, DIRTY_STATS);
         strongest.push((max, f));
-        if let Some(evicted) = offer(&mut agg.heaps[f as usize], agg.top_n, score, index) {
+        let top = offer(&mut agg.heaps[f as usize], agg.top_n, score, index);
+        let sample = offer_sample(
+            &mut agg.samples[f as usize],
+            agg.range_sample,
+            f,
+            score,
+            index,
+        );
+        if top.is_some() {
             agg.mark(f, DIRTY_HEAP);
+        }
+        if sample.is_some() {
+            agg.mark(f, DIRTY_RANGE);
+        }
+        if top.is_some() || sample.is_some() {
             let tokens = group
                 .iter()
                 .map(|&(_, t, v)| (t, f16::from_f32(v)))
@@ -498,7 +520,10 @@ fn reference_add_image(
                 tokens,
             };
             agg.new_examples.insert((f, index), example);
-            if let Some(old) = evicted {
+        }
+        for old in [top, sample].into_iter().flatten().flatten() {
+            let listed = |l: &[(f32, u32)]| l.iter().any(|&(_, i)| i == old);
+            if !listed(&agg.heaps[f as usize]) && !listed(&agg.samples[f as usize]) {
                 agg.new_examples.remove(&(f, old));
             }
         }
@@ -516,6 +541,7 @@ fn reference_add_image(
 /// Every piece of in-memory state that add_image touches.
 fn assert_same_state(a: &Aggregator, b: &Aggregator, what: &str) {
     assert!(a.heaps == b.heaps, "{what}: top-N lists differ");
+    assert!(a.samples == b.samples, "{what}: range samples differ");
     assert!(a.stats == b.stats, "{what}: statistics differ");
     assert!(a.dirty == b.dirty, "{what}: dirty marks differ");
     assert_eq!(a.dirty_list, b.dirty_list, "{what}: dirty order differs");
@@ -731,4 +757,56 @@ fn bench_commit_every_feature_fires() {
         add_s / f64::from(images),
         read_s * 1e3
     );
+}
+
+#[test]
+fn range_samples_hold_the_smallest_keys_of_the_firing_images_with_their_examples() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = Manifest {
+        range_sample: 6,
+        ..manifest(30, 2, RankRule::Max)
+    };
+    let idx: Vec<u32> = (0..70).collect();
+    let store = build(&tmp.path().join("new"), &m, 5, &idx, 9);
+    let mut checked = 0;
+    for f in 0..30u32 {
+        // Brute force: every image where f fired, with its max activation as the score.
+        let mut fired: Vec<(f32, u32)> = Vec::new();
+        for &i in &idx {
+            let s = synth(5, i, 30);
+            let max = s
+                .acts
+                .iter()
+                .filter(|a| a.1 == f && a.2 > ACTIVE_MIN)
+                .fold(0f32, |m, a| m.max(a.2));
+            if max > 0.0 {
+                fired.push((max, i));
+            }
+        }
+        fired.sort_by_key(|&(_, i)| crate::store::sample_key(f, i));
+        fired.truncate(6);
+        assert_eq!(store.range_sample(f).unwrap(), fired, "feature {f}");
+        let examples = store.range_examples(f).unwrap();
+        assert_eq!(examples.len(), fired.len());
+        for e in &examples {
+            assert_eq!(store.example(f, e.image).unwrap().as_ref(), Some(e));
+            assert_eq!(e.max, e.score);
+        }
+        assert!(examples.windows(2).all(|w| w[0].score >= w[1].score));
+        let bands = store.range_bands(f).unwrap();
+        assert_eq!(
+            bands.iter().map(|b| b.examples.len()).sum::<usize>(),
+            fired.len()
+        );
+        checked += usize::from(fired.len() == 6);
+    }
+    assert!(checked > 20, "{checked} features with a full sample");
+    // A store made before the sample existed answers an empty one.
+    let old = Manifest {
+        range_sample: 0,
+        ..m.clone()
+    };
+    let old = build(&tmp.path().join("old"), &old, 5, &idx, 9);
+    assert!(old.range_sample(3).unwrap().is_empty());
+    assert!(old.range_bands(3).unwrap().is_empty());
 }

@@ -11,10 +11,10 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use serde::Serialize;
 
-use super::examples::{decode_counts, decode_list, num_blocks};
+use super::examples::{decode_counts, num_blocks};
 use super::ingest::{Ingest, IngestStages, edge_rates};
 use super::records::{KEY_COUNTS, PREFIX_EXAMPLES, PREFIX_IMAGE};
 use super::state_log::Kind;
@@ -62,6 +62,8 @@ pub struct StoreBenchOptions {
     pub images: usize,
     /// Examples kept per feature.
     pub top_n: usize,
+    /// Images each feature keeps as its range sample.
+    pub range_sample: usize,
     /// Feature frequencies.
     pub profile: Profile,
     /// Seed of the codes.
@@ -95,11 +97,13 @@ pub struct DiskReport {
     pub stats_bytes: u64,
     /// Key and value bytes of top lists.
     pub list_bytes: u64,
+    /// Key and value bytes of range samples.
+    pub range_bytes: u64,
     /// Key and value bytes of example records (token maps).
     pub example_bytes: u64,
     /// Key and value bytes of image records (the only part that grows with the dataset).
     pub image_bytes: u64,
-    /// Examples in top lists at the end.
+    /// Examples in top lists or range samples at the end (each (feature, image) once).
     pub listed_examples: u64,
     /// Examples stored at the end (listed plus evicted not yet compacted away).
     pub stored_examples: u64,
@@ -127,6 +131,8 @@ pub struct StoreBenchReport {
     pub images: usize,
     /// Examples per feature.
     pub top_n: usize,
+    /// Range sample per feature.
+    pub range_sample: usize,
     /// Images per commit.
     pub commit_every: usize,
     /// Wall seconds from the first code to the finished store.
@@ -301,6 +307,7 @@ pub fn run_store_bench(o: &StoreBenchOptions) -> Result<StoreBenchReport> {
         shard: None,
         features: FeatureFilter::All,
         tokens: Default::default(),
+        range_sample: o.range_sample,
     };
     let store = Store::create(&dir, &manifest)?;
     let agg = Aggregator::from_manifest(&manifest)?;
@@ -358,6 +365,7 @@ pub fn run_store_bench(o: &StoreBenchOptions) -> Result<StoreBenchReport> {
         tokens: o.tokens,
         images: o.images,
         top_n: o.top_n,
+        range_sample: o.range_sample,
         commit_every: o.commit_every,
         seconds,
         overall: rates(o.images as f64 / seconds.max(1e-9)),
@@ -367,7 +375,7 @@ pub fn run_store_bench(o: &StoreBenchOptions) -> Result<StoreBenchReport> {
         bytes_written_per_image: stages.bytes_written as f64 / o.images as f64,
         disk,
         peak_rss_bytes: crate::util::mem::peak_rss_bytes(),
-        aggregator_memory_bound_bytes: Aggregator::memory_bound(o.latents, o.top_n),
+        aggregator_memory_bound_bytes: Aggregator::memory_bound(o.latents, o.top_n, o.range_sample),
         generate_s,
         stages,
     })
@@ -385,13 +393,15 @@ fn stored_examples(store: &Store) -> Result<u64> {
     })
 }
 
-/// Examples in the top lists of a store.
+/// Examples in the top lists and range samples of a store, each (feature, image) once.
 fn listed_examples(store: &Store) -> Result<u64> {
     let mut listed = 0;
-    for (_, f, v) in store.state()?.of(Kind::Top) {
-        listed += decode_list(v)
-            .with_context(|| format!("the top list of feature {f}"))?
-            .len();
+    for f in 0..store.manifest().num_latents as u32 {
+        let mut images: Vec<u32> = store.top_list(f)?.into_iter().map(|e| e.1).collect();
+        images.extend(store.range_sample(f)?.into_iter().map(|e| e.1));
+        images.sort_unstable();
+        images.dedup();
+        listed += images.len();
     }
     Ok(listed as u64)
 }
@@ -428,6 +438,7 @@ fn disk_report(
         store_bytes_per_image: store_bytes as f64 / o.images as f64,
         stats_bytes: state_bytes(store, Kind::Stats)?,
         list_bytes: state_bytes(store, Kind::Top)?,
+        range_bytes: state_bytes(store, Kind::Range)?,
         example_bytes: prefix_bytes(store, PREFIX_EXAMPLES)?,
         image_bytes: prefix_bytes(store, PREFIX_IMAGE)?,
         listed_examples: listed,
@@ -449,6 +460,7 @@ mod tests {
             tokens: 40,
             images: 60,
             top_n: 3,
+            range_sample: 2,
             profile,
             seed: 1,
             commit_every: 7,
@@ -490,7 +502,8 @@ mod tests {
         // them before the finish.
         assert!(r.bytes_written > 0 && (1..=9).contains(&r.stages.commits));
         let d = &r.disk;
-        assert!(d.listed_examples > 0 && d.listed_examples <= 512 * 3);
+        assert!(d.listed_examples > 0 && d.listed_examples <= 512 * (3 + 2));
+        assert!(d.range_bytes > 0 && d.list_bytes > 0);
         assert!(d.stored_examples >= d.listed_examples);
         assert!(d.most_stored_examples >= d.stored_examples);
         assert!(d.most_stored_examples <= d.stored_examples_bound);

@@ -14,11 +14,10 @@ use super::examples::{block_of, decode_list, example_key, find_example};
 use super::folder::damaged_db;
 use super::guard::{catch_sled, ensure_room};
 use super::integrity::{CommitRecord, DIGESTED, record_hash};
-use super::records::{
-    KEY_PROGRESS, PREFIX_IMAGE, PREFIX_SKIPPED, PREFIX_STATS, PREFIX_TOP, SkippedImage, key,
-};
+use super::range_sample::{RANGE_BANDS, RangeBand, bands, decode_sample};
+use super::records::{KEY_PROGRESS, PREFIX_IMAGE, PREFIX_SKIPPED, SkippedImage, key};
 use super::state_log::{KEY_STATE, Kind, StatePointer, StateRecords, replay};
-use super::{Example, FeatureStats, ImageRecord, Manifest, Progress, StoreError};
+use super::{Example, FeatureStats, ImageRecord, Manifest, Progress, StoreError, rank_order};
 
 /// A cloneable handle on one store folder (sled is thread-safe, so clones share the database).
 #[derive(Clone)]
@@ -64,9 +63,6 @@ impl Store {
             digest = digest.wrapping_add(record_hash(&kind.key(f), v));
         }
         for name in DIGESTED {
-            if name == PREFIX_STATS || name == PREFIX_TOP {
-                continue;
-            }
             if name.ends_with(b"/") {
                 for kv in self.scan_raw(name) {
                     let (k, v) = kv?;
@@ -257,6 +253,31 @@ impl Store {
         }
     }
 
+    /// The (score, image) range sample of feature `f` (see `store::range_sample`), by sampling
+    /// key; empty if it never fired or the store keeps no sample.
+    pub fn range_sample(&self, f: u32) -> Result<Vec<(f32, u32)>> {
+        let what = || format!("the range sample of feature {f}");
+        match self.state()?.get(Kind::Range, f) {
+            None => Ok(Vec::new()),
+            Some(b) => self.damaged(decode_sample(f, b), what),
+        }
+    }
+
+    /// Feature `f`'s range sample split into activation bands (deciles), weakest first.
+    pub fn range_bands(&self, f: u32) -> Result<Vec<RangeBand>> {
+        Ok(bands(&self.range_sample(f)?, RANGE_BANDS))
+    }
+
+    /// The examples of feature `f`'s range sample with their token maps, strongest first.
+    pub fn range_examples(&self, f: u32) -> Result<Vec<Example>> {
+        let mut sample = self.range_sample(f)?;
+        sample.sort_by(|a, b| rank_order(*a, *b));
+        sample
+            .into_iter()
+            .map(|(score, i)| self.listed_example(f, i, score))
+            .collect()
+    }
+
     /// The example of feature `f` on `image` from its record, which must hold it.
     fn listed_example(&self, f: u32, image: u32, score: f32) -> Result<Example> {
         let what = || format!("the example of feature {f} on image {image}");
@@ -275,10 +296,12 @@ impl Store {
         }
     }
 
-    /// The stored example of feature `f` on image `image`, if it is in the feature's top-N.
+    /// The stored example of feature `f` on image `image`, if it is in the feature's top-N or
+    /// range sample.
     pub fn example(&self, f: u32, image: u32) -> Result<Option<Example>> {
-        // Evicted examples may linger in records until compaction: the list decides.
-        let list = self.top_list(f)?;
+        // Evicted examples may linger in records until compaction: the lists decide.
+        let mut list = self.top_list(f)?;
+        list.extend(self.range_sample(f)?);
         list.iter()
             .find(|&&(_, i)| i == image)
             .map(|&(score, i)| self.listed_example(f, i, score))

@@ -39,18 +39,23 @@ pub(crate) fn encode_list(list: &[(f32, u32)]) -> Vec<u8> {
     out
 }
 
-/// Decode a list record, checking it is in strict rank order.
-pub(crate) fn decode_list(bytes: &[u8]) -> Result<Vec<(f32, u32)>> {
+/// Decode the (score, image) pairs of a list record, in their stored order.
+pub(crate) fn decode_pairs(bytes: &[u8]) -> Result<Vec<(f32, u32)>> {
     if !bytes.len().is_multiple_of(8) {
         bail!("list record is {} bytes, not a multiple of 8", bytes.len());
     }
-    let list: Vec<(f32, u32)> = bytes
+    Ok(bytes
         .chunks_exact(8)
         .map(|c| {
             let score = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
             (score, u32::from_le_bytes([c[4], c[5], c[6], c[7]]))
         })
-        .collect();
+        .collect())
+}
+
+/// Decode a list record, checking it is in strict rank order.
+pub(crate) fn decode_list(bytes: &[u8]) -> Result<Vec<(f32, u32)>> {
+    let list = decode_pairs(bytes)?;
     if let Some(w) = list.windows(2).find(|w| !rank_order(w[0], w[1]).is_lt()) {
         bail!(
             "list record has image {} after image {}, out of rank order",

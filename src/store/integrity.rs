@@ -2,7 +2,8 @@
 //! so a database that lost or damaged committed records is detected on open instead of served.
 //!
 //! The record holds the commit's sequence number, its [`Progress`] and a digest of the store's
-//! index records (progress, example counts, image records, statistics and top lists; the bulk
+//! index records (progress, example counts, image records, statistics, top lists and range
+//! samples; the bulk
 //! example records are checked when read, against the lists) and skipped images. The digest is a wrapping sum of
 //! one hash per record, so a commit updates it from the records it overwrites and writes alone.
 
@@ -14,22 +15,14 @@ use serde::{Deserialize, Serialize};
 use twox_hash::XxHash3_64;
 
 use super::Progress;
-use super::records::{
-    KEY_COUNTS, KEY_PROGRESS, PREFIX_IMAGE, PREFIX_SKIPPED, PREFIX_STATS, PREFIX_TOP,
-};
+use super::records::{KEY_COUNTS, KEY_PROGRESS, PREFIX_IMAGE, PREFIX_SKIPPED};
 
 /// File name of the commit record in a store folder.
 pub const COMMIT_RECORD_FILE: &str = "glint-commit.json";
 
-/// Key prefixes (ending in `/`) and whole keys whose records the digest covers.
-pub(crate) const DIGESTED: [&[u8]; 6] = [
-    KEY_PROGRESS,
-    KEY_COUNTS,
-    PREFIX_IMAGE,
-    PREFIX_SKIPPED,
-    PREFIX_STATS,
-    PREFIX_TOP,
-];
+/// Key prefixes (ending in `/`) and whole keys of the database records the digest covers; it
+/// also covers every record of the state log, under its database-style key.
+pub(crate) const DIGESTED: [&[u8]; 4] = [KEY_PROGRESS, KEY_COUNTS, PREFIX_IMAGE, PREFIX_SKIPPED];
 
 /// The hash one record adds to the digest (0 for an absent record).
 pub(crate) fn record_hash(key: &[u8], value: &[u8]) -> u64 {

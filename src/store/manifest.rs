@@ -204,6 +204,10 @@ pub struct Manifest {
     /// Which positions were scored (stores made before the choice existed scored image tokens).
     #[serde(default)]
     pub tokens: TokenSelection,
+    /// Firing images each feature keeps as a uniform sample across its activation range (see
+    /// `store::range_sample`); 0, as in stores made before the sample existed, keeps none.
+    #[serde(default)]
+    pub range_sample: usize,
 }
 
 impl Manifest {
@@ -281,7 +285,8 @@ impl Manifest {
             field("shard", &a.shard, &b.shard)?;
         }
         field("features", &a.features, &b.features)?;
-        field("tokens", &a.tokens, &b.tokens)
+        field("tokens", &a.tokens, &b.tokens)?;
+        field("range_sample", &a.range_sample, &b.range_sample)
     }
 }
 
@@ -310,6 +315,7 @@ pub(crate) mod tests {
             shard: None,
             features: FeatureFilter::All,
             tokens: Default::default(),
+            range_sample: 3,
         }
     }
 

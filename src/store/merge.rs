@@ -8,6 +8,7 @@ use super::examples::{
     EXAMPLE_BLOCK, encode_counts, encode_list, example_key, filter_record, num_blocks,
     record_entries,
 };
+use super::range_sample::merge_samples;
 use super::records::{KEY_COUNTS, KEY_PROGRESS, PREFIX_IMAGE, PREFIX_SKIPPED, key_id};
 use super::state_log::{self, Frame, KEY_STATE, Kind, StatePointer};
 use super::{Progress, Store, rank_order};
@@ -86,7 +87,8 @@ fn write_merged(stores: &[Store], out: &Store) -> Result<()> {
         }
     }
     let mut counts = Vec::with_capacity(num_blocks(m.num_latents));
-    // The merged statistics and lists: one frame of the state log, at most L × (236 + 8·N) B.
+    // The merged statistics, lists and samples: one frame of the state log, at most
+    // L × (245 + 8·(N + S)) B.
     let mut state = Frame::default();
     for block in 0..num_blocks(m.num_latents) as u32 {
         counts.push(merge_block(stores, block, m, &mut batch, &mut state)?);
@@ -254,9 +256,9 @@ fn copy_images(stores: &[Store], out: &mut Writer) -> Result<Progress> {
     Ok(total)
 }
 
-/// Merge the statistics, top lists and examples of one block of features, returning the
-/// examples it lists: the shards' lists re-ranked, each kept example copied from the one shard
-/// that holds its image.
+/// Merge the statistics, top lists, range samples and examples of one block of features,
+/// returning the examples it lists: the shards' lists re-ranked and their samples pooled, each
+/// kept example copied from the one shard that holds its image.
 fn merge_block(
     stores: &[Store],
     block: u32,
@@ -271,6 +273,7 @@ fn merge_block(
     for f in first..end {
         let mut stats = None;
         let mut pool = Vec::new();
+        let mut samples = Vec::new();
         for (j, s) in stores.iter().enumerate() {
             if let Some(st) = s.feature_stats(f)? {
                 stats
@@ -278,18 +281,24 @@ fn merge_block(
                     .merge(&st);
             }
             pool.extend(s.top_list(f)?.into_iter().map(|e| (e, j)));
+            samples.extend(s.range_sample(f)?.into_iter().map(|e| (e, j)));
         }
         let Some(stats) = stats else { continue };
         pool.sort_by(|a, b| rank_order(a.0, b.0));
         pool.truncate(m.top_n);
+        let samples = merge_samples(f, m.range_sample, samples);
         state.push(Kind::Stats, f, &stats.encode());
-        if !pool.is_empty() {
-            let list: Vec<(f32, u32)> = pool.iter().map(|e| e.0).collect();
-            state.push(Kind::Top, f, &encode_list(&list));
-            kept.extend(pool.iter().map(|&((_, i), j)| ((i, f), j)));
+        for (kind, list) in [(Kind::Top, &pool), (Kind::Range, &samples)] {
+            if !list.is_empty() {
+                let pairs: Vec<(f32, u32)> = list.iter().map(|e| e.0).collect();
+                state.push(kind, f, &encode_list(&pairs));
+                kept.extend(list.iter().map(|&((_, i), j)| ((i, f), j)));
+            }
         }
     }
+    // An example in both lists of its feature is copied once.
     kept.sort_unstable();
+    kept.dedup();
     for group in kept.chunk_by(|a, b| a.0.0 == b.0.0) {
         let (image, j) = (group[0].0.0, group[0].1);
         let shard = &stores[j];

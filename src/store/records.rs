@@ -324,6 +324,8 @@ pub(crate) const KEY_PROGRESS: &[u8] = b"p";
 pub(crate) const PREFIX_IMAGE: &[u8] = b"i/";
 pub(crate) const PREFIX_STATS: &[u8] = b"s/";
 pub(crate) const PREFIX_TOP: &[u8] = b"t/";
+/// Range samples (kept in the state log; the prefix names them in the digest).
+pub(crate) const PREFIX_RANGE: &[u8] = b"r/";
 pub(crate) const PREFIX_EXAMPLES: &[u8] = b"e/";
 pub(crate) const KEY_COUNTS: &[u8] = b"c";
 pub(crate) const PREFIX_SKIPPED: &[u8] = b"k/";

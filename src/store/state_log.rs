@@ -12,8 +12,9 @@
 //! that lost its last commits still finds the log it names.
 //!
 //! A frame: `GLSF`, record count u32, payload bytes u64, the payload, then xxh3 of everything
-//! before it (u64). A record: kind u8 (`s` statistics, `t` top list), feature u32, length u32,
-//! the bytes (encoded as the `s/` and `t/` records of the schema in `store`).
+//! before it (u64). A record: kind u8 (`s` statistics, `t` top list, `r` range sample), feature
+//! u32, length u32, the bytes (encoded as the `s/`, `t/` and `r/` records of the schema in
+//! `store`).
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -22,7 +23,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use super::integrity::sync_parent;
-use super::records::{PREFIX_STATS, PREFIX_TOP, key};
+use super::records::{PREFIX_RANGE, PREFIX_STATS, PREFIX_TOP, key};
 
 /// Database key of the [`StatePointer`].
 pub(crate) const KEY_STATE: &[u8] = b"w";
@@ -71,13 +72,15 @@ impl StatePointer {
     }
 }
 
-/// The two kinds of record the log holds.
+/// The kinds of record the log holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
     /// A feature's statistics (`s/`).
     Stats,
     /// A feature's top list (`t/`).
     Top,
+    /// A feature's range sample (`r/`).
+    Range,
 }
 
 impl Kind {
@@ -85,6 +88,7 @@ impl Kind {
         match self {
             Kind::Stats => b's',
             Kind::Top => b't',
+            Kind::Range => b'r',
         }
     }
 
@@ -93,6 +97,7 @@ impl Kind {
         match self {
             Kind::Stats => key(PREFIX_STATS, &[f]),
             Kind::Top => key(PREFIX_TOP, &[f]),
+            Kind::Range => key(PREFIX_RANGE, &[f]),
         }
     }
 }
@@ -152,6 +157,7 @@ impl Frame {
 pub(crate) struct StateRecords {
     pub stats: Vec<Option<Box<[u8]>>>,
     pub tops: Vec<Option<Box<[u8]>>>,
+    pub ranges: Vec<Option<Box<[u8]>>>,
 }
 
 impl StateRecords {
@@ -159,30 +165,35 @@ impl StateRecords {
         Self {
             stats: vec![None; num_latents],
             tops: vec![None; num_latents],
+            ranges: vec![None; num_latents],
         }
     }
 
     /// The record of `kind` for feature `f`.
     pub fn get(&self, kind: Kind, f: u32) -> Option<&[u8]> {
-        let slot = match kind {
-            Kind::Stats => &self.stats,
-            Kind::Top => &self.tops,
-        };
-        slot.get(f as usize).and_then(|v| v.as_deref())
+        self.slots(kind).get(f as usize).and_then(|v| v.as_deref())
     }
 
-    /// Every record as (kind, feature, value), statistics first, by feature.
+    /// Every record as (kind, feature, value): statistics, then top lists, then range
+    /// samples, each by feature.
     pub fn iter(&self) -> impl Iterator<Item = (Kind, u32, &[u8])> {
-        self.of(Kind::Stats).chain(self.of(Kind::Top))
+        self.of(Kind::Stats)
+            .chain(self.of(Kind::Top))
+            .chain(self.of(Kind::Range))
+    }
+
+    fn slots(&self, kind: Kind) -> &[Option<Box<[u8]>>] {
+        match kind {
+            Kind::Stats => &self.stats,
+            Kind::Top => &self.tops,
+            Kind::Range => &self.ranges,
+        }
     }
 
     /// The records of `kind` as (kind, feature, value), by feature.
     pub fn of(&self, kind: Kind) -> impl Iterator<Item = (Kind, u32, &[u8])> {
-        let recs = match kind {
-            Kind::Stats => &self.stats,
-            Kind::Top => &self.tops,
-        };
-        recs.iter()
+        self.slots(kind)
+            .iter()
             .enumerate()
             .filter_map(move |(f, v)| v.as_deref().map(|v| (kind, f as u32, v)))
     }
@@ -201,6 +212,7 @@ impl StateRecords {
             let slot = match head[0] {
                 b's' => &mut self.stats,
                 b't' => &mut self.tops,
+                b'r' => &mut self.ranges,
                 other => bail!("a record of unknown kind {other}"),
             };
             let Some(slot) = slot.get_mut(f as usize) else {

@@ -5,7 +5,7 @@ use std::path::Path;
 use crate::model::anyres::{ImageLayout, TokenKind};
 use crate::util::rng::SeededRng;
 
-use super::examples::{decode_list, filter_record, record_entries};
+use super::examples::{decode_pairs, filter_record, record_entries};
 use super::records::{KEY_COUNTS, KEY_MANIFEST, PREFIX_EXAMPLES};
 use super::state_log::{KEY_STATE, Kind};
 use super::{Aggregator, ImageRecord, Manifest, Store};
@@ -114,8 +114,8 @@ pub(crate) fn build(
 pub(crate) fn dump(store: &Store) -> Vec<(Vec<u8>, Vec<u8>)> {
     let state = store.state().unwrap();
     let mut listed = std::collections::HashSet::new();
-    for (_, f, v) in state.of(Kind::Top) {
-        for (_, image) in decode_list(v).unwrap() {
+    for (_, f, v) in state.of(Kind::Top).chain(state.of(Kind::Range)) {
+        for (_, image) in decode_pairs(v).unwrap() {
             listed.insert((f, image));
         }
     }

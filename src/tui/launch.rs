@@ -59,6 +59,7 @@ pub fn open_store(model: &ModelSpec, dir: Option<&Path>) -> Result<Store> {
         // The first run's only wait: show that it moves.
         progress_bar: true,
         tokens: Default::default(),
+        range_sample: crate::store::DEFAULT_RANGE_SAMPLE,
     };
     run_cache(&session, &dataset, &opts)?;
     Store::open(&dir)

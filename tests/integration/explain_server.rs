@@ -81,6 +81,7 @@ fn fixture() -> Fixture {
         shard: None,
         features: FeatureFilter::All,
         tokens: Default::default(),
+        range_sample: 0,
     };
     let dir = tmp.path().join("store");
     let store = Store::create(&dir, &manifest).unwrap();

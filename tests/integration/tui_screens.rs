@@ -41,6 +41,7 @@ fn build_store(dir: &Path, images: usize) -> Store {
         commit_every: 6,
         progress_bar: false,
         tokens: Default::default(),
+        range_sample: glint::store::DEFAULT_RANGE_SAMPLE,
     };
     run_cache(&session, &dataset, &opts).unwrap();
     Store::open(&out).unwrap()

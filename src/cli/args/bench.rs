@@ -66,6 +66,12 @@ pub struct StoreBenchArgs {
     /// Examples kept per feature.
     #[arg(long, default_value_t = 50)]
     pub top_n: usize,
+    /// Images each feature keeps as its range sample.
+    #[arg(long, default_value_t = crate::store::DEFAULT_RANGE_SAMPLE)]
+    pub range_sample: usize,
+    /// Also run the same codes without a range sample and print what the sample costs.
+    #[arg(long)]
+    pub range_cost: bool,
     /// Feature frequencies: uniform (a random SAE) or zipf (a trained one).
     #[arg(long, default_value = "uniform")]
     pub profile: crate::store::bench::Profile,

@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use crate::session::encode::TokenSelection;
-use crate::store::{FeatureFilter, RankRule};
+use crate::store::{DEFAULT_RANGE_SAMPLE, FeatureFilter, RankRule};
 
 /// Arguments of `glint --batch cache`.
 #[derive(Debug, Args)]
@@ -28,6 +28,10 @@ pub struct CacheArgs {
     /// Example ranking: max (over all image tokens) or mean-base (the original's rule).
     #[arg(long, default_value = "max")]
     pub rank: RankRule,
+    /// Firing images each feature keeps as a uniform sample across its activation range, shown
+    /// as bands on its page and drawn on by the detection and fuzzing scorers (0: none).
+    #[arg(long, default_value_t = DEFAULT_RANGE_SAMPLE)]
+    pub range_sample: usize,
     /// Features to store: `all`, a range `A..B`, a list `3,17,42`, or a filter JSON file.
     #[arg(long, conflicts_with = "filter")]
     pub features: Option<String>,

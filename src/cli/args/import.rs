@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
-use crate::store::RankRule;
+use crate::store::{DEFAULT_RANGE_SAMPLE, RankRule};
 
 /// Formats `glint --batch import` reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -38,6 +38,10 @@ pub struct ImportArgs {
     /// Example ranking: max or mean-base.
     #[arg(long, default_value = "mean-base")]
     pub rank: RankRule,
+    /// Firing images each feature keeps as a uniform sample across its activation range, shown
+    /// as bands on its page and drawn on by the detection and fuzzing scorers (0: none).
+    #[arg(long, default_value_t = DEFAULT_RANGE_SAMPLE)]
+    pub range_sample: usize,
     /// The feature list a filter file is read into (--format filter).
     #[arg(long)]
     pub list: Option<String>,

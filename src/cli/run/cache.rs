@@ -34,6 +34,7 @@ pub fn run(model: &ModelArgs, args: &CacheArgs) -> Result<()> {
         commit_every: args.commit_every,
         progress_bar: std::io::stderr().is_terminal() && !args.json,
         tokens: args.tokens,
+        range_sample: args.range_sample,
     };
     let summary = run_cache(&session, &dataset, &opts)?;
     if args.json {

@@ -90,6 +90,7 @@ pub fn run(model: &ModelArgs, args: &ImportArgs) -> Result<()> {
         shard: None,
         features: FeatureFilter::All,
         tokens: Default::default(),
+        range_sample: args.range_sample,
     };
     let pins = config.pinpoints();
     let (tile, patch) = (

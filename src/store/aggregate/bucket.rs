@@ -6,6 +6,7 @@ use std::ops::Range;
 use anyhow::{Result, bail};
 use half::f16;
 
+use super::super::range_sample::offer_sample;
 use super::super::{Example, FeatureFilter, FeatureStats, RankRule};
 use super::{ACTIVE_MIN, offer};
 
@@ -32,8 +33,18 @@ pub(super) struct Buckets {
 pub(super) struct Folded {
     pub f: u32,
     pub max: f32,
-    /// The example that entered the feature's top-N list and the image it evicted, if any.
-    pub entered: Option<(Example, Option<u32>)>,
+    /// The image's example, when it entered the top-N list or the range sample.
+    pub example: Option<Example>,
+    /// The top-N list took the image, evicting the image given, if any.
+    pub top: Option<Option<u32>>,
+    /// The range sample took the image, evicting the image given, if any.
+    pub sample: Option<Option<u32>>,
+}
+
+/// A feature's two example lists, side by side.
+pub(super) struct Lists<'a> {
+    pub top: &'a mut [Vec<(f32, u32)>],
+    pub sample: &'a mut [Vec<(f32, u32)>],
 }
 
 /// The image-wide inputs of a fold.
@@ -42,6 +53,7 @@ pub(super) struct FoldParams {
     pub base_tokens: usize,
     pub rank: RankRule,
     pub top_n: usize,
+    pub range_sample: usize,
 }
 
 impl Buckets {
@@ -116,26 +128,28 @@ impl Buckets {
         Ok(())
     }
 
-    /// Fold the grouped image into `heaps` and `stats` (indexed by feature), returning what
+    /// Fold the grouped image into `lists` and `stats` (indexed by feature), returning what
     /// happened to each feature that fired, by feature.
     pub fn fold(
         &self,
-        heaps: &mut [Vec<(f32, u32)>],
+        lists: Lists<'_>,
         stats: &mut [Option<FeatureStats>],
         p: &FoldParams,
     ) -> Vec<Folded> {
         let ranges = self.split();
         if ranges.len() <= 1 {
-            return self.fold_range(0, heaps, stats, p);
+            return self.fold_range(0, lists, stats, p);
         }
         std::thread::scope(|scope| {
-            let (mut heaps, mut stats) = (heaps, stats);
+            let (mut tops, mut samples, mut stats) = (lists.top, lists.sample, stats);
             let mut jobs = Vec::with_capacity(ranges.len());
             for r in ranges {
-                let (h, h_rest) = std::mem::take(&mut heaps).split_at_mut(r.len());
+                let (t, t_rest) = std::mem::take(&mut tops).split_at_mut(r.len());
+                let (q, q_rest) = std::mem::take(&mut samples).split_at_mut(r.len());
                 let (s, s_rest) = std::mem::take(&mut stats).split_at_mut(r.len());
-                (heaps, stats) = (h_rest, s_rest);
-                jobs.push(scope.spawn(move || self.fold_range(r.start, h, s, p)));
+                (tops, samples, stats) = (t_rest, q_rest, s_rest);
+                let part = Lists { top: t, sample: q };
+                jobs.push(scope.spawn(move || self.fold_range(r.start, part, s, p)));
             }
             let mut out = Vec::new();
             for job in jobs {
@@ -168,16 +182,17 @@ impl Buckets {
         cuts.windows(2).map(|w| w[0]..w[1]).collect()
     }
 
-    /// Fold features `first..first + heaps.len()`; `heaps` and `stats` start at `first`.
+    /// Fold features `first..first + stats.len()`; `lists` and `stats` start at `first`.
     fn fold_range(
         &self,
         first: usize,
-        heaps: &mut [Vec<(f32, u32)>],
+        lists: Lists<'_>,
         stats: &mut [Option<FeatureStats>],
         p: &FoldParams,
     ) -> Vec<Folded> {
         let mut out = Vec::new();
-        for (i, (heap, stat)) in heaps.iter_mut().zip(stats).enumerate() {
+        let per_feature = lists.top.iter_mut().zip(lists.sample.iter_mut()).zip(stats);
+        for (i, ((heap, sample), stat)) in per_feature.enumerate() {
             let f = first + i;
             let group = &self.items[self.bounds[f] as usize..self.bounds[f + 1] as usize];
             if group.is_empty() {
@@ -201,21 +216,21 @@ impl Buckets {
             };
             stat.get_or_insert_with(FeatureStats::default)
                 .add_image(group.iter().map(|&(_, v)| v));
-            let entered = offer(heap, p.top_n, score, p.index).map(|evicted| {
-                let tokens = group.iter().map(|&(t, v)| (t, f16::from_f32(v))).collect();
-                let example = Example {
-                    image: p.index,
-                    score,
-                    max,
-                    mean_base,
-                    tokens,
-                };
-                (example, evicted)
+            let top = offer(heap, p.top_n, score, p.index);
+            let sample = offer_sample(sample, p.range_sample, f as u32, score, p.index);
+            let example = (top.is_some() || sample.is_some()).then(|| Example {
+                image: p.index,
+                score,
+                max,
+                mean_base,
+                tokens: group.iter().map(|&(t, v)| (t, f16::from_f32(v))).collect(),
             });
             out.push(Folded {
                 f: f as u32,
                 max,
-                entered,
+                example,
+                top,
+                sample,
             });
         }
         out
