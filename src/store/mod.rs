@@ -3,14 +3,14 @@
 //! # Schema (version [`SCHEMA_VERSION`])
 //!
 //! One sled tree (the default one) holds the records below under a one-letter key prefix; ids
-//! are big-endian `u32` so keys sort by id. The `s/` and `t/` records, which a commit changes by
+//! are big-endian `u32` so keys sort by id. The `s/`, `t/` and `r/` records, which a commit changes by
 //! the hundred thousand at 131k latents, live instead in an append-only state log beside the
 //! database (`state-<generation>.log`, see `state_log`), keyed the same way. Every commit first
-//! appends its changed `s/` and `t/` records to the log and fsyncs it, then applies one atomic
+//! appends its changed `s/`, `t/` and `r/` records to the log and fsyncs it, then applies one atomic
 //! `apply_batch` whose `w` record names the log and its committed length, and flushes; so a
 //! store killed at any moment holds exactly the state of its last commit. After
 //! each commit an fsync'd [`CommitRecord`] beside the database names it (sequence, progress, a
-//! digest of the `p`, `c`, `i/`, `k/`, `s/` and `t/` records); opening compares the two, so a
+//! digest of the `p`, `c`, `i/`, `k/`, `s/`, `t/` and `r/` records); opening compares the two, so a
 //! database that lost commits is reported and one whose records changed is refused.
 //!
 //! | key | value |
@@ -20,7 +20,8 @@
 //! | `i/<image>` | [`ImageRecord`] as JSON |
 //! | `s/<feature>` (state log) | [`FeatureStats`]: fired tokens u64, fired images u64, exact sum u128 (units of 2^-40), max f32, [`HIST_LEN`] × u32 histogram |
 //! | `t/<feature>` (state log) | the feature's top-N list, best first: (score f32, image u32) per entry |
-//! | `e/<block><image>` | the token maps of image `image` for the features of block `block` (features `64·block ..`, [`EXAMPLE_BLOCK`] a block) that listed it when it was committed, by feature: feature u32, then an [`Example`]: image u32, score f32, max f32, mean_base f32, count u32, count × (token u16, f16 bits u16) |
+//! | `r/<feature>` (state log) | the feature's range sample (see `range_sample`): at most the manifest's `range_sample` (score f32, image u32) entries, by [`sample_key`] |
+//! | `e/<block><image>` | the token maps of image `image` for the features of block `block` (features `64·block ..`, [`EXAMPLE_BLOCK`] a block) that listed it (in its top list or range sample) when it was committed, by feature: feature u32, then an [`Example`]: image u32, score f32, max f32, mean_base f32, count u32, count × (token u16, f16 bits u16) |
 //! | `w` | the state log's generation and committed length, as JSON |
 //! | `c` | examples stored per block (listed, or evicted and not yet compacted away), u32 each |
 //! | `k/<image>` | [`SkippedImage`] as JSON: an image the cache could not aggregate, and why |
@@ -45,7 +46,9 @@
 //!
 //! A top-N list is ordered by score (descending), then image index (ascending). That is a total
 //! order on distinct images, so the list kept does not depend on the order images arrive in; the
-//! statistics are integer sums (the activation sum in fixed point), so they do not either. Hence a
+//! statistics are integer sums (the activation sum in fixed point), so they do not either; a
+//! range sample keeps the images of smallest [`sample_key`], a fixed function of (feature,
+//! image), so it does not either. Hence a
 //! resumed run, and a merge of disjoint shards, equal an uninterrupted single run exactly.
 //!
 //! # Memory
