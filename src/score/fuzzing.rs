@@ -95,7 +95,7 @@ pub fn samples(
     let mut rng = SeededRng::for_name(opts.seed, &format!("fuzz/{f}"));
     let mut out = Vec::new();
     let mut shown = Vec::new();
-    for ex in positives(store, f, opts.positives)? {
+    for ex in positives(store, f, opts.positives, opts.positives_from)? {
         let l = load(store, root, ex.image, opts.max_pixels)?;
         let truth = true_tokens(&ex, fraction);
         out.push(Sample {

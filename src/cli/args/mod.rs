@@ -28,7 +28,7 @@ pub use merge::MergeArgs;
 pub use model::ModelArgs;
 pub use probe::ProbeArgs;
 pub use sample_data::SampleDataArgs;
-pub use score::ScoreArgs;
+pub use score::{PositivesFrom, ScoreArgs};
 pub use steer::SteerArgs;
 pub use train::TrainArgs;
 

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 
 use crate::explain::settings::{DEFAULT_API_KEY_ENV, DEFAULT_RETRIES, DEFAULT_TIMEOUT_S};
 use crate::score::Method;
@@ -83,9 +83,14 @@ pub struct ScoreArgs {
     /// IOU and CLIP: top images per feature.
     #[arg(long, default_value_t = 5)]
     pub examples: usize,
-    /// Detection and fuzzing: activating images, spread over the stored ranking.
+    /// Detection and fuzzing: activating images, spread over where they come from.
     #[arg(long, default_value_t = 10)]
     pub positives: usize,
+    /// Detection and fuzzing: where the activating images come from: range (the feature's
+    /// range sample, weak activations as well as strong; the top list on a store cached
+    /// without one) or top (its top list, as the original system).
+    #[arg(long, value_enum, default_value_t = PositivesFrom::Range)]
+    pub positives_from: PositivesFrom,
     /// Detection and fuzzing: non-activating (or, for fuzzing, falsely highlighted) images.
     #[arg(long, default_value_t = 10)]
     pub negatives: usize,
@@ -113,4 +118,13 @@ pub struct ScoreArgs {
     /// Print a JSON summary.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Where detection and fuzzing draw activating images from (`--positives-from`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PositivesFrom {
+    /// The feature's range sample.
+    Range,
+    /// Its top list.
+    Top,
 }

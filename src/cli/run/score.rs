@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::cli::args::{ModelArgs, ScoreArgs};
+use crate::cli::args::{ModelArgs, PositivesFrom, ScoreArgs};
 use crate::cli::output::{block_on, exit_partial, print_or_json};
 use crate::clip::ClipScorer;
 use crate::explain::select::dataset_root;
 use crate::llm::{ChatClient, ClientConfig, Endpoint};
 use crate::score::clip::ClipRun;
-use crate::score::detection::SampleOptions;
+use crate::score::detection::{PositiveSource, SampleOptions};
 use crate::score::iou::{IouScorer, MaskSource, Threshold};
 use crate::score::masks::{GroundTruth, Grounding};
 use crate::score::prompt::{Builtin, ScorePrompt};
@@ -66,6 +66,10 @@ pub fn build_job(model: &ModelSpec, args: &ScoreArgs, store: &Store) -> Result<S
     };
     let samples = SampleOptions {
         positives: args.positives,
+        positives_from: match args.positives_from {
+            PositivesFrom::Range => PositiveSource::Range,
+            PositivesFrom::Top => PositiveSource::Top,
+        },
         negatives: args.negatives,
         per_prompt: args.per_prompt,
         seed: args.seed,
