@@ -10,7 +10,7 @@ use image::RgbImage;
 
 use ratatui::layout::Rect;
 
-use super::data::{FeatureDetail, FeatureRow, Picture};
+use super::data::{ExampleSet, FeatureDetail, FeatureRow, Picture};
 use super::keymap::{Key, Keymap};
 use super::screens::attrib::{AttribDone, AttribInput, AttribJob, AttribState};
 use super::screens::steer::{SteerEffect, SteerInput, SteerMsg, SteerState};
@@ -60,7 +60,9 @@ pub enum Event {
     FullLoaded {
         /// The feature.
         id: u32,
-        /// Position of the example in the feature's list.
+        /// The list the example is in.
+        set: ExampleSet,
+        /// Position of the example in that list.
         index: usize,
         /// The picture, or why it could not be read.
         result: Result<Picture, String>,
@@ -127,7 +129,9 @@ pub enum Effect {
     LoadFull {
         /// The feature.
         id: u32,
-        /// Position of the example in the feature's list.
+        /// The list the example is in.
+        set: ExampleSet,
+        /// Position of the example in that list.
         index: usize,
     },
     /// Load these features' details into the runner's cache (the neighbours of the one shown).

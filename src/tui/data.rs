@@ -231,6 +231,56 @@ pub struct ExampleView {
     pub picture: Picture,
 }
 
+/// An example of a feature's range sample, with the activation band it falls in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BandedExample {
+    /// Band from 0 (weakest; the decile with ten bands).
+    pub band: usize,
+    /// Bands the sample is split into.
+    pub bands: usize,
+    /// Lowest and highest score of the band.
+    pub edges: (f32, f32),
+    /// The example.
+    pub view: ExampleView,
+}
+
+/// Which of a feature's example lists the screen shows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ExampleSet {
+    /// Its top examples.
+    #[default]
+    Top,
+    /// Examples across its range, by band.
+    Range,
+}
+
+impl FeatureDetail {
+    /// The examples of `set`, in the order the grid shows them.
+    pub fn examples_of(&self, set: ExampleSet) -> Vec<&ExampleView> {
+        match set {
+            ExampleSet::Top => self.examples.iter().collect(),
+            ExampleSet::Range => self.range.iter().map(|b| &b.view).collect(),
+        }
+    }
+}
+
+/// Feature `f`'s range-sample examples, strongest band first (each band strongest first), with
+/// their band: (band, bands, band edges, example).
+fn banded_examples(store: &Store, f: u32) -> Result<Vec<(usize, usize, (f32, f32), Example)>> {
+    let bands = store.range_bands(f)?;
+    let count = bands.len();
+    let mut out = Vec::new();
+    for b in bands.iter().rev() {
+        for &(_, image) in &b.examples {
+            let ex = store.example(f, image)?.with_context(|| {
+                format!("feature {f}: the range-sample example on image {image} is not stored")
+            })?;
+            out.push((b.band, count, (b.low, b.high), ex));
+        }
+    }
+    Ok(out)
+}
+
 /// Everything the feature screen shows about one feature.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FeatureDetail {
@@ -240,6 +290,10 @@ pub struct FeatureDetail {
     pub stats: Option<FeatureStats>,
     /// Top examples, best first.
     pub examples: Vec<ExampleView>,
+    /// Examples across its range (its range sample), strongest band first.
+    pub range: Vec<BandedExample>,
+    /// Images in the feature's range sample, and the images it fired on.
+    pub range_of: (usize, u64),
     /// Its machine explanations, newest first.
     pub explanations: Vec<Explanation>,
     /// Its scores, newest first.
@@ -260,13 +314,15 @@ pub fn load_feature_cached(
 ) -> Result<FeatureDetail> {
     let root = dataset_root(store.manifest());
     let stats = store.feature_stats(f)?;
+    let top = store.top_examples(f)?;
+    let banded = banded_examples(store, f)?;
     let mut jobs = Vec::new();
-    for ex in store.top_examples(f)? {
+    for ex in top.iter().chain(banded.iter().map(|b| &b.3)) {
         let rec = store.image(ex.image)?.with_context(|| {
             format!("feature {f}: image {} has no record in the store", ex.image)
         })?;
         let layout = rec.layout()?.clone();
-        jobs.push((ex, rec, layout));
+        jobs.push((ex.clone(), rec, layout));
     }
     // Every example, not a first page: decoding is spread over a few threads, and most images
     // are in the cache already when the next feature opens.
@@ -292,10 +348,25 @@ pub fn load_feature_cached(
     if examples.len() != jobs.len() {
         anyhow::bail!("feature {f}: an example thumbnail could not be drawn");
     }
+    let mut examples = examples.into_iter();
+    let top: Vec<ExampleView> = examples.by_ref().take(top.len()).collect();
+    let range = banded
+        .iter()
+        .zip(examples)
+        .map(|(&(band, bands, edges, _), view)| BandedExample {
+            band,
+            bands,
+            edges,
+            view,
+        })
+        .collect::<Vec<_>>();
+    let fired = stats.as_ref().map_or(0, |s| s.fired_images);
     Ok(FeatureDetail {
         id: f,
+        range_of: (range.len(), fired),
         stats,
-        examples,
+        examples: top,
+        range,
         explanations: store.explanations_of(f)?,
         scores: store.scores_of(f)?,
     })
@@ -331,12 +402,21 @@ fn example_view(
 }
 
 /// Example `index` of feature `f` as a picture of up to `side` pixels (the full-size view).
-pub fn load_example(store: &Store, f: u32, index: usize, side: u32) -> Result<Picture> {
-    let ex = store
-        .top_examples(f)?
-        .into_iter()
-        .nth(index)
-        .with_context(|| format!("feature {f} has no example #{}", index + 1))?;
+pub fn load_example(
+    store: &Store,
+    f: u32,
+    set: ExampleSet,
+    index: usize,
+    side: u32,
+) -> Result<Picture> {
+    let ex = match set {
+        ExampleSet::Top => store.top_examples(f)?.into_iter().nth(index),
+        ExampleSet::Range => banded_examples(store, f)?
+            .into_iter()
+            .nth(index)
+            .map(|b| b.3),
+    };
+    let ex = ex.with_context(|| format!("feature {f} has no example #{}", index + 1))?;
     let rec = store
         .image(ex.image)?
         .with_context(|| format!("feature {f}: image {} has no record in the store", ex.image))?;

@@ -96,6 +96,7 @@ actions! {
     AttribRun = "attrib-run": "Attribute the answer to the SAE latents (one forward + backward)",
     CycleSign = "cycle-sign": "Patch map: |attribution|, positive part, negative part",
     TogglePage = "toggle-page": "Examples / what it writes, its neighbours and co-firing",
+    ToggleRange = "toggle-range": "Examples: top / across its range, by decile",
     ListAdd = "list-add": "Add this feature to a named list (NAME: note)",
     Compare = "compare": "Mark this feature, then compare it side by side with another",
 }

@@ -14,7 +14,7 @@ use glint::jobs::cache::{CacheOptions, run_cache};
 use glint::session::Session;
 use glint::store::{FeatureFilter, RankRule, Store};
 use glint::tui::app::{App, Effect, Event, Hit, ImageFocus, ImageSource, PageState, Screen};
-use glint::tui::data::{self, THUMB_SIDE};
+use glint::tui::data::{self, ExampleSet, THUMB_SIDE};
 use glint::tui::explainer::{config_from_toml, unconfigured_hint};
 use glint::tui::runner::Runner;
 
@@ -105,10 +105,15 @@ fn drive(app: &mut App, events: Vec<Event>) -> Vec<Effect> {
                         data::load_feature(store(), id, THUMB_SIDE).map_err(|e| e.to_string());
                     app.update(Event::FeatureLoaded { id, result });
                 }
-                Effect::LoadFull { id, index } => {
-                    let result = data::load_example(store(), id, index, data::FULL_SIDE)
+                Effect::LoadFull { id, set, index } => {
+                    let result = data::load_example(store(), id, set, index, data::FULL_SIDE)
                         .map_err(|e| e.to_string());
-                    app.update(Event::FullLoaded { id, index, result });
+                    app.update(Event::FullLoaded {
+                        id,
+                        set,
+                        index,
+                        result,
+                    });
                 }
                 _ => {}
             }
@@ -201,6 +206,7 @@ fn feature_screen_shows_heatmap_grid_histogram_and_mask_toggle() {
         effects,
         vec![Effect::LoadFull {
             id,
+            set: ExampleSet::Top,
             index: a.feature.sel
         }]
     );
@@ -215,6 +221,61 @@ fn feature_screen_shows_heatmap_grid_histogram_and_mask_toggle() {
     let next = a.feature.id.unwrap();
     drive(&mut a, vec![key('p')]);
     assert_eq!(a.feature.id, Some(id), "p goes back to {id} from {next}");
+}
+
+#[test]
+fn the_range_view_shows_examples_by_decile_and_opens_them_full_size() {
+    let mut a = app();
+    // The feature that fired on the most images has the widest range.
+    let id = a
+        .features
+        .rows
+        .iter()
+        .max_by_key(|r| (r.images, std::cmp::Reverse(r.id)))
+        .unwrap()
+        .id;
+    let mut evs = vec![key(':')];
+    evs.extend(id.to_string().chars().map(key));
+    evs.push(code(KeyCode::Enter));
+    drive(&mut a, evs);
+    let d = a.feature.detail.clone().unwrap();
+    let sampled = store().range_sample(id).unwrap();
+    assert_eq!(d.range.len(), sampled.len());
+    assert!(
+        d.range.len() > 1,
+        "feature {id} samples {} images",
+        d.range.len()
+    );
+    // Strongest band first, each band strongest first.
+    assert!(d.range.windows(2).all(|w| w[0].band >= w[1].band));
+    assert!(
+        d.range
+            .windows(2)
+            .all(|w| w[0].view.score >= w[1].view.score)
+    );
+    assert!(d.range.iter().all(|b| b.view.picture.missing.is_none()));
+    drive(&mut a, vec![key('r')]);
+    assert_eq!((a.feature.set, a.feature.sel), (ExampleSet::Range, 0));
+    let screen = draw(&a);
+    assert!(screen.contains("across its range"), "{screen}");
+    insta::assert_snapshot!("feature_range", screen);
+    let last = d.range.len() - 1;
+    let effects = drive(&mut a, vec![key('G'), code(KeyCode::Enter)]);
+    assert_eq!(
+        effects,
+        vec![Effect::LoadFull {
+            id,
+            set: ExampleSet::Range,
+            index: last
+        }]
+    );
+    let (at, full) = a.feature.full_picture.as_ref().unwrap();
+    assert_eq!(*at, (ExampleSet::Range, last));
+    assert!(full.rgb.width() > d.range[last].view.picture.rgb.width());
+    // Back to the top examples.
+    drive(&mut a, vec![code(KeyCode::Esc), key('r')]);
+    assert_eq!(a.feature.set, ExampleSet::Top);
+    assert!(draw(&a).contains("top "));
 }
 
 fn d_len(a: &App) -> usize {
@@ -345,7 +406,14 @@ fn mouse_clicks_select_open_switch_screens_and_scroll() {
     assert_eq!((a.feature.sel, a.feature.full), (1, false));
     let effects = drive(&mut a, vec![click(x, y)]);
     assert!(a.feature.full);
-    assert_eq!(effects, vec![Effect::LoadFull { id, index: 1 }]);
+    assert_eq!(
+        effects,
+        vec![Effect::LoadFull {
+            id,
+            set: ExampleSet::Top,
+            index: 1
+        }]
+    );
     draw(&a);
     drive(&mut a, vec![click(x, y)]);
     assert!(!a.feature.full);

@@ -88,12 +88,17 @@ impl Runner {
             Effect::CancelModel => self.model.cancel(),
             Effect::LoadFeature(id) => self.load_feature(id),
             Effect::Prefetch(ids) => self.prefetch(ids),
-            Effect::LoadFull { id, index } => {
+            Effect::LoadFull { id, set, index } => {
                 let (store, tx) = (self.store.clone(), self.tx.clone());
                 tokio::task::spawn_blocking(move || {
-                    let result = data::load_example(&store, id, index, data::FULL_SIDE)
+                    let result = data::load_example(&store, id, set, index, data::FULL_SIDE)
                         .map_err(|e| format!("{e:#}"));
-                    let _ = tx.send(Event::FullLoaded { id, index, result });
+                    let _ = tx.send(Event::FullLoaded {
+                        id,
+                        set,
+                        index,
+                        result,
+                    });
                 });
             }
             Effect::Analyze { ticket, source } => self.analyze(ticket, source),

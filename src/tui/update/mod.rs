@@ -58,7 +58,12 @@ impl App {
                 vec![]
             }
             Event::FeatureLoaded { id, result } => self.on_feature_loaded(id, result),
-            Event::FullLoaded { id, index, result } => self.on_full_loaded(id, index, result),
+            Event::FullLoaded {
+                id,
+                set,
+                index,
+                result,
+            } => self.on_full_loaded(id, (set, index), result),
             Event::Explained { id, result } => self.on_explained(id, result),
             Event::LabelSaved { id, result } => self.on_label_saved(id, result),
             Event::ImageLoaded { ticket, result } => self.on_image_loaded(ticket, result),

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use crate::dashboard::FeaturePage;
-use crate::tui::data::{FeatureDetail, Picture};
+use crate::tui::data::{ExampleSet, FeatureDetail, Picture};
 
 /// The feature screen.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -12,12 +12,14 @@ pub struct FeatureState {
     pub id: Option<u32>,
     /// Its loaded detail.
     pub detail: Option<FeatureDetail>,
-    /// Selected example.
+    /// Which examples the grid shows: the top ones or those across the range.
+    pub set: ExampleSet,
+    /// Selected example (in `set`).
     pub sel: usize,
     /// Full-size view of the selected example open.
     pub full: bool,
     /// The full-resolution picture of example `.0`, once read.
-    pub full_picture: Option<(usize, Picture)>,
+    pub full_picture: Option<((ExampleSet, usize), Picture)>,
     /// The right-hand pane shows the feature page instead of the examples.
     pub show_page: bool,
     /// The feature page of the feature shown, as far as it is known.

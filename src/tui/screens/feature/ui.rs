@@ -10,7 +10,7 @@ use crate::model::anyres::TokenKind;
 use crate::session::encode::position_name;
 use crate::store::{HIST_LEN, hist_edges};
 use crate::tui::app::{App, Hit};
-use crate::tui::data::{ExampleView, FeatureDetail, HUMAN_MARK};
+use crate::tui::data::{ExampleSet, ExampleView, FeatureDetail, HUMAN_MARK};
 use crate::tui::keymap::Action;
 use crate::tui::ui::graphics::Graphics;
 
@@ -99,7 +99,7 @@ pub fn render(app: &App, frame: &mut Frame<'_>, area: Rect, gfx: &mut Graphics) 
     }
     render_grid(app, detail, frame, grid, gfx);
     if app.feature.full
-        && let Some(ex) = detail.examples.get(app.feature.sel)
+        && let Some(ex) = detail.examples_of(app.feature.set).get(app.feature.sel)
     {
         render_full(app, ex, frame, area, gfx);
     }
@@ -233,34 +233,45 @@ fn render_grid(
     gfx: &mut Graphics,
 ) {
     let t = &app.theme;
+    let set = app.feature.set;
+    let examples = d.examples_of(set);
     let inner = Block::bordered().inner(area);
-    let g = grid_shape(inner.width, inner.height, d.examples.len());
+    let g = grid_shape(inner.width, inner.height, examples.len());
     let (cols, visible) = (g.cols, g.rows);
     let sel_row = app.feature.sel / cols;
     let first_row = sel_row.saturating_sub(visible - 1);
     let first = first_row * cols;
-    let last = (first + visible * cols).min(d.examples.len());
-    let title = if last - first < d.examples.len() {
-        format!(
-            " top {} examples · {}–{last} shown · j/k for more ",
-            d.examples.len(),
-            first + 1
-        )
-    } else {
-        format!(" top {} examples ", d.examples.len())
+    let last = (first + visible * cols).min(examples.len());
+    let mut title = match set {
+        ExampleSet::Top => format!(" top {} examples ", examples.len()),
+        ExampleSet::Range => range_title(app, d),
+    };
+    if last - first < examples.len() {
+        title.push_str(&format!("· {}–{last} shown · j/k for more ", first + 1));
+    }
+    let other = match set {
+        ExampleSet::Top => "across its range",
+        ExampleSet::Range => "top examples",
     };
     let block = Block::bordered()
         .title(Span::styled(title, t.title))
+        .title_bottom(Span::styled(
+            format!(" {} {other} ", app.key_for(Action::ToggleRange)),
+            t.dim,
+        ))
         .border_style(t.focus_border);
     frame.render_widget(block, area);
-    if d.examples.is_empty() {
-        frame.render_widget(Paragraph::new("no examples").style(t.dim), inner);
+    if examples.is_empty() {
+        let msg = match set {
+            ExampleSet::Top => "no examples",
+            ExampleSet::Range => "no range sample: the store was cached without one",
+        };
+        frame.render_widget(Paragraph::new(msg).style(t.dim), inner);
         return;
     }
     let (cell_w, cell_h) = (g.cell_w, g.cell_h);
     let scale = app.row(d.id).map(|r| r.max);
-    for (i, ex) in d
-        .examples
+    for (i, ex) in examples
         .iter()
         .enumerate()
         .skip(first_row * cols)
@@ -274,7 +285,11 @@ fn render_grid(
         } else {
             t.border
         };
-        let title = fit_title(&format!("#{} {}", i + 1, ex.picture.label), cell_w - 2);
+        let rank = match (set, d.range.get(i)) {
+            (ExampleSet::Range, Some(b)) => band_name(b.band, b.bands),
+            _ => format!("#{}", i + 1),
+        };
+        let title = fit_title(&format!("{rank} {}", ex.picture.label), cell_w - 2);
         let b = Block::bordered()
             .title(title)
             .title_bottom(match ex.peak {
@@ -292,6 +307,32 @@ fn render_grid(
             &ex.picture.overlay(&app.style, &app.theme.ramp, scale),
         );
     }
+}
+
+/// The grid's title over the range sample: its size, what it samples, and the band of the
+/// selected example with its edges.
+fn range_title(app: &App, d: &FeatureDetail) -> String {
+    let (n, fired) = d.range_of;
+    let mut title = format!(" across its range: {n} of {fired} images ");
+    if let Some(b) = d.range.get(app.feature.sel) {
+        title.push_str(&format!(
+            "· {} {:.3}–{:.3} ",
+            band_name(b.band, b.bands),
+            b.edges.0,
+            b.edges.1
+        ));
+    }
+    title
+}
+
+/// A band's short name: `d1` … `d10` for deciles (1: weakest), else `b1` ….
+fn band_name(band: usize, bands: usize) -> String {
+    let letter = if bands == crate::store::RANGE_BANDS {
+        'd'
+    } else {
+        'b'
+    };
+    format!("{letter}{}", band + 1)
 }
 
 /// `text` in at most `width` columns: when too long, the middle gives way to `…`, as an image
@@ -318,7 +359,7 @@ fn render_full(app: &App, ex: &ExampleView, frame: &mut Frame<'_>, area: Rect, g
         .feature
         .full_picture
         .as_ref()
-        .filter(|(i, _)| *i == app.feature.sel)
+        .filter(|(at, _)| *at == (app.feature.set, app.feature.sel))
         .map(|(_, p)| p);
     let pic = full.unwrap_or(&ex.picture);
     let size = if full.is_some() {

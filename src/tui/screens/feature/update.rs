@@ -6,7 +6,7 @@ use super::ui::screen_grid;
 use crate::dashboard::FeaturePage;
 use crate::store::Explanation;
 use crate::tui::app::{App, Effect, PageState, Prompt};
-use crate::tui::data::{FeatureDetail, Picture};
+use crate::tui::data::{ExampleSet, FeatureDetail, Picture};
 use crate::tui::keymap::Action;
 use crate::tui::update::step;
 
@@ -15,7 +15,7 @@ pub const TICKS_PER_SECOND: u64 = 8;
 
 impl App {
     pub(crate) fn feature_action(&mut self, a: Action) -> Vec<Effect> {
-        let len = self.feature.detail.as_ref().map_or(0, |d| d.examples.len());
+        let len = self.shown_examples();
         let cols = screen_grid(self.size, len).cols as isize;
         if let Some(fx) = self.page_action(a) {
             return fx;
@@ -48,6 +48,7 @@ impl App {
                 return self.open_selected();
             }
             Action::TogglePage => return self.toggle_page(),
+            Action::ToggleRange => return self.toggle_range(),
             Action::Compare => return self.compare(),
             Action::Explain => return self.feature.id.map_or(vec![], |id| self.explain(id)),
             Action::Label => return self.feature.id.map_or(vec![], |id| self.label_prompt(id)),
@@ -88,6 +89,38 @@ impl App {
             _ => return None,
         };
         Some(vec![])
+    }
+
+    /// Examples in the list the grid shows.
+    fn shown_examples(&self) -> usize {
+        let set = self.feature.set;
+        self.feature
+            .detail
+            .as_ref()
+            .map_or(0, |d| d.examples_of(set).len())
+    }
+
+    /// Switch the grid between the top examples and those across the feature's range.
+    fn toggle_range(&mut self) -> Vec<Effect> {
+        let f = &mut self.feature;
+        f.set = match f.set {
+            ExampleSet::Top => ExampleSet::Range,
+            ExampleSet::Range => ExampleSet::Top,
+        };
+        (f.sel, f.full, f.full_picture) = (0, false, None);
+        (f.show_page, f.comparing) = (false, false);
+        let empty = f.detail.as_ref().is_some_and(|d| d.range.is_empty());
+        if f.set == ExampleSet::Range && empty {
+            let id = f.id.map_or(String::new(), |id| format!("feature {id} "));
+            self.message = Some((
+                format!(
+                    "{id}has no range sample: the store was cached with --range-sample 0 or \
+                     before range samples existed"
+                ),
+                false,
+            ));
+        }
+        vec![]
     }
 
     /// Switch the right-hand pane between the examples and the feature page; the page is
@@ -165,7 +198,7 @@ impl App {
 
     /// Open or close the full-size view of the selected example.
     pub(crate) fn toggle_full(&mut self) -> Vec<Effect> {
-        let len = self.feature.detail.as_ref().map_or(0, |d| d.examples.len());
+        let len = self.shown_examples();
         self.feature.full = !self.feature.full && len > 0;
         if self.feature.full {
             return self.full_effect();
@@ -174,10 +207,10 @@ impl App {
     }
 
     fn full_effect(&self) -> Vec<Effect> {
-        let index = self.feature.sel;
+        let (set, index) = (self.feature.set, self.feature.sel);
         match (self.feature.id, &self.feature.full_picture) {
-            (Some(_), Some((i, _))) if *i == index => vec![],
-            (Some(id), _) => vec![Effect::LoadFull { id, index }],
+            (Some(_), Some((at, _))) if *at == (set, index) => vec![],
+            (Some(id), _) => vec![Effect::LoadFull { id, set, index }],
             (None, _) => vec![],
         }
     }
@@ -199,12 +232,12 @@ impl App {
     pub(crate) fn on_full_loaded(
         &mut self,
         id: u32,
-        index: usize,
+        at: (ExampleSet, usize),
         result: Result<Picture, String>,
     ) -> Vec<Effect> {
         if self.feature.id == Some(id) {
             match result {
-                Ok(p) => self.feature.full_picture = Some((index, p)),
+                Ok(p) => self.feature.full_picture = Some((at, p)),
                 Err(e) => self.message = Some((format!("feature {id}: {e}"), true)),
             }
         }
