@@ -264,18 +264,30 @@ impl FeatureDetail {
     }
 }
 
-/// Feature `f`'s range-sample examples, strongest band first (each band strongest first), with
-/// their band: (band, bands, band edges, example).
-fn banded_examples(store: &Store, f: u32) -> Result<Vec<(usize, usize, (f32, f32), Example)>> {
+/// A range-sample example as read from the store, with its band.
+struct RangeEntry {
+    band: usize,
+    bands: usize,
+    edges: (f32, f32),
+    example: Example,
+}
+
+/// Feature `f`'s range-sample examples, strongest band first (each band strongest first).
+fn banded_examples(store: &Store, f: u32) -> Result<Vec<RangeEntry>> {
     let bands = store.range_bands(f)?;
     let count = bands.len();
     let mut out = Vec::new();
     for b in bands.iter().rev() {
         for &(_, image) in &b.examples {
-            let ex = store.example(f, image)?.with_context(|| {
+            let example = store.example(f, image)?.with_context(|| {
                 format!("feature {f}: the range-sample example on image {image} is not stored")
             })?;
-            out.push((b.band, count, (b.low, b.high), ex));
+            out.push(RangeEntry {
+                band: b.band,
+                bands: count,
+                edges: (b.low, b.high),
+                example,
+            });
         }
     }
     Ok(out)
@@ -317,7 +329,7 @@ pub fn load_feature_cached(
     let top = store.top_examples(f)?;
     let banded = banded_examples(store, f)?;
     let mut jobs = Vec::new();
-    for ex in top.iter().chain(banded.iter().map(|b| &b.3)) {
+    for ex in top.iter().chain(banded.iter().map(|b| &b.example)) {
         let rec = store.image(ex.image)?.with_context(|| {
             format!("feature {f}: image {} has no record in the store", ex.image)
         })?;
@@ -353,10 +365,10 @@ pub fn load_feature_cached(
     let range = banded
         .iter()
         .zip(examples)
-        .map(|(&(band, bands, edges, _), view)| BandedExample {
-            band,
-            bands,
-            edges,
+        .map(|(b, view)| BandedExample {
+            band: b.band,
+            bands: b.bands,
+            edges: b.edges,
             view,
         })
         .collect::<Vec<_>>();
@@ -414,7 +426,7 @@ pub fn load_example(
         ExampleSet::Range => banded_examples(store, f)?
             .into_iter()
             .nth(index)
-            .map(|b| b.3),
+            .map(|b| b.example),
     };
     let ex = ex.with_context(|| format!("feature {f} has no example #{}", index + 1))?;
     let rec = store
