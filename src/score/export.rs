@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::Method;
 use crate::dashboard::FeaturePage;
-use crate::store::{Explanation, Score, Store};
+use crate::store::{Explanation, RangeBand, Score, Store};
 
 /// One exported feature.
 #[derive(Debug, Clone, Serialize)]
@@ -32,6 +32,10 @@ pub struct FeatureRow {
     /// store's SAE (in the workbench, `w` on the feature screen).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub page: Option<FeaturePage>,
+    /// Examples across its range: its range sample split into deciles, weakest first (absent
+    /// for a store cached without range samples).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub range: Vec<RangeBand>,
 }
 
 /// Methods in column order.
@@ -76,6 +80,7 @@ pub fn rows(store: &Store) -> Result<Vec<FeatureRow>> {
             explanation,
             scores: store.scores_of(f)?,
             page: pages.remove(&f),
+            range: store.range_bands(f)?,
         });
     }
     Ok(out)
@@ -175,6 +180,7 @@ mod tests {
             label: None,
             explanation: None,
             page: None,
+            range: Vec::new(),
             scores: vec![Score {
                 feature: 3,
                 method: "detection".into(),

@@ -93,7 +93,9 @@ pub use lists::{FeatureList, LISTS_TREE, ListEntry};
 pub use manifest::{FeatureFilter, GLINT_VERSION, Manifest, RankRule, SCHEMA_VERSION};
 pub use merge::merge;
 pub use pages::PAGES_TREE;
-pub use range_sample::{DEFAULT_RANGE_SAMPLE, RANGE_BANDS, RangeBand, bands, sample_key};
+pub use range_sample::{
+    BandExample, DEFAULT_RANGE_SAMPLE, RANGE_BANDS, RangeBand, bands, sample_key,
+};
 pub use records::{
     Example, FeatureStats, HIST_BINS, HIST_LEN, HIST_MAX, HIST_MIN, ImageRecord, Progress,
     SkippedImage, hist_bin, hist_edges, rank_order,

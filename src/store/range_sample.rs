@@ -113,8 +113,17 @@ pub struct RangeBand {
     pub low: f32,
     /// Highest score in the band.
     pub high: f32,
-    /// The band's (score, image) examples, strongest first.
-    pub examples: Vec<(f32, u32)>,
+    /// The band's examples, strongest first.
+    pub examples: Vec<BandExample>,
+}
+
+/// One example of a band: the image and its score.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct BandExample {
+    /// Dataset image index.
+    pub image: u32,
+    /// The example's score (the store's ranking rule).
+    pub score: f32,
 }
 
 /// Split a range sample into at most `count` bands of (nearly) equal size by score, weakest
@@ -126,8 +135,11 @@ pub fn bands(sample: &[(f32, u32)], count: usize) -> Vec<RangeBand> {
     (0..count)
         .map(|b| {
             let slice = &ranked[b * ranked.len() / count..(b + 1) * ranked.len() / count];
-            let mut examples = slice.to_vec();
-            examples.reverse();
+            let examples = slice
+                .iter()
+                .rev()
+                .map(|&(score, image)| BandExample { image, score })
+                .collect();
             RangeBand {
                 band: b,
                 low: slice[0].0,
@@ -185,8 +197,8 @@ mod tests {
         let (low, high) = (bands[0].low, bands[9].high);
         assert!(low < 0.1 * 5000.0 && high > 0.9 * 5000.0, "{low} {high}");
         let b = &bands[4];
-        assert!(b.examples.windows(2).all(|w| w[0].0 >= w[1].0));
-        assert_eq!(b.high, b.examples[0].0);
+        assert!(b.examples.windows(2).all(|w| w[0].score >= w[1].score));
+        assert_eq!(b.high, b.examples[0].score);
     }
 
     #[test]
@@ -194,10 +206,11 @@ mod tests {
         let s = vec![(2.0, 1), (1.0, 2), (3.0, 0)];
         let b = bands(&s, RANGE_BANDS);
         assert_eq!(b.len(), 3);
-        assert_eq!(
-            b.iter().map(|b| b.examples.clone()).collect::<Vec<_>>(),
-            vec![vec![(1.0, 2)], vec![(2.0, 1)], vec![(3.0, 0)]]
-        );
+        let images: Vec<Vec<u32>> = b
+            .iter()
+            .map(|b| b.examples.iter().map(|e| e.image).collect())
+            .collect();
+        assert_eq!(images, vec![vec![2], vec![1], vec![0]]);
         assert!(bands(&[], RANGE_BANDS).is_empty());
     }
 }

@@ -15,7 +15,9 @@ use crate::heatmap::{ActivationField, Source, Upsample, activation_field};
 use crate::model::anyres::ImageLayout;
 use crate::model::anyres::TokenKind;
 use crate::session::encode::kind_of;
-use crate::store::{Example, Explanation, FeatureStats, ImageRecord, Manifest, Score, Store};
+use crate::store::{
+    BandExample, Example, Explanation, FeatureStats, ImageRecord, Manifest, Score, Store,
+};
 
 /// Longest side of a grid thumbnail, in pixels.
 pub const THUMB_SIDE: u32 = 256;
@@ -278,7 +280,7 @@ fn banded_examples(store: &Store, f: u32) -> Result<Vec<RangeEntry>> {
     let count = bands.len();
     let mut out = Vec::new();
     for b in bands.iter().rev() {
-        for &(_, image) in &b.examples {
+        for &BandExample { image, .. } in &b.examples {
             let example = store.example(f, image)?.with_context(|| {
                 format!("feature {f}: the range-sample example on image {image} is not stored")
             })?;

@@ -59,6 +59,17 @@ fn export_computes_the_missing_pages_once_and_carries_them() {
             (1..=3).contains(&images),
             "co-firing over its top images: {images}"
         );
+        // Its range sample, by decile: every image it fired on (at most 4 here), weakest first.
+        let fired_on = row["fired_images"].as_u64().unwrap();
+        let bands = row["range"].as_array().unwrap();
+        let sampled: Vec<&serde_json::Value> = bands
+            .iter()
+            .flat_map(|b| b["examples"].as_array().unwrap())
+            .collect();
+        assert_eq!(sampled.len() as u64, fired_on, "{bands:?}");
+        let lows: Vec<f64> = bands.iter().map(|b| b["low"].as_f64().unwrap()).collect();
+        assert!(lows.windows(2).all(|w| w[0] <= w[1]), "{lows:?}");
+        assert!(sampled.iter().all(|e| e["image"].as_u64().unwrap() < 4));
     }
 
     let again = export_pages(&store_dir, &list);
