@@ -8,6 +8,7 @@ use super::examples::{
     block_of, decode_counts, decode_list, encode_counts, encode_list, num_blocks,
 };
 use super::integrity::record_hash;
+use super::positions::{layout_slots, scored_by_slot};
 use super::range_sample::decode_sample;
 use super::records::{KEY_COUNTS, KEY_PROGRESS, PREFIX_IMAGE, PREFIX_SKIPPED, SkippedImage, key};
 use super::state_log::{CHECKPOINT_SLACK, Frame, KEY_STATE, Kind, RECORD_HEADER, StatePointer};
@@ -15,6 +16,7 @@ use super::{
     Example, FeatureFilter, FeatureStats, ImageRecord, Manifest, Progress, RankRule, Store,
     rank_order,
 };
+use crate::session::encode::TokenSelection;
 use bucket::{Buckets, FoldParams, Lists};
 pub use pending::PendingCommit;
 use pending::{Batch, Compaction, StateWrite};
@@ -40,11 +42,12 @@ const DIRTY_RANGE: u8 = 4;
 /// # Memory bound
 ///
 /// Host memory never grows with the dataset. With `L` = latents and `N` = top_n the aggregator
-/// holds at most [`Aggregator::memory_bound`]`(L, N, S)` ≈ `L × (8·(N + S) + 421)` bytes, `S`
-/// being the range sample: per latent two list headers, a statistics slot, a dirty flag, a
-/// group offset and three record hashes (157 B), and for each stored feature that has fired
-/// its (score, image) top-N list and range sample (`8·(N+1) + 8·(S+1)` B), histogram (200 B)
-/// and allocator overhead — 150 MB for L = 131 072, N = 50, S = 40. On top come the writes pending since the last commit (image records and
+/// holds at most [`Aggregator::memory_bound`]`(L, N, S)` ≈ `L × (8·(N + S) + 565)` bytes, `S`
+/// being the range sample: per latent two list headers, a statistics slot (with its tallies by
+/// kind of position), a dirty flag, a group offset and three record hashes (301 B), and for
+/// each stored feature that has fired its (score, image) top-N list and range sample
+/// (`8·(N+1) + 8·(S+1)` B), histogram (200 B) and allocator overhead — 168 MB for
+/// L = 131 072, N = 50, S = 40. On top come the writes pending since the last commit (image records and
 /// the token maps of examples that entered a top-N: about 4 B per activation plus 100 B per
 /// (feature, image) pair of the uncommitted images) and the largest image's activations grouped
 /// by feature (8 B each; the buffer is reused from image to image). Token maps of examples
@@ -73,6 +76,10 @@ pub struct Aggregator {
     range_sample: usize,
     rank: RankRule,
     filter: FeatureFilter,
+    /// Which positions are scored, for the denominators by kind.
+    tokens: TokenSelection,
+    /// The position slot of each token of the image being folded (reused from image to image).
+    slots: Vec<u8>,
     heaps: Vec<Vec<(f32, u32)>>,
     /// Each feature's range sample, by sampling key.
     samples: Vec<Vec<(f32, u32)>>,
@@ -135,6 +142,8 @@ impl Aggregator {
             range_sample: 0,
             rank,
             filter,
+            tokens: TokenSelection::default(),
+            slots: Vec::new(),
             heaps: vec![Vec::new(); num_latents],
             samples: vec![Vec::new(); num_latents],
             stats: vec![None; num_latents],
@@ -143,7 +152,11 @@ impl Aggregator {
             new_examples: BTreeMap::new(),
             new_images: Vec::new(),
             new_skips: Vec::new(),
-            progress: Progress::default(),
+            // A fresh store counts positions by kind (`committed` is what an empty store holds).
+            progress: Progress {
+                scored_by_position: Some([0; 4]),
+                ..Progress::default()
+            },
             committed: Progress::default(),
             buckets: Buckets::new(),
             stored: vec![0; num_blocks(num_latents)],
@@ -172,7 +185,14 @@ impl Aggregator {
             manifest.rank,
             manifest.features.clone(),
         )?
-        .with_range_sample(manifest.range_sample))
+        .with_range_sample(manifest.range_sample)
+        .with_tokens(manifest.tokens))
+    }
+
+    /// The same aggregator for a store scoring the positions `tokens` selects.
+    pub fn with_tokens(mut self, tokens: TokenSelection) -> Self {
+        self.tokens = tokens;
+        self
     }
 
     /// Continue from the last commit of `store`.
@@ -263,6 +283,9 @@ impl Aggregator {
             .fold(0u64, u64::wrapping_add);
         agg.progress = store.progress()?;
         agg.committed = agg.progress.clone();
+        if agg.progress.images == 0 {
+            agg.progress.scored_by_position = Some([0; 4]);
+        }
         Ok(agg)
     }
 
@@ -344,12 +367,18 @@ impl Aggregator {
         self.check_next(index)?;
         self.buckets
             .fill(acts, self.num_latents, &self.filter, index)?;
+        match &image.layout {
+            Some(layout) => layout_slots(layout, &mut self.slots),
+            None => self.slots.clear(),
+        }
         let params = FoldParams {
             index,
             base_tokens,
             rank: self.rank,
             top_n: self.top_n,
             range_sample: self.range_sample,
+            slots: &self.slots,
+            by_position: self.progress.scored_by_position.is_some(),
         };
         let lists = Lists {
             top: &mut self.heaps,
@@ -381,6 +410,17 @@ impl Aggregator {
         strongest.sort_unstable_by(|a, b| rank_order(*a, *b));
         strongest.truncate(IMAGE_TOP_FEATURES);
         image.top_features = strongest.into_iter().map(|(m, f)| (f, m)).collect();
+        if let Some(by_kind) = &mut self.progress.scored_by_position {
+            let scored = match &image.layout {
+                Some(layout) => scored_by_slot(layout, self.tokens, n_scored_tokens),
+                // Without geometry (see `FoldParams::slot`): the base view, then the rest.
+                None => {
+                    let base = base_tokens.min(n_scored_tokens);
+                    [base as u64, (n_scored_tokens - base) as u64, 0, 0]
+                }
+            };
+            by_kind.iter_mut().zip(scored).for_each(|(a, b)| *a += b);
+        }
         self.new_images.push(image);
         self.progress.images += 1;
         self.progress.tokens += n_scored_tokens as u64;

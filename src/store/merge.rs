@@ -245,6 +245,7 @@ fn copy_images(stores: &[Store], out: &mut Writer) -> Result<Progress> {
     }
     let mut total = Progress {
         complete: true,
+        scored_by_position: Some([0; 4]),
         ..Progress::default()
     };
     for s in stores {
@@ -252,6 +253,11 @@ fn copy_images(stores: &[Store], out: &mut Writer) -> Result<Progress> {
         total.images += p.images;
         total.tokens += p.tokens;
         total.next_image = total.next_image.max(p.next_image);
+        // Counted by kind only where every shard counted them.
+        total.scored_by_position = match (total.scored_by_position, p.scored_by_position) {
+            (Some(a), Some(b)) => Some(std::array::from_fn(|k| a[k] + b[k])),
+            _ => None,
+        };
     }
     Ok(total)
 }

@@ -16,9 +16,9 @@
 //! | key | value |
 //! | --- | --- |
 //! | `m` | [`Manifest`] as JSON; `schema_version` is read and checked first |
-//! | `p` | [`Progress`] as JSON: images, tokens, next image index, complete flag |
+//! | `p` | [`Progress`] as JSON: images, tokens, next image index, complete flag, positions scored per kind |
 //! | `i/<image>` | [`ImageRecord`] as JSON |
-//! | `s/<feature>` (state log) | [`FeatureStats`]: fired tokens u64, fired images u64, exact sum u128 (units of 2^-40), max f32, [`HIST_LEN`] × u32 histogram |
+//! | `s/<feature>` (state log) | [`FeatureStats`]: fired tokens u64, fired images u64, exact sum u128 (units of 2^-40), max f32, [`HIST_LEN`] × u32 histogram, then for each kind of position ([`POSITION_KINDS`]: base, high-res, newline, text) fired tokens u64 and exact sum u128 (stores made before they were counted end after the histogram) |
 //! | `t/<feature>` (state log) | the feature's top-N list, best first: (score f32, image u32) per entry |
 //! | `r/<feature>` (state log) | the feature's range sample (see `range_sample`): at most the manifest's `range_sample` (score f32, image u32) entries, by [`sample_key`] |
 //! | `e/<block><image>` | the token maps of image `image` for the features of block `block` (features `64·block ..`, [`EXAMPLE_BLOCK`] a block) that listed it (in its top list or range sample) when it was committed, by feature: feature u32, then an [`Example`]: image u32, score f32, max f32, mean_base f32, count u32, count × (token u16, f16 bits u16) |
@@ -70,6 +70,7 @@ mod lists;
 mod manifest;
 mod merge;
 mod pages;
+mod positions;
 mod range_sample;
 mod records;
 mod remote;
@@ -93,6 +94,7 @@ pub use lists::{FeatureList, LISTS_TREE, ListEntry};
 pub use manifest::{FeatureFilter, GLINT_VERSION, Manifest, RankRule, SCHEMA_VERSION};
 pub use merge::merge;
 pub use pages::PAGES_TREE;
+pub use positions::{POSITION_KINDS, PositionRow, PositionTallies, PositionTally, position_slot};
 pub use range_sample::{
     BandExample, DEFAULT_RANGE_SAMPLE, RANGE_BANDS, RangeBand, bands, sample_key,
 };

@@ -7,6 +7,8 @@ use anyhow::{Result, bail};
 use half::f16;
 use serde::{Deserialize, Serialize};
 
+use super::positions::PositionTallies;
+
 /// Log-spaced histogram bins between [`HIST_MIN`] and [`HIST_MAX`] (8 a decade).
 pub const HIST_BINS: usize = 48;
 /// Lower edge of the first log-spaced bin.
@@ -20,6 +22,16 @@ pub const HIST_LEN: usize = HIST_BINS + 2;
 /// integer multiple of 2^-40, so sums are exact and independent of the order of addition, which
 /// is what lets resumed and merged runs equal an uninterrupted one bit for bit.
 const SUM_SCALE: f64 = (1u64 << 40) as f64;
+
+/// Activation `v` (above 1e-5 and finite) in the exact fixed point of the sums.
+pub(crate) fn units_of(v: f32) -> u128 {
+    (f64::from(v) * SUM_SCALE) as u128
+}
+
+/// A fixed-point sum as a number.
+pub(crate) fn sum_of_units(units: u128) -> f64 {
+    units as f64 / SUM_SCALE
+}
 
 /// Histogram bin of activation `v`: 0 below [`HIST_MIN`], `HIST_LEN - 1` at or above [`HIST_MAX`].
 pub fn hist_bin(v: f32) -> usize {
@@ -63,6 +75,8 @@ pub struct FeatureStats {
     pub max: f32,
     /// Counts per bin, [`HIST_LEN`] long (see [`hist_bin`]).
     pub hist: Vec<u32>,
+    /// Its firing per kind of position; `None` in stores made before it was counted.
+    pub by_position: Option<PositionTallies>,
 }
 
 impl Default for FeatureStats {
@@ -74,40 +88,59 @@ impl Default for FeatureStats {
             sum_units: 0,
             max: 0.0,
             hist: vec![0; HIST_LEN],
+            by_position: Some(PositionTallies::default()),
         }
     }
 }
 
 impl FeatureStats {
-    /// Count one image's activations of this feature (all > 1e-5 and finite).
-    pub fn add_image(&mut self, values: impl IntoIterator<Item = f32>) {
-        let mut any = false;
-        for v in values {
-            any = true;
-            self.fired_tokens += 1;
-            // Exact: v is a multiple of 2^-40 (see SUM_SCALE); saturate rather than wrap.
-            self.sum_units = self
-                .sum_units
-                .saturating_add((f64::from(v) * SUM_SCALE) as u128);
-            self.max = self.max.max(v);
-            self.hist[hist_bin(v)] += 1;
-        }
-        if any {
-            self.fired_images += 1;
-            self.sum = self.sum_units as f64 / SUM_SCALE;
+    /// Empty statistics that count positions by kind only with `by_position`.
+    pub fn new(by_position: bool) -> Self {
+        Self {
+            by_position: by_position.then(PositionTallies::default),
+            ..Self::default()
         }
     }
 
-    /// Add another shard's statistics of the same feature.
+    /// Count one image's activations of this feature as (position slot, value), the slot as
+    /// [`super::positions::position_slot`] gives it (values all > 1e-5 and finite).
+    pub fn add_image(&mut self, values: impl IntoIterator<Item = (usize, f32)>) {
+        let mut any = false;
+        for (slot, v) in values {
+            any = true;
+            self.fired_tokens += 1;
+            // Exact: v is a multiple of 2^-40 (see SUM_SCALE); saturate rather than wrap.
+            self.sum_units = self.sum_units.saturating_add(units_of(v));
+            self.max = self.max.max(v);
+            self.hist[hist_bin(v)] += 1;
+            if let Some(p) = &mut self.by_position {
+                p.add(slot, v);
+            }
+        }
+        if any {
+            self.fired_images += 1;
+            self.sum = sum_of_units(self.sum_units);
+        }
+    }
+
+    /// Add another shard's statistics of the same feature (position tallies only where both
+    /// have them).
     pub fn merge(&mut self, other: &FeatureStats) {
         self.fired_tokens += other.fired_tokens;
         self.fired_images += other.fired_images;
         self.sum_units = self.sum_units.saturating_add(other.sum_units);
-        self.sum = self.sum_units as f64 / SUM_SCALE;
+        self.sum = sum_of_units(self.sum_units);
         self.max = self.max.max(other.max);
         for (a, b) in self.hist.iter_mut().zip(&other.hist) {
             *a += b;
         }
+        self.by_position = match (self.by_position, &other.by_position) {
+            (Some(mut a), Some(b)) => {
+                a.merge(b);
+                Some(a)
+            }
+            _ => None,
+        };
     }
 
     /// Fraction of all scored tokens on which the feature fired.
@@ -128,8 +161,11 @@ impl FeatureStats {
         }
     }
 
-    /// Bytes of an encoded statistics record.
-    pub(crate) const ENCODED_LEN: usize = 36 + 4 * HIST_LEN;
+    /// Bytes of an encoded statistics record without position tallies (older stores).
+    const BASE_LEN: usize = 36 + 4 * HIST_LEN;
+
+    /// Bytes of an encoded statistics record with position tallies.
+    pub(crate) const ENCODED_LEN: usize = Self::BASE_LEN + PositionTallies::ENCODED_LEN;
 
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(Self::ENCODED_LEN);
@@ -140,17 +176,23 @@ impl FeatureStats {
         for h in &self.hist {
             out.extend(h.to_le_bytes());
         }
+        if let Some(p) = &self.by_position {
+            p.encode_into(&mut out);
+        }
         out
     }
 
     pub(crate) fn decode(bytes: &[u8]) -> Result<Self> {
-        if bytes.len() != Self::ENCODED_LEN {
-            bail!(
-                "stats record is {} bytes, expected {}",
-                bytes.len(),
-                Self::ENCODED_LEN
-            );
-        }
+        let by_position = match bytes.len() {
+            Self::BASE_LEN => None,
+            Self::ENCODED_LEN => Some(PositionTallies::decode(&bytes[Self::BASE_LEN..])?),
+            n => bail!(
+                "stats record is {n} bytes, expected {} (or {} from an older store)",
+                Self::ENCODED_LEN,
+                Self::BASE_LEN
+            ),
+        };
+        let bytes = &bytes[..Self::BASE_LEN];
         let mut r = Reader(bytes);
         let fired_tokens = r.u64()?;
         let fired_images = r.u64()?;
@@ -160,10 +202,11 @@ impl FeatureStats {
         Ok(Self {
             fired_tokens,
             fired_images,
-            sum: sum_units as f64 / SUM_SCALE,
+            sum: sum_of_units(sum_units),
             sum_units,
             max,
             hist,
+            by_position,
         })
     }
 }
@@ -317,6 +360,10 @@ pub struct Progress {
     pub next_image: u32,
     /// Set once the job has seen every image it was given.
     pub complete: bool,
+    /// Positions scored per kind, as [`super::positions::POSITION_KINDS`] orders them (the
+    /// denominators of the densities by kind); `None` in stores made before they were counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scored_by_position: Option<[u64; 4]>,
 }
 
 pub(crate) const KEY_MANIFEST: &[u8] = b"m";
@@ -416,14 +463,23 @@ mod tests {
         let vals: Vec<f32> = (0..500)
             .map(|i| 1e-5 + (i as f32 * 0.37).sin().abs() * 7.3)
             .collect();
+        let slotted: Vec<(usize, f32)> =
+            vals.iter().enumerate().map(|(i, &v)| (i % 4, v)).collect();
         let mut fwd = FeatureStats::default();
-        fwd.add_image(vals.iter().copied());
+        fwd.add_image(slotted.iter().copied());
         let mut parts = FeatureStats::default();
-        for chunk in vals.chunks(7).rev() {
+        for chunk in slotted.chunks(7).rev() {
             let mut s = FeatureStats::default();
             s.add_image(chunk.iter().rev().copied());
             parts.merge(&s);
         }
+        assert_eq!(fwd.by_position, parts.by_position);
+        let tallies = fwd.by_position.unwrap().0;
+        assert_eq!(tallies.iter().map(|t| t.tokens).sum::<u64>(), 500);
+        assert_eq!(
+            tallies.iter().map(|t| t.sum_units).sum::<u128>(),
+            fwd.sum_units
+        );
         assert_eq!(fwd.sum_units, parts.sum_units);
         assert_eq!(fwd.sum, parts.sum);
         assert_eq!(fwd.hist, parts.hist);
@@ -436,6 +492,16 @@ mod tests {
         assert_eq!(fwd.density(1000), 0.5);
         assert_eq!(FeatureStats::decode(&fwd.encode()).unwrap(), fwd);
         assert!(FeatureStats::decode(&fwd.encode()[1..]).is_err());
+        // An older store's record, without position tallies, still reads.
+        let old = FeatureStats {
+            by_position: None,
+            ..fwd.clone()
+        };
+        assert_eq!(old.encode().len(), FeatureStats::BASE_LEN);
+        assert_eq!(FeatureStats::decode(&old.encode()).unwrap(), old);
+        let mut mixed = fwd.clone();
+        mixed.merge(&old);
+        assert_eq!(mixed.by_position, None);
     }
 
     #[test]

@@ -48,12 +48,28 @@ pub(super) struct Lists<'a> {
 }
 
 /// The image-wide inputs of a fold.
-pub(super) struct FoldParams {
+pub(super) struct FoldParams<'a> {
     pub index: u32,
     pub base_tokens: usize,
     pub rank: RankRule,
     pub top_n: usize,
     pub range_sample: usize,
+    /// The position slot of each image token (later tokens are text); empty for an image
+    /// without geometry, whose tokens are the base view and then high-resolution tokens.
+    pub slots: &'a [u8],
+    /// Whether new statistics count positions by kind.
+    pub by_position: bool,
+}
+
+impl FoldParams<'_> {
+    /// The position slot of token `t` (see `store::positions`).
+    fn slot(&self, t: u16) -> usize {
+        match self.slots.get(usize::from(t)) {
+            Some(&s) => usize::from(s),
+            None if self.slots.is_empty() => usize::from(usize::from(t) >= self.base_tokens),
+            None => 3,
+        }
+    }
 }
 
 impl Buckets {
@@ -134,7 +150,7 @@ impl Buckets {
         &self,
         lists: Lists<'_>,
         stats: &mut [Option<FeatureStats>],
-        p: &FoldParams,
+        p: &FoldParams<'_>,
     ) -> Vec<Folded> {
         let ranges = self.split();
         if ranges.len() <= 1 {
@@ -188,7 +204,7 @@ impl Buckets {
         first: usize,
         lists: Lists<'_>,
         stats: &mut [Option<FeatureStats>],
-        p: &FoldParams,
+        p: &FoldParams<'_>,
     ) -> Vec<Folded> {
         let mut out = Vec::new();
         let per_feature = lists.top.iter_mut().zip(lists.sample.iter_mut()).zip(stats);
@@ -214,8 +230,8 @@ impl Buckets {
                 RankRule::Max => max,
                 RankRule::MeanBase => mean_base,
             };
-            stat.get_or_insert_with(FeatureStats::default)
-                .add_image(group.iter().map(|&(_, v)| v));
+            stat.get_or_insert_with(|| FeatureStats::new(p.by_position))
+                .add_image(group.iter().map(|&(t, v)| (p.slot(t), v)));
             let top = offer(heap, p.top_n, score, p.index);
             let sample = offer_sample(sample, p.range_sample, f as u32, score, p.index);
             let example = (top.is_some() || sample.is_some()).then(|| Example {
