@@ -196,7 +196,8 @@ pub fn manifest_folder(manifest: &Path) -> PathBuf {
     }
 }
 
-fn is_image(path: &Path) -> bool {
+/// Whether `path` names an image file glint reads (by its extension).
+pub fn is_image(path: &Path) -> bool {
     path.extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))

@@ -21,6 +21,7 @@ use crate::session::Session;
 pub mod attribute;
 pub mod flash_check;
 pub mod kernels;
+pub mod pages;
 pub mod setup;
 pub mod train;
 

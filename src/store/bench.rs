@@ -18,11 +18,9 @@ use super::examples::{decode_counts, num_blocks};
 use super::ingest::{Ingest, IngestStages, edge_rates};
 use super::records::{KEY_COUNTS, PREFIX_EXAMPLES, PREFIX_IMAGE};
 use super::state_log::Kind;
-use super::{
-    Aggregator, COMPACT_SLACK, FeatureFilter, GLINT_VERSION, ImageRecord, Manifest, RankRule,
-    SCHEMA_VERSION, Store,
-};
+use super::{Aggregator, COMPACT_SLACK, ImageRecord, Manifest, Store};
 use crate::util::rng::SeededRng;
+use crate::util::scratch::ScratchDir;
 
 /// Exponent of the `zipf` profile's feature frequencies.
 pub const ZIPF_EXPONENT: f64 = 1.2;
@@ -262,52 +260,20 @@ fn check(o: &StoreBenchOptions) -> Result<()> {
     Ok(())
 }
 
-/// Deletes a temporary store folder when the benchmark ends, however it ends.
-struct RemoveOnDrop(PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        // Best effort: a leftover folder in the temporary directory harms nothing.
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// Run the benchmark.
 pub fn run_store_bench(o: &StoreBenchOptions) -> Result<StoreBenchReport> {
     check(o)?;
-    let _cleanup;
-    let dir = match &o.out {
-        Some(d) => d.clone(),
-        None => {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.subsec_nanos());
-            let d = std::env::temp_dir()
-                .join(format!("glint-bench-store-{}-{nanos}", std::process::id()));
-            _cleanup = RemoveOnDrop(d.clone());
-            d
-        }
-    };
+    // Deleted when the benchmark ends, however it ends.
+    let scratch = ScratchDir::new("bench-store");
+    let dir = o
+        .out
+        .clone()
+        .unwrap_or_else(|| scratch.path().to_path_buf());
+    let sae_id = format!("synthetic:{:?}:{}:{}", o.profile, o.latents, o.k);
     let manifest = Manifest {
-        schema_version: SCHEMA_VERSION,
-        glint_version: GLINT_VERSION.to_string(),
-        model_id: "synthetic".into(),
-        model_fingerprint: String::new(),
-        sae_id: format!("synthetic:{:?}:{}:{}", o.profile, o.latents, o.k),
-        sae_fingerprint: String::new(),
-        hookpoint: "synthetic".into(),
-        layer: 0,
-        num_latents: o.latents,
-        k: o.k,
-        dataset: "synthetic".into(),
         dataset_fingerprint: format!("{}", o.seed),
-        preprocessing: serde_json::Value::Null,
-        rank: RankRule::Max,
-        top_n: o.top_n,
-        shard: None,
-        features: FeatureFilter::All,
-        tokens: Default::default(),
         range_sample: o.range_sample,
+        ..Manifest::synthetic(sae_id, o.latents, o.k, o.top_n)
     };
     let store = Store::create(&dir, &manifest)?;
     let agg = Aggregator::from_manifest(&manifest)?;

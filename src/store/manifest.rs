@@ -211,6 +211,32 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// The manifest of a store that benchmarks fill with synthetic data: `num_latents`
+    /// features of top-`k` codes, `sae_id` naming what made them.
+    pub fn synthetic(sae_id: String, num_latents: usize, k: usize, top_n: usize) -> Manifest {
+        Manifest {
+            schema_version: SCHEMA_VERSION,
+            glint_version: GLINT_VERSION.to_string(),
+            model_id: "synthetic".into(),
+            model_fingerprint: String::new(),
+            sae_id,
+            sae_fingerprint: String::new(),
+            hookpoint: "synthetic".into(),
+            layer: 0,
+            num_latents,
+            k,
+            dataset: "synthetic".into(),
+            dataset_fingerprint: String::new(),
+            preprocessing: serde_json::Value::Null,
+            rank: RankRule::Max,
+            top_n,
+            shard: None,
+            features: FeatureFilter::All,
+            tokens: Default::default(),
+            range_sample: 0,
+        }
+    }
+
     /// Check the fields that make a manifest usable on its own.
     pub fn validate(&self) -> Result<()> {
         if self.schema_version != SCHEMA_VERSION {

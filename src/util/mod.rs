@@ -10,4 +10,5 @@ pub mod pillow;
 pub mod progress;
 pub(crate) mod prompt_template;
 pub mod rng;
+pub mod scratch;
 pub mod weights_file;

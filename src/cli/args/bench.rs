@@ -46,6 +46,25 @@ pub enum BenchPart {
     /// The cache store alone: seeded synthetic SAE codes through the cache job's aggregation
     /// and commits, no model (prints throughput, bytes written and the store's size and bound).
     Store(StoreBenchArgs),
+    /// Feature pages on the model flags' model and SAE: the logit lens and neighbour lists
+    /// computed, co-firing over a few images, and a kept page read back (prints milliseconds
+    /// and a pass over the decoder as the baseline).
+    Pages(PagesBenchArgs),
+}
+
+/// Arguments of `glint bench pages`.
+#[derive(Debug, Args)]
+pub struct PagesBenchArgs {
+    /// Features timed, spread evenly over the SAE.
+    #[arg(long, default_value_t = 16)]
+    pub features: usize,
+    /// Folder of images the co-firing is counted over (its first 8 by name; defaults to the
+    /// sample shapes).
+    #[arg(long)]
+    pub images: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `glint bench store`.

@@ -19,7 +19,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 pub use attribute::AttributeArgs;
-pub use bench::{BenchArgs, BenchPart, StoreBenchArgs};
+pub use bench::{BenchArgs, BenchPart, PagesBenchArgs, StoreBenchArgs};
 pub use cache::CacheArgs;
 pub use explain::ExplainArgs;
 pub use export::{ExportArgs, ExportFormat};

@@ -11,8 +11,10 @@ use crate::sample;
 
 /// `glint bench`.
 pub fn run(model: &ModelArgs, args: &BenchArgs) -> Result<()> {
-    if let Some(crate::cli::args::BenchPart::Store(a)) = &args.part {
-        return super::bench_store::run(a);
+    match &args.part {
+        Some(crate::cli::args::BenchPart::Store(a)) => return super::bench_store::run(a),
+        Some(crate::cli::args::BenchPart::Pages(a)) => return super::bench_pages::run(model, a),
+        None => {}
     }
     let spec_flags = model.spec()?;
     let spec = args

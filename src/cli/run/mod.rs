@@ -2,6 +2,7 @@
 
 mod attribute;
 mod bench;
+mod bench_pages;
 mod bench_store;
 mod cache;
 mod explain;
