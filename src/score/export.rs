@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::Method;
 use crate::dashboard::FeaturePage;
-use crate::store::{Explanation, RangeBand, Score, Store};
+use crate::store::{Explanation, PositionRow, RangeBand, Score, Store};
 
 /// One exported feature.
 #[derive(Debug, Clone, Serialize)]
@@ -36,6 +36,10 @@ pub struct FeatureRow {
     /// for a store cached without range samples).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub range: Vec<RangeBand>,
+    /// Where it fires by kind of position (base, high-res, newline, text): positions scored,
+    /// fired on, density and mean activation; absent for a store that did not count them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by_position: Option<Vec<PositionRow>>,
 }
 
 /// Methods in column order.
@@ -66,9 +70,14 @@ pub fn rows(store: &Store) -> Result<Vec<FeatureRow>> {
     for (f, label) in store.labels()? {
         labels.insert(f, Some(label));
     }
+    let scored = store.progress()?.scored_by_position;
     let mut out = Vec::with_capacity(labels.len());
     for (f, label) in labels {
         let stats = store.feature_stats(f)?.unwrap_or_default();
+        let by_position = stats
+            .by_position
+            .zip(scored)
+            .map(|(tallies, scored)| tallies.table(&scored));
         let explanation = store.latest_explanation(f, None)?;
         out.push(FeatureRow {
             feature: f,
@@ -81,6 +90,7 @@ pub fn rows(store: &Store) -> Result<Vec<FeatureRow>> {
             scores: store.scores_of(f)?,
             page: pages.remove(&f),
             range: store.range_bands(f)?,
+            by_position,
         });
     }
     Ok(out)
@@ -181,6 +191,7 @@ mod tests {
             explanation: None,
             page: None,
             range: Vec::new(),
+            by_position: None,
             scores: vec![Score {
                 feature: 3,
                 method: "detection".into(),

@@ -16,7 +16,8 @@ use crate::model::anyres::ImageLayout;
 use crate::model::anyres::TokenKind;
 use crate::session::encode::kind_of;
 use crate::store::{
-    BandExample, Example, Explanation, FeatureStats, ImageRecord, Manifest, Score, Store,
+    BandExample, Example, Explanation, FeatureStats, ImageRecord, Manifest, PositionRow, Score,
+    Store,
 };
 
 /// Longest side of a grid thumbnail, in pixels.
@@ -308,6 +309,8 @@ pub struct FeatureDetail {
     pub range: Vec<BandedExample>,
     /// Images in the feature's range sample, and the images it fired on.
     pub range_of: (usize, u64),
+    /// Where it fires by kind of position (density and mean), when the store counted it.
+    pub by_position: Option<Vec<PositionRow>>,
     /// Its machine explanations, newest first.
     pub explanations: Vec<Explanation>,
     /// Its scores, newest first.
@@ -375,9 +378,16 @@ pub fn load_feature_cached(
         })
         .collect::<Vec<_>>();
     let fired = stats.as_ref().map_or(0, |s| s.fired_images);
+    let scored = store.progress()?.scored_by_position;
+    let by_position = stats
+        .as_ref()
+        .and_then(|s| s.by_position)
+        .zip(scored)
+        .map(|(tallies, scored)| tallies.table(&scored));
     Ok(FeatureDetail {
         id: f,
         range_of: (range.len(), fired),
+        by_position,
         stats,
         examples: top,
         range,

@@ -70,6 +70,14 @@ fn export_computes_the_missing_pages_once_and_carries_them() {
         let lows: Vec<f64> = bands.iter().map(|b| b["low"].as_f64().unwrap()).collect();
         assert!(lows.windows(2).all(|w| w[0] <= w[1]), "{lows:?}");
         assert!(sampled.iter().all(|e| e["image"].as_u64().unwrap() < 4));
+        // Where it fires, by kind: image tokens were scored, newlines and text were not.
+        let kinds = row["by_position"].as_array().unwrap();
+        let names: Vec<&str> = kinds.iter().map(|k| k["kind"].as_str().unwrap()).collect();
+        assert_eq!(names, ["base", "high-res", "newline", "text"]);
+        let fired: u64 = kinds.iter().map(|k| k["fired"].as_u64().unwrap()).sum();
+        assert_eq!(fired, row["fired_tokens"].as_u64().unwrap());
+        assert!(kinds[0]["scored"].as_u64().unwrap() > 0);
+        assert!(kinds[2]["density"].is_null() && kinds[3]["density"].is_null());
     }
 
     let again = export_pages(&store_dir, &list);

@@ -8,7 +8,7 @@ use ratatui::widgets::{Block, Clear, Paragraph, Sparkline, Wrap};
 
 use crate::model::anyres::TokenKind;
 use crate::session::encode::position_name;
-use crate::store::{HIST_LEN, hist_edges};
+use crate::store::{HIST_LEN, PositionRow, hist_edges};
 use crate::tui::app::{App, Hit};
 use crate::tui::data::{ExampleSet, ExampleView, FeatureDetail, HUMAN_MARK};
 use crate::tui::keymap::Action;
@@ -124,6 +124,9 @@ fn render_info(app: &App, d: &FeatureDetail, frame: &mut Frame<'_>, area: Rect) 
     if let Some(s) = &d.stats {
         lines.push(kv("mean", format!("{:.3}", s.mean_when_fired())));
     }
+    if let Some(rows) = &d.by_position {
+        lines.extend(position_lines(app, rows));
+    }
     lines.push(kv(
         "heatmap",
         if app.mask_style() {
@@ -142,6 +145,28 @@ fn render_info(app: &App, d: &FeatureDetail, frame: &mut Frame<'_>, area: Rect) 
         text,
     );
     render_hist(app, d, frame, hist);
+}
+
+/// Where the feature fires by kind of position: density and mean activation per kind, or that
+/// the kind was not scored.
+fn position_lines(app: &App, rows: &[PositionRow]) -> Vec<Line<'static>> {
+    let t = &app.theme;
+    let mut lines = vec![Line::from(Span::styled(
+        format!("{:<10}{:<10}{}", "where", "density", "mean"),
+        t.dim,
+    ))];
+    for r in rows {
+        let cells = match (r.density, r.mean) {
+            (None, _) => "not scored".to_string(),
+            (Some(d), None) => format!("{d:<10.5}-"),
+            (Some(d), Some(m)) => format!("{d:<10.5}{m:.3}"),
+        };
+        lines.push(Line::from(vec![
+            Span::styled(format!("{:<10}", r.kind), t.dim),
+            Span::styled(cells, t.text),
+        ]));
+    }
+    lines
 }
 
 /// The human label (marked), the newest machine explanation with its model, scores, and what
