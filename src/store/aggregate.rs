@@ -209,6 +209,19 @@ impl Aggregator {
                 )
             }
         };
+        // A decoded list of feature `f`, no longer than the manifest's `cap_name` allows.
+        let bounded = |f: u32, what: &str, list: Result<Vec<(f32, u32)>>, cap, cap_name: &str| {
+            let list = list.with_context(|| {
+                format!("store {dir}: the {what} of feature {f} is damaged; rebuild the cache")
+            })?;
+            if list.len() > cap {
+                bail!(
+                    "store {dir}: feature {f} keeps {} images in its {what}, more than {cap_name}",
+                    list.len()
+                );
+            }
+            Ok(list)
+        };
         let state = store.state()?;
         for (kind, f, v) in state.iter() {
             let at = check(f)?;
@@ -224,35 +237,13 @@ impl Aggregator {
                     agg.stats_hash[at] = hash;
                 }
                 Kind::Top => {
-                    let heap = decode_list(v).with_context(|| {
-                        format!(
-                            "store {dir}: the top list of feature {f} is damaged; rebuild the \
-                             cache"
-                        )
-                    })?;
-                    if heap.len() > agg.top_n {
-                        bail!(
-                            "store {dir}: feature {f} lists {} examples, more than top_n",
-                            heap.len()
-                        );
-                    }
-                    agg.heaps[at] = heap;
+                    agg.heaps[at] = bounded(f, "top list", decode_list(v), agg.top_n, "top_n")?;
                     agg.top_hash[at] = hash;
                 }
                 Kind::Range => {
-                    let sample = decode_sample(f, v).with_context(|| {
-                        format!(
-                            "store {dir}: the range sample of feature {f} is damaged; \
-                                 rebuild the cache"
-                        )
-                    })?;
-                    if sample.len() > agg.range_sample {
-                        bail!(
-                            "store {dir}: feature {f} samples {} images, more than range_sample",
-                            sample.len()
-                        );
-                    }
-                    agg.samples[at] = sample;
+                    let sample = decode_sample(f, v);
+                    agg.samples[at] =
+                        bounded(f, "range sample", sample, agg.range_sample, "range_sample")?;
                     agg.range_hash[at] = hash;
                 }
             }

@@ -227,17 +227,8 @@ fn feature_screen_shows_heatmap_grid_histogram_and_mask_toggle() {
 fn the_range_view_shows_examples_by_decile_and_opens_them_full_size() {
     let mut a = app();
     // The feature that fired on the most images has the widest range.
-    let id = a
-        .features
-        .rows
-        .iter()
-        .max_by_key(|r| (r.images, std::cmp::Reverse(r.id)))
-        .unwrap()
-        .id;
-    let mut evs = vec![key(':')];
-    evs.extend(id.to_string().chars().map(key));
-    evs.push(code(KeyCode::Enter));
-    drive(&mut a, evs);
+    let id = most_firing(&a);
+    drive(&mut a, jump_keys(id));
     let d = a.feature.detail.clone().unwrap();
     let sampled = store().range_sample(id).unwrap();
     assert_eq!(d.range.len(), sampled.len());
@@ -466,6 +457,14 @@ fn mouse_clicks_select_open_switch_screens_and_scroll() {
 
 /// Run effects on `runner` until `want` results have come back; feed them to `app`.
 /// The keys that jump to feature `id` (`:`, its digits, Enter).
+/// The feature that fired on the most images (the lowest id among equals).
+fn most_firing(a: &App) -> u32 {
+    let rows = a.features.rows.iter();
+    rows.max_by_key(|r| (r.images, std::cmp::Reverse(r.id)))
+        .unwrap()
+        .id
+}
+
 fn jump_keys(id: u32) -> Vec<Event> {
     let mut keys = vec![key(':')];
     keys.extend(id.to_string().chars().map(key));
@@ -788,13 +787,7 @@ fn the_feature_page_is_computed_on_the_model_once_and_kept_in_the_store() {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let runner = Runner::new(store.clone(), sample_model(), tx);
     let mut a = app_on(&store);
-    let id = a
-        .features
-        .rows
-        .iter()
-        .max_by_key(|r| (r.images, std::cmp::Reverse(r.id)))
-        .unwrap()
-        .id;
+    let id = most_firing(&a);
     let fx: Vec<Effect> = jump_keys(id)
         .into_iter()
         .flat_map(|e| a.update(e))
