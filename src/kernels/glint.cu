@@ -594,3 +594,4 @@ BIAS_OP(__nv_bfloat16, bias_act_bf16)
 BIAS_OP(__half, bias_act_f16)
 
 #include "flash_attention.cu"
+#include "sparse_code.cu"

@@ -11,6 +11,8 @@ mod cuda_call;
 pub mod layer;
 pub mod softmax;
 #[cfg(feature = "cuda")]
+pub mod sparse_code;
+#[cfg(feature = "cuda")]
 pub mod topk;
 
 /// PTX of `glint.cu`, JIT-compiled by the driver when first used.

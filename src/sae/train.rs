@@ -10,6 +10,7 @@ pub mod data;
 pub mod grad;
 pub mod metrics;
 pub mod optim;
+pub mod sparse;
 pub mod state;
 #[cfg(test)]
 pub(crate) mod tests;

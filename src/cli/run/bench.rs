@@ -97,8 +97,9 @@ pub fn run(model: &ModelArgs, args: &BenchArgs) -> Result<()> {
         }
         if let Some(t) = &report.train {
             println!(
-                "SAE training           {:>10.0} tokens/s   ({} steps of {} rows)",
-                t.tokens_per_s, t.timed_steps, t.batch_rows
+                "SAE training           {:>10.0} tokens/s   ({} steps of {} rows; sparse products \
+                 vs dense: rel. error {:.1e})",
+                t.tokens_per_s, t.timed_steps, t.batch_rows, t.sparse_check
             );
         }
         println!(

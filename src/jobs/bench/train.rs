@@ -40,6 +40,9 @@ pub struct TrainBench {
     pub tokens_per_s: f64,
     /// FVU of the last logged step (synthetic Gaussian rows: only a sanity check).
     pub last_fvu: f64,
+    /// Largest relative error of the step's sparse code products against the dense ones, on
+    /// the same device.
+    pub sparse_check: f64,
 }
 
 /// Train on synthetic rows and time the steps after warm-up.
@@ -95,11 +98,19 @@ pub fn run(spec: &TrainBenchSpec, device: &Device) -> Result<TrainBench> {
         anyhow::bail!("the training benchmark logged no steps");
     };
     let seconds = last.0.duration_since(first.0).as_secs_f64().max(1e-9);
+    let sparse_check = crate::sae::train::sparse::check_against_dense(device)?;
+    if sparse_check.is_nan() || sparse_check >= 1e-3 {
+        anyhow::bail!(
+            "the sparse code products differ from the dense ones by {sparse_check:e} on this \
+             device; the training step cannot be trusted here"
+        );
+    }
     Ok(TrainBench {
         batch_rows: ROWS_PER_ITEM,
         timed_steps: last.1 - first.1,
         tokens_per_s: (last.2 - first.2) as f64 / seconds,
         last_fvu: last.3,
+        sparse_check,
     })
 }
 
