@@ -24,6 +24,7 @@ use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::sae::{Sae, SaeConfig};
+use crate::util::phases;
 use data::{Buffer, Plan, Position, RowSource};
 use grad::{LossOptions, Params, loss_and_grads};
 pub use metrics::{HeldOut, LogRecord, heldout_metrics};
@@ -250,6 +251,8 @@ fn train_step(
     opts: &LossOptions,
     lr: f64,
 ) -> Result<(grad::BatchLoss, f64)> {
+    let dev = x.device();
+    phases::mark(dev, "step: batch and bookkeeping");
     let dead = state.dead_mask();
     let (loss, mut g) = loss_and_grads(&state.params, x, opts, Some(&dead))?;
     if !loss.total.is_finite() {
@@ -259,10 +262,15 @@ fn train_step(
             loss.fvu
         );
     }
+    phases::mark(dev, "loss: statistics to the host");
     let grad_norm = clip_grad_norm(&mut g, state.config.max_grad_norm)?;
+    phases::mark(dev, "step: gradient clipping");
     g.w_dec = remove_parallel_component(&g.w_dec, &state.params.w_dec)?;
+    phases::mark(dev, "step: decoder gradient projection");
     state.adam.step(&mut state.params, &g, lr)?;
+    phases::mark(dev, "step: Adam");
     state.params.w_dec = normalize_rows(&state.params.w_dec)?;
+    phases::mark(dev, "step: decoder renorm");
     let rows = x.dims2()?.0 as u64;
     for c in state.since_fired.iter_mut() {
         *c = c.saturating_add(rows);

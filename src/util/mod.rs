@@ -6,6 +6,7 @@ pub mod finite;
 pub mod hash;
 pub(crate) mod image_processor;
 pub mod mem;
+pub mod phases;
 pub mod pillow;
 pub mod progress;
 pub(crate) mod prompt_template;

@@ -98,6 +98,10 @@ pub fn run(spec: &TrainBenchSpec, device: &Device) -> Result<TrainBench> {
         anyhow::bail!("the training benchmark logged no steps");
     };
     let seconds = last.0.duration_since(first.0).as_secs_f64().max(1e-9);
+    // GLINT_PROFILE=1: where a step's time went, warm-up steps included.
+    for (name, s, n) in crate::util::phases::take() {
+        eprintln!("  {name:<40} {:>9.2} ms a step", 1e3 * s / n.max(1) as f64);
+    }
     let sparse_check = crate::sae::train::sparse::check_against_dense(device)?;
     if sparse_check.is_nan() || sparse_check >= 1e-3 {
         anyhow::bail!(

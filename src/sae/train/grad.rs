@@ -10,6 +10,7 @@ use candle_core::{DType, Tensor};
 
 use super::sparse::{self, Code};
 use crate::sae::{Sae, SaeConfig, topk_rows};
+use crate::util::phases;
 
 /// Tensor names of the four parameters, as PyTorch writes them.
 pub const PARAM_NAMES: [&str; 4] = ["encoder.weight", "encoder.bias", "W_dec", "b_dec"];
@@ -213,6 +214,7 @@ pub(crate) fn loss_and_grads_with(
         );
     }
     let x = x.to_dtype(p.dtype())?;
+    let dev = x.device();
     let tv = sum_sq(&x.broadcast_sub(&x.mean_keepdim(0)?)?)?;
     if !tv.is_finite() {
         bail!(
@@ -226,7 +228,9 @@ pub(crate) fn loss_and_grads_with(
         );
     }
     let xc = x.broadcast_sub(&p.b_dec)?;
+    phases::mark(dev, "loss: batch variance");
     let lin = encoder_linear(&xc, &p.w_enc)?;
+    phases::mark(dev, "loss: encoder GEMM");
     let num_dead = dead.map_or(0, |m| m.iter().filter(|&&b| b).count());
     let auxk_on = num_dead > 0 && opts.auxk_alpha > 0.0;
     let fused = fused_selection(&lin, opts.k);
@@ -239,7 +243,9 @@ pub(crate) fn loss_and_grads_with(
         Some(pre) if !fused => select(pre, opts.k)?,
         _ => select_fused(&lin, &p.b_enc, opts.k)?,
     };
+    phases::mark(dev, "loss: top-k");
     let recon = sparse::decode(&p.w_dec, &main)?.broadcast_add(&p.b_dec)?;
+    phases::mark(dev, "loss: decode");
     let err = (&recon - &x)?;
     let fvu = sum_sq(&err)? / tv;
     let g = err.affine(2.0 / tv, 0.0)?;
@@ -247,6 +253,7 @@ pub(crate) fn loss_and_grads_with(
     // Each code with the gradient on its reconstruction (for the decoder), and the gradient on
     // its pre-activations (for the encoder).
     let mut pre_grads = vec![code_grad(&g, &p.w_dec, &main)?];
+    phases::mark(dev, "loss: code gradient (dots)");
     let mut dec_terms: Vec<(Code, Tensor)> = Vec::new();
 
     let mut auxk = 0.0;
@@ -292,9 +299,12 @@ pub(crate) fn loss_and_grads_with(
 
     let mut decoder: Vec<(&Code, &Tensor)> = vec![(&main, &g)];
     decoder.extend(dec_terms.iter().map(|(c, t)| (c, t)));
+    phases::mark(dev, "loss: AuxK and multi-TopK");
     let g_wdec = sparse::outer_sum(n, &decoder)?;
+    phases::mark(dev, "loss: decoder gradient (outer sums)");
     let encoder: Vec<(&Code, &Tensor)> = pre_grads.iter().map(|c| (c, &xc)).collect();
     let g_wenc = sparse::outer_sum(n, &encoder)?;
+    phases::mark(dev, "loss: encoder gradient (outer sums)");
     let g_benc = sparse::latent_sum(n, &pre_grads.iter().collect::<Vec<_>>())?;
     // x - b_dec feeds the encoder, so b_dec also gets the encoder path's gradient, negated.
     let mut g_bdec = g_bdec;
@@ -302,6 +312,7 @@ pub(crate) fn loss_and_grads_with(
         g_bdec = (g_bdec - sparse::decode(&p.w_enc, c)?.sum(0)?)?;
     }
 
+    phases::mark(dev, "loss: bias gradients");
     let act_host: Vec<f32> = main.vals.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
     let idx_host: Vec<u32> = main.idx.flatten_all()?.to_vec1()?;
     let mut seen = vec![false; n];
