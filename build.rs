@@ -10,6 +10,7 @@ fn main() {
     println!("cargo:rerun-if-changed=src/kernels/glint.cu");
     println!("cargo:rerun-if-changed=src/kernels/flash_attention.cu");
     println!("cargo:rerun-if-changed=src/kernels/sparse_code.cu");
+    println!("cargo:rerun-if-changed=src/kernels/adam.cu");
     println!("cargo:rerun-if-env-changed=NVCC");
     println!("cargo:rerun-if-env-changed=CUDA_HOME");
     if std::env::var_os("CARGO_FEATURE_CUDA").is_none() {

@@ -595,3 +595,4 @@ BIAS_OP(__half, bias_act_f16)
 
 #include "flash_attention.cu"
 #include "sparse_code.cu"
+#include "adam.cu"

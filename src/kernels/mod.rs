@@ -4,6 +4,8 @@
 //! Each has a host implementation (the reference, used on CPU and in tests) and, with the
 //! `cuda` feature, a CUDA kernel from `glint.cu` compiled to PTX by build.rs.
 
+#[cfg(feature = "cuda")]
+pub mod adam;
 pub mod attention;
 #[cfg(feature = "cuda")]
 mod cuda_call;

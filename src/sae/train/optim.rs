@@ -42,6 +42,17 @@ impl Adam {
         let bc2_sqrt = (1.0 - BETA2.powi(t)).sqrt();
         let update =
             |param: &Tensor, grad: &Tensor, m: &Tensor, v: &Tensor| -> Result<[Tensor; 3]> {
+                #[cfg(feature = "cuda")]
+                if param.device().is_cuda() && param.dtype() == DType::F32 {
+                    let step = crate::kernels::adam::AdamStep {
+                        beta1: BETA1 as f32,
+                        beta2: BETA2 as f32,
+                        lr_bc1: (lr / bc1) as f32,
+                        bc2_sqrt: bc2_sqrt as f32,
+                        eps: EPS as f32,
+                    };
+                    return Ok(crate::kernels::adam::adam(param, grad, m, v, step)?);
+                }
                 let m = (m.affine(BETA1, 0.0)? + grad.affine(1.0 - BETA1, 0.0)?)?;
                 let v = (v.affine(BETA2, 0.0)? + grad.sqr()?.affine(1.0 - BETA2, 0.0)?)?;
                 let denom = v.sqrt()?.affine(1.0 / bc2_sqrt, EPS)?;
